@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` (the demo end to end) and `make test` (the test suite).
+# Both create .venv and install what they need; nothing has to be installed by hand.
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: venv demo test lint clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(VENV)/bin/pip install --quiet -e '.[test,slurm]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	snakemake --profile profiles/local
+	s2ecosg summary config.yaml
+
+test: venv
+	pytest
+
+lint: venv
+	snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks .snakemake

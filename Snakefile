@@ -1,0 +1,24 @@
+# s2ecosg: Sentinel-2 → ResNet-50 U-Net land cover → ECOCLIMAP-SG cover file for SURFEX (HARMONIE PGD).
+# Run: snakemake --profile profiles/local   (or profiles/slurm on a cluster). See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/stage.smk"
+include: "rules/labels.smk"
+include: "rules/shards.smk"
+include: "rules/train.smk"
+include: "rules/predict.smk"
+include: "rules/cover.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        final_outputs,
+    default_target: True

@@ -1,0 +1,77 @@
+# Shared wiring: validated config, paths, settings passed to commands, tile lists from the inventory.
+import json
+import os
+import shlex
+
+from s2ecosg.config import load_config
+from s2ecosg.errors import InputError
+from s2ecosg.scenes import expand_patterns, inventory_tiles
+
+try:
+    CONFIG = load_config(config, ([*workflow.configfiles, *workflow.overwrite_configfiles] or ["config"])[-1])
+except InputError as error:
+    raise SystemExit(f"error: {error}")
+
+RUN = CONFIG.run.name
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
+BENCHMARKS = f"benchmarks/{RUN}"
+PREDICT_ONLY = CONFIG.model.bundle is not None
+BUNDLE = CONFIG.model.bundle if PREDICT_ONLY else f"{RESULTS}/model"
+COVER = f"{RESULTS}/cover/{CONFIG.cover.basename}"
+
+
+wildcard_constraints:
+    tile=r"E-?\d+N-?\d+",
+
+
+def settings(*names):
+    """Config sections as one shell-quoted JSON argument (a change re-runs exactly the rules using it)."""
+    dumped = CONFIG.model_dump(mode="json")
+    return shlex.quote(json.dumps({name: dumped[name] for name in names}, sort_keys=True))
+
+
+def tiles(wildcards=None):
+    """Grid tiles that have imagery (known once the inventory checkpoint has run)."""
+    return inventory_tiles(checkpoints.inventory.get().output.inventory)
+
+
+def glob_imagery(patterns):
+    """Imagery files of the config's glob patterns (a rerun sees new scenes as new inputs)."""
+    try:
+        return [str(path) for path in expand_patterns(patterns)]
+    except InputError as error:
+        raise SystemExit(f"error: {error}")
+
+
+def input_folder(name):
+    """Params function: the folder of input ``name`` (its first file when it is a list)."""
+
+    def folder(wildcards, input):
+        value = input[name]
+        return os.path.dirname(value if isinstance(value, str) else value[0])
+
+    return folder
+
+
+def output_folder(name):
+    """Params function: the folder of output ``name``."""
+    return lambda wildcards, output: os.path.dirname(output[name])
+
+
+def per_tile(pattern):
+    """Input function: ``pattern`` expanded over the tiles."""
+    return lambda wildcards: expand(pattern, tile=tiles())
+
+
+def joined_tiles(wildcards):
+    """Tiles as a comma-separated list (for --tiles)."""
+    return ",".join(tiles())
+
+
+def final_outputs(wildcards):
+    """What `snakemake` builds by default: cover file, mosaic and (with labels) the evaluation."""
+    outputs = [f"{COVER}.dir", f"{RESULTS}/predict/mosaic.vrt"]
+    if CONFIG.labels.path:
+        outputs.append(f"{RESULTS}/evaluate/metrics.json")
+    return outputs

@@ -1,0 +1,30 @@
+# cover: ECOSG covers on a regular lat/lon grid, written as the SURFEX DIRECT pair + namelist, validated.
+
+
+rule cover:
+    input:
+        classes=per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
+        card=f"{BUNDLE}/bundle.json",
+    output:
+        binary=f"{COVER}.dir",
+        header=f"{COVER}.hdr",
+        namelist=f"{COVER}.nam",
+        validation=f"{RESULTS}/cover/validation.txt",
+    params:
+        settings=settings("cover", "domain"),
+        tiles=joined_tiles,
+        bundle=input_folder("card"),
+        predict_dir=input_folder("classes"),
+        basename=lambda wildcards, output: output.binary[: -len(".dir")],
+    log:
+        f"{LOGS}/cover.log",
+    benchmark:
+        f"{BENCHMARKS}/cover.tsv"
+    conda:
+        "../envs/runtime.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "s2ecosg cover --settings {params.settings} --bundle {params.bundle} --predict-dir {params.predict_dir}"
+        " --tiles {params.tiles} --basename {params.basename} --log {log}"

@@ -1,0 +1,44 @@
+# predict: class ids and confidence per grid tile, and a VRT mosaic over all tiles.
+
+
+rule predict_tile:
+    input:
+        weights=f"{BUNDLE}/weights.pt",
+        card=f"{BUNDLE}/bundle.json",
+        image=f"{RESULTS}/stage/{{tile}}.tif",
+    output:
+        classes=f"{RESULTS}/predict/{{tile}}.tif",
+        confidence=f"{RESULTS}/predict/{{tile}}.conf.tif",
+    params:
+        settings=settings("predict"),
+        bundle=input_folder("card"),
+    log:
+        f"{LOGS}/predict/{{tile}}.log",
+    benchmark:
+        f"{BENCHMARKS}/predict/{{tile}}.tsv"
+    conda:
+        "../envs/runtime.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=1,
+        tasks_per_gpu=0,
+    shell:
+        "s2ecosg predict --settings {params.settings} --bundle {params.bundle} --image {input.image}"
+        " --classes {output.classes} --confidence {output.confidence} --log {log}"
+
+
+rule mosaic:
+    input:
+        per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
+    output:
+        f"{RESULTS}/predict/mosaic.vrt",
+    log:
+        f"{LOGS}/predict/mosaic.log",
+    benchmark:
+        f"{BENCHMARKS}/predict/mosaic.tsv"
+    conda:
+        "../envs/runtime.yaml"
+    shell:
+        "s2ecosg mosaic {input} --out {output} --log {log}"

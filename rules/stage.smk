@@ -1,0 +1,41 @@
+# stage: find scenes (checkpoint: the tiles are known only after it), then one composite per grid tile.
+
+
+checkpoint inventory:
+    input:
+        glob_imagery(CONFIG.imagery.paths),
+    output:
+        inventory=f"{RESULTS}/stage/inventory.json",
+    params:
+        settings=settings("imagery", "grid"),
+    log:
+        f"{LOGS}/stage/inventory.log",
+    benchmark:
+        f"{BENCHMARKS}/stage/inventory.tsv"
+    conda:
+        "../envs/runtime.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "s2ecosg inventory --settings {params.settings} --out {output.inventory} --log {log}"
+
+
+rule stage_tile:
+    input:
+        inventory=f"{RESULTS}/stage/inventory.json",
+    output:
+        image=f"{RESULTS}/stage/{{tile}}.tif",
+        valid_count=f"{RESULTS}/stage/{{tile}}.count.tif",
+    log:
+        f"{LOGS}/stage/{{tile}}.log",
+    benchmark:
+        f"{BENCHMARKS}/stage/{{tile}}.tsv"
+    conda:
+        "../envs/runtime.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "s2ecosg stage --inventory {input.inventory} --tile {wildcards.tile}"
+        " --image {output.image} --count {output.valid_count} --log {log}"

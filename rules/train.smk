@@ -1,0 +1,30 @@
+# train: U-Net on the shards → model bundle. Left out of the DAG when model.bundle names an existing bundle.
+
+if not PREDICT_ONLY:
+
+    rule train:
+        input:
+            **rules.shards.output,
+        output:
+            weights=f"{RESULTS}/model/weights.pt",
+            card=f"{RESULTS}/model/bundle.json",
+        params:
+            settings=settings("model", "train", "labels"),
+            checkpoints=f"{RESULTS}/train/checkpoints",
+            shards=input_folder("stats"),
+            bundle=output_folder("card"),
+        log:
+            f"{LOGS}/train.log",
+        benchmark:
+            f"{BENCHMARKS}/train.tsv"
+        conda:
+            "../envs/runtime.yaml"
+        threads: 2
+        resources:
+            mem_mb=16000,
+            runtime=720,
+            gpu=1,
+            tasks_per_gpu=0,
+        shell:
+            "s2ecosg train --settings {params.settings} --shards {params.shards}"
+            " --checkpoints {params.checkpoints} --bundle {params.bundle} --log {log}"

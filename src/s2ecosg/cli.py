@@ -1,0 +1,183 @@
+"""The ``s2ecosg`` command line: one subcommand per workflow rule.
+
+Commands use dashes, options use dashes on the command line and underscores in Python. Heavy imports
+(torch, rasterio) happen inside the commands so ``s2ecosg --help`` stays fast. Config sections reach a
+command as one JSON string (``--settings``), so Snakemake re-runs a rule exactly when its sections change.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+LOG = logging.getLogger("s2ecosg")
+log_option = click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Log file (also to stderr).")
+settings_option = click.option("--settings", default="{}", help="Config sections as JSON (written by the workflow).")
+tiles_option = click.option("--tiles", required=True, help="Comma-separated grid tile names.")
+
+
+def command(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Set up logging; turn an :class:`InputError` into one log line and exit status 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, log_path: str | None = None, **kwargs: Any) -> Any:
+        from s2ecosg.errors import InputError
+        from s2ecosg.log import setup_logging
+
+        setup_logging(log_path)
+        try:
+            return function(*args, **kwargs)
+        except InputError as error:
+            LOG.error("error: %s", error)
+            sys.exit(1)
+
+    return wrapper
+
+
+def sections(text: str) -> Any:
+    """Validate the ``--settings`` JSON: the sections present are checked, the others take defaults."""
+    from s2ecosg.config import validate_sections
+    from s2ecosg.errors import InputError
+
+    try:
+        raw = json.loads(text)
+    except ValueError as error:
+        raise InputError("--settings", f"not JSON ({error})") from error
+    return validate_sections(raw)
+
+
+def tile_paths(folder: str, tiles: str, suffix: str = ".tif") -> dict[str, str]:
+    """Tile name → ``folder/<tile><suffix>``."""
+    return {tile: str(Path(folder) / f"{tile}{suffix}") for tile in tiles.split(",") if tile}
+
+
+def grid_of(config: Any) -> Any:
+    """The :class:`~s2ecosg.grid.TargetGrid` of a config."""
+    from s2ecosg.grid import TargetGrid
+
+    return TargetGrid(config.grid.crs, config.grid.resolution, config.grid.tile_size)
+
+
+@click.group()
+@click.version_option(package_name="s2ecosg")
+def main() -> None:
+    """Sentinel-2 → CNN land cover → ECOCLIMAP-SG cover file for SURFEX."""
+
+
+@main.command("inventory")
+@settings_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="inventory.json to write.")
+@log_option
+@command
+def inventory_command(settings: str, out: str) -> None:
+    """Find the scenes and the grid tiles they touch."""
+    from s2ecosg.io import write_json
+    from s2ecosg.scenes import build_inventory
+
+    config = sections(settings)
+    imagery = config.imagery
+    inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
+                                dates=imagery.dates, aoi=imagery.aoi)
+    write_json(out, inventory)
+    LOG.info("%d scene(s), %d tile(s): %s", len(inventory["scenes"]), len(inventory["tiles"]), ",".join(inventory["tiles"]))
+
+
+@main.command("stage")
+@click.option("--inventory", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--tile", required=True, help="Grid tile name, e.g. E4620N2580.")
+@click.option("--image", required=True, type=click.Path(dir_okay=False), help="Composite to write.")
+@click.option("--count", required=True, type=click.Path(dir_okay=False), help="Valid-count raster to write.")
+@log_option
+@command
+def stage_command(inventory: str, tile: str, image: str, count: str) -> None:
+    """Warp and composite the scenes of one grid tile."""
+    from s2ecosg.stage import run_stage
+
+    run_stage(inventory, tile, image, count)
+
+
+@main.command("labels")
+@settings_option
+@click.option("--tile", required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@log_option
+@command
+def labels_command(settings: str, tile: str, out: str) -> None:
+    """Rasterise the reference labels onto one grid tile."""
+    from s2ecosg.labels import run_labels
+
+    config = sections(settings)
+    run_labels(config.labels.path, config.labels.legend, config.labels.field, tile, grid_of(config), out)
+
+
+@main.command("shards")
+@settings_option
+@click.option("--stage-dir", required=True, type=click.Path(file_okay=False))
+@click.option("--labels-dir", required=True, type=click.Path(file_okay=False))
+@tiles_option
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@log_option
+@command
+def shards_command(settings: str, stage_dir: str, labels_dir: str, tiles: str, out: str) -> None:
+    """Cut patches, split them by spatial blocks and compute band statistics."""
+    from s2ecosg.shards import run_shards
+
+    config = sections(settings)
+    run_shards(tile_paths(stage_dir, tiles), tile_paths(labels_dir, tiles), grid_of(config), config.shards, out)
+
+
+@main.command("train")
+@settings_option
+@click.option("--shards", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoints", required=True, type=click.Path(file_okay=False))
+@click.option("--bundle", required=True, type=click.Path(file_okay=False))
+@log_option
+@command
+def train_command(settings: str, shards: str, checkpoints: str, bundle: str) -> None:
+    """Train the U-Net and write the model bundle."""
+    from s2ecosg.config import config_hash
+    from s2ecosg.train import run_train
+
+    config = sections(settings)
+    run_train(shards, config.labels.legend, config.model, config.train, checkpoints, bundle, config_hash(config))
+
+
+@main.command("predict")
+@settings_option
+@click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--image", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--classes", required=True, type=click.Path(dir_okay=False))
+@click.option("--confidence", required=True, type=click.Path(dir_okay=False))
+@log_option
+@command
+def predict_command(settings: str, bundle: str, image: str, classes: str, confidence: str) -> None:
+    """Predict class ids and confidence for one staged tile."""
+    from s2ecosg.predict import run_predict
+
+    run_predict(bundle, image, sections(settings).predict, classes, confidence)
+
+
+@main.command("mosaic")
+@click.argument("tiles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@log_option
+@command
+def mosaic_command(tiles: tuple[str, ...], out: str) -> None:
+    """Write a VRT mosaic of predicted tiles."""
+    from s2ecosg.predict import write_mosaic
+
+    write_mosaic(list(tiles), out)
+
+
+def run() -> None:
+    """Console-script entry point: registers the cover/evaluate commands, then runs the group."""
+    import s2ecosg.cli_cover  # noqa: F401  (registers commands on main)
+
+    main()

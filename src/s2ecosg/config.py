@@ -1,0 +1,222 @@
+"""The one configuration: pydantic models for every section of ``config.yaml``.
+
+The Snakefile validates the user's config once with :func:`load_config`; a mistyped key or a bad
+value stops the run with one line naming the key. ``s2ecosg config-schema`` exports the JSON schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from s2ecosg.errors import InputError
+
+DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+
+LonLatBox = tuple[float, float, float, float]
+
+
+class Section(BaseModel):
+    """Common settings: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class RunConfig(Section):
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: results/{name}/, logs/{name}/.")
+
+
+class DomainConfig(Section):
+    name: str | None = Field(None, description="Label of the domain (free text in issue 3).")
+    bbox: LonLatBox | None = Field(
+        None, description="Output extent [west, south, east, north] in degrees; null: the imagery's extent."
+    )
+
+
+class GridConfig(Section):
+    crs: str = Field("EPSG:3035", description="Target CRS every raster is warped to once.")
+    resolution: float = Field(10.0, gt=0, description="Pixel size of the target grid, in CRS units (m).")
+    tile_size: float = Field(10000.0, gt=0, description="Grid tile edge in CRS units (m); a multiple of 1000.")
+
+    @model_validator(mode="after")
+    def tiles_fit(self) -> GridConfig:
+        if self.tile_size % 1000 or (self.tile_size / self.resolution) % 1:
+            raise ValueError("tile_size must be a multiple of 1000 m and of the resolution")
+        return self
+
+
+class ImageryConfig(Section):
+    source: Literal["local"] = Field("local", description="Where scenes come from (local archive).")
+    paths: list[str] = Field(default_factory=list, description="Glob patterns of GeoTIFF stacks or *_Bxx.jp2 files.")
+    dates: tuple[dt.date, dt.date] | None = Field(None, description="Date window [start, end] (YYYY-MM-DD), inclusive.")
+    max_cloud: float = Field(100.0, ge=0, le=100, description="Largest scene cloud cover (%) to use.")
+    bands: list[str] = Field(default_factory=lambda: list(DEFAULT_BANDS), description="Bands, in model order.")
+    stack_bands: list[str] | None = Field(None, description="Band names of stacks without band descriptions.")
+    aoi: LonLatBox | None = Field(None, description="Area of interest [west, south, east, north] in degrees.")
+
+    @field_validator("bands", "stack_bands")
+    @classmethod
+    def known_bands(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or []) - set(ALL_BANDS))
+        if unknown:
+            raise ValueError(f"unknown Sentinel-2 band(s) {unknown}; known: {ALL_BANDS}")
+        return value
+
+
+class LabelsConfig(Section):
+    path: str | None = Field(None, description="Reference map: categorical raster or vector file; null: none.")
+    legend: str = Field("clc", description="Shipped legend name (clc, clc_grid_code, osm_landuse, ...) or CSV path.")
+    field: str | None = Field(None, description="Attribute holding the class code, for vector files.")
+
+
+class ShardsConfig(Section):
+    patch: int = Field(128, ge=16, description="Patch edge in pixels.")
+    stride: int = Field(64, ge=1, description="Step between patches in pixels (< patch: overlapping).")
+    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of labelled blocks held out for validation.")
+    block_size: float = Field(2560.0, gt=0, description="Edge of the spatial split blocks in CRS units (m).")
+    min_labelled: float = Field(0.05, ge=0, le=1, description="Smallest labelled share of a kept patch.")
+    seed: int = Field(0, description="Seed of the block split.")
+
+
+class ModelConfig(Section):
+    arch: Literal["unet"] = Field("unet", description="Segmentation architecture.")
+    encoder: Literal["resnet18", "resnet34", "resnet50"] = Field("resnet50", description="torchvision encoder.")
+    weights: str | None = Field(None, description="Encoder weights file (torchvision ResNet state dict); no download.")
+    bundle: str | None = Field(None, description="Existing model bundle folder: predict-only run, no training.")
+
+
+class TrainConfig(Section):
+    backend: Literal["single", "ddp", "horovod"] = Field("single", description="Data-parallel backend.")
+    epochs: int = Field(2, ge=1, description="Passes over the training patches.")
+    batch_size: int = Field(8, ge=1, description="Patches per step (per process).")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    steps_per_epoch: int | None = Field(None, ge=1, description="Cap on steps per epoch (quick runs); null: all.")
+    schedule: Literal["constant", "cosine"] = Field("cosine", description="Learning-rate schedule.")
+    seed: int = Field(0, description="Seed of weights init and patch order.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+
+class PredictConfig(Section):
+    window: int = Field(256, ge=16, description="Sliding-window edge in pixels.")
+    overlap: int = Field(64, ge=0, description="Overlap of neighbouring windows in pixels.")
+    batch_size: int = Field(4, ge=1, description="Windows per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+
+    @model_validator(mode="after")
+    def overlap_fits(self) -> PredictConfig:
+        if self.overlap >= self.window:
+            raise ValueError("overlap must be smaller than window")
+        return self
+
+
+class CoverConfig(Section):
+    basename: str = Field("S2ECOSG", max_length=24, pattern=r"^[A-Za-z0-9_.-]+$", description="Cover base name.")
+    resolution_deg: float | str = Field("1/1800", description="Output cell size in degrees (number or 'a/b').")
+    fill: str | None = Field(None, description="Original ECOSG cover to fill gaps with (issue 4).")
+    sea_mask: str | None = Field(None, description="Land-sea mask to fill sea with cover 1 (issue 4).")
+    climate: Literal["temperate", "boreal", "mediterranean"] = Field(
+        "temperate", description="Which ECOSG variant of the legend to use."
+    )
+
+    @field_validator("resolution_deg")
+    @classmethod
+    def positive_degrees(cls, value: float | str) -> float | str:
+        if degrees(value) <= 0:
+            raise ValueError("resolution_deg must be positive")
+        return value
+
+
+class EvaluateConfig(Section):
+    reference: Literal["labels"] = Field("labels", description="Reference to compare with: the run's labels.")
+    ecosg: str | None = Field(None, description="Original ECOSG cover to compare side by side (issue 7).")
+
+
+class Config(Section):
+    run: RunConfig = Field(default_factory=RunConfig)
+    domain: DomainConfig = Field(default_factory=DomainConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
+    imagery: ImageryConfig = Field(default_factory=ImageryConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
+    cover: CoverConfig = Field(default_factory=CoverConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @model_validator(mode="after")
+    def consistent(self) -> Config:
+        if self.model.bundle is None and self.labels.path is None:
+            raise ValueError("labels.path is needed to train; or set model.bundle for a predict-only run")
+        if self.shards.stride > self.shards.patch:
+            raise ValueError("shards.stride must not exceed shards.patch")
+        if self.shards.patch > self.grid.tile_size / self.grid.resolution:
+            raise ValueError("shards.patch must fit in a grid tile (grid.tile_size / grid.resolution pixels)")
+        return self
+
+
+def degrees(value: float | str) -> float:
+    """Parse a cell size in degrees given as a number or a fraction string such as ``"1/1800"``."""
+    return float(Fraction(value)) if isinstance(value, str) else float(value)
+
+
+def load_config(raw: dict[str, Any], source: str = "config.yaml") -> Config:
+    """Validate a config dict; raise :class:`InputError` with one line per the first problem found."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise InputError(source, f"{key}: {message}") from None
+
+
+def validate_sections(raw: dict[str, Any], source: str = "--settings") -> Config:
+    """Validate the sections present in ``raw`` one by one (others default), without cross-section checks.
+
+    Used by commands, which receive only the sections their rule needs.
+    """
+    unknown = sorted(set(raw) - set(Config.model_fields))
+    if unknown:
+        raise InputError(source, f"{unknown[0]}: unknown key")
+    values = {}
+    for name, field in Config.model_fields.items():
+        section_model = field.default_factory  # each section field defaults to its model class
+        try:
+            values[name] = section_model.model_validate(raw.get(name, {}))  # type: ignore[union-attr]
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join([name, *(str(part) for part in first["loc"])])
+            raise InputError(source, f"{key}: {first['msg']}") from None
+    return Config.model_construct(**values)
+
+
+def config_hash(config: Config) -> str:
+    """Short, stable hash of the validated config, recorded in outputs for provenance."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of ``config.yaml`` for editors and ``snakemake.utils.validate``."""
+    return Config.model_json_schema()
+
+
+def read_config_file(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise InputError(path, f"cannot read config ({error})") from error
+    return load_config(raw, str(path))

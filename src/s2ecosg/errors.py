@@ -1,0 +1,19 @@
+"""User-facing errors: one line that names the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input the user can fix: printed as ``<file>: <problem>`` without a traceback.
+
+    Args:
+        source: The file (or config key) at fault.
+        problem: What is wrong with it, in one line.
+    """
+
+    def __init__(self, source: str | Path, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem.replace("\n", " ")
+        super().__init__(f"{self.source}: {self.problem}")

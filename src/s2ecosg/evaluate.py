@@ -1,0 +1,117 @@
+"""Evaluate: agreement of the prediction with the reference labels, on the validation blocks and overall.
+
+Inputs: ``predict/{tile}.tif``, ``labels/{tile}.tif``, ``shards/split.geojson`` (validation blocks),
+``model/bundle.json`` (legend), ``stage/{tile}.tif`` (for the picture).
+Outputs (``evaluate/``): ``metrics.json``, ``metrics.md`` and ``panels.png`` (RGB | reference | prediction).
+Scores at the legend's own classes and, where the legend has them, at CORINE levels 1, 2 and 3.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2ecosg.legend import LEVELS, Legend
+from s2ecosg.metrics import collapse, confusion, scores
+
+LOG = logging.getLogger(__name__)
+
+
+def validation_mask(split_path: str | None, transform: Any, shape: tuple[int, int]) -> np.ndarray:
+    """True on pixels whose centre lies in a validation block (all False without a split file)."""
+    from rasterio.features import rasterize
+
+    from s2ecosg.io import read_json
+
+    if not split_path:
+        return np.zeros(shape, dtype=bool)
+    shapes = [(feature["geometry"], 1) for feature in read_json(split_path)["features"]]
+    if not shapes:
+        return np.zeros(shape, dtype=bool)
+    return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+
+
+def tile_confusions(prediction_path: str, labels_path: str, split_path: str | None, n_classes: int) -> dict[str, np.ndarray]:
+    """Confusion matrices of one tile: validation blocks and whole tile."""
+    from s2ecosg.io import open_raster
+
+    with open_raster(prediction_path) as source:
+        prediction, transform = source.read(1), source.transform
+    with open_raster(labels_path) as source:
+        reference = source.read(1)
+    inside = validation_mask(split_path, transform, reference.shape)
+    return {"validation": confusion(reference[inside], prediction[inside], n_classes),
+            "all": confusion(reference, prediction, n_classes)}
+
+
+def level_mappings(legend: Legend) -> dict[str, np.ndarray]:
+    """Class id → dense index per level: ``classes`` itself and each CORINE level the legend has."""
+    mappings = {"classes": np.arange(legend.n_classes + 1)}
+    for level in LEVELS:
+        if legend.has_level(level):
+            codes = sorted({row[level] for row in legend.classes().values()})
+            mapping = np.zeros(legend.n_classes + 1, dtype=np.int64)
+            for class_id, row in legend.classes().items():
+                mapping[class_id] = codes.index(row[level]) + 1
+            mappings[level] = mapping
+    return mappings
+
+
+def summarise(matrices: dict[str, np.ndarray], legend: Legend) -> dict[str, Any]:
+    """Scores per area (validation, all) and level, with the class names of the legend."""
+    names = {str(class_id): row["name"] for class_id, row in legend.classes().items()}
+    result: dict[str, Any] = {"legend": legend.source, "class_names": names}
+    for area, matrix in matrices.items():
+        result[area] = {}
+        for level, mapping in level_mappings(legend).items():
+            merged = matrix if level == "classes" else collapse(matrix, mapping)
+            result[area][level] = scores(merged)
+        result[area]["confusion"] = matrix.tolist()
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """Metrics as a Markdown report: agreement per level, then per-class IoU and F1."""
+    lines = ["# Agreement with the reference labels", "", "| area | level | pixels | agreement | mean IoU | mean F1 |",
+             "|---|---|---|---|---|---|"]
+    for area in ("validation", "all"):
+        for level, score in result[area].items():
+            if level != "confusion":
+                lines.append(f"| {area} | {level} | {score['pixels']} | {percent(score['agreement'])} | "
+                             f"{percent(score['mean_iou'])} | {percent(score['mean_f1'])} |")
+    lines += ["", "## Per class (validation blocks)", "", "| id | class | IoU | F1 | reference pixels |", "|---|---|---|---|---|"]
+    for class_id, score in result["validation"]["classes"]["per_class"].items():
+        lines.append(f"| {class_id} | {result['class_names'].get(class_id, '')} | {percent(score['iou'])} | "
+                     f"{percent(score['f1'])} | {score['reference_pixels']} |")
+    return "\n".join(lines) + "\n"
+
+
+def percent(value: float | None) -> str:
+    """0.1234 → ``12.3 %``; None → ``–``."""
+    return "–" if value is None else f"{100 * value:.1f} %"
+
+
+def run_evaluate(predictions: dict[str, str], labels: dict[str, str], images: dict[str, str], bundle: str,
+                 split_path: str | None, out: str) -> dict[str, Any]:
+    """Accumulate confusion matrices over all tiles and write metrics and the picture."""
+    from s2ecosg.io import atomic_path, read_json, write_json
+    from s2ecosg.legend import legend_from_records
+    from s2ecosg.plots import panels
+
+    legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
+    size = legend.n_classes + 1
+    matrices = {"validation": np.zeros((size, size), np.int64), "all": np.zeros((size, size), np.int64)}
+    for tile in sorted(predictions):
+        for area, matrix in tile_confusions(predictions[tile], labels[tile], split_path, legend.n_classes).items():
+            matrices[area] += matrix
+    result = summarise(matrices, legend)
+    write_json(Path(out) / "metrics.json", result)
+    with atomic_path(Path(out) / "metrics.md") as temporary:
+        temporary.write_text(markdown(result))
+    panels(images, labels, predictions, legend, Path(out) / "panels.png")
+    LOG.info("validation agreement %s, mean IoU %s", percent(result["validation"]["classes"]["agreement"]),
+             percent(result["validation"]["classes"]["mean_iou"]))
+    return result

@@ -1,0 +1,100 @@
+"""File I/O shared by the stages: atomic writes, GeoTIFF profiles, JSON, bundle files."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2ecosg.errors import InputError
+
+# Tiled, compressed GeoTIFF (COG-like layout without overviews): readable window by window.
+GEOTIFF_PROFILE: dict[str, Any] = {
+    "driver": "GTiff",
+    "tiled": True,
+    "blockxsize": 256,
+    "blockysize": 256,
+    "compress": "deflate",
+    "interleave": "band",
+    "BIGTIFF": "IF_SAFER",
+}
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` only if the block succeeds.
+
+    A crash or a SLURM preemption therefore never leaves a half-written output behind.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    try:
+        yield temporary
+        os.replace(temporary, final)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_json(path: str | Path, content: Any) -> None:
+    """Write ``content`` as indented JSON, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, with a one-line error naming the file if it is missing or broken."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(path, f"cannot read JSON ({error})") from error
+
+
+def open_raster(path: str | Path) -> Any:
+    """Open a raster with rasterio, turning GDAL's errors into a one-line :class:`InputError`."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as error:
+        raise InputError(path, f"not a readable raster ({str(error).splitlines()[0]})") from error
+
+
+def write_raster(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    crs: Any,
+    transform: Any,
+    nodata: float | None = 0,
+    descriptions: list[str] | None = None,
+) -> None:
+    """Write a (bands, rows, cols) or (rows, cols) array as a tiled, compressed GeoTIFF, atomically.
+
+    Args:
+        path: Output file.
+        array: Pixel values; dtype is kept.
+        crs: Coordinate reference system of ``transform``.
+        transform: Affine transform of the upper-left corner, in CRS units.
+        nodata: Nodata value recorded in the file.
+        descriptions: Band names, one per band.
+    """
+    import rasterio
+
+    data = array[np.newaxis] if array.ndim == 2 else array
+    profile = dict(GEOTIFF_PROFILE, count=data.shape[0], height=data.shape[1], width=data.shape[2])
+    profile.update(dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
+    if data.dtype.kind in "ui" and data.dtype.itemsize > 1:
+        profile["predictor"] = 2
+    with atomic_path(path) as temporary:
+        with rasterio.open(temporary, "w", **profile) as destination:
+            destination.write(data)
+            for index, name in enumerate(descriptions or [], start=1):
+                destination.set_band_description(index, name)

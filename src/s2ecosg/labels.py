@@ -1,0 +1,121 @@
+"""Labels: put a categorical reference map onto a grid tile and map its codes to class ids.
+
+Inputs: ``labels.path`` — a categorical raster (nearest-neighbour warp) or a vector file (rasterised
+at pixel centres, later features over earlier ones), and the legend CSV (``labels.legend``).
+Outputs: ``labels/{tile}.tif`` — uint8 class ids 1..K, 0 = no label.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from s2ecosg.errors import InputError
+from s2ecosg.legend import Legend, map_codes
+
+LOG = logging.getLogger(__name__)
+VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".fgb", ".parquet", ".gml", ".kml"}
+
+
+def is_vector(path: str | Path) -> bool:
+    """True for vector formats (by file suffix)."""
+    return Path(path).suffix.lower() in VECTOR_SUFFIXES
+
+
+def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any) -> np.ndarray:
+    """Warp a categorical raster onto a window (nearest) and map its codes to class ids.
+
+    Args:
+        path: Categorical raster (e.g. CLC codes 111..523 or GRID_CODE 1..44).
+        legend: Legend mapping its codes.
+        transform: Target window transform.
+        shape: Target window (rows, cols).
+        crs: Target CRS.
+
+    Returns:
+        (rows, cols) uint8 class ids; pixels outside the source or at its nodata are 0.
+    """
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    from s2ecosg.io import open_raster
+
+    with open_raster(path) as source:
+        nodata = source.nodata
+        codes = np.full(shape, -1, dtype=np.int64)
+        # GDAL leaves pixels outside the source (and at its nodata) at dst_nodata = -1.
+        reproject(rasterio.band(source, 1), codes, dst_transform=transform, dst_crs=crs,
+                  resampling=Resampling.nearest, src_nodata=nodata, dst_nodata=-1)
+    # Why -1: code 0 may be a real class in some legends, so "no source pixel" needs its own value.
+    return map_codes(codes, legend, path, nodata_codes={"-1"} | ({str(int(nodata))} if nodata is not None else set()))
+
+
+def vector_labels(
+    path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any
+) -> np.ndarray:
+    """Rasterise polygons onto a window, burning the class id of their code (pixel-centre rule).
+
+    Args:
+        path: Vector file with a code attribute.
+        field: Attribute holding the code (e.g. ``CODE_18`` for CLC, ``fclass`` for OSM).
+        legend: Legend mapping the codes.
+        transform: Target window transform.
+        shape: Target window (rows, cols).
+        crs: Target CRS.
+    """
+    import geopandas
+    from rasterio.features import rasterize
+    from rasterio.transform import array_bounds
+    from rasterio.warp import transform_bounds
+
+    frame = read_vector(path)
+    if not field or field not in frame.columns:
+        raise InputError(path, f"attribute {field!r} not found (labels.field); has {list(frame.columns)}")
+    left, bottom, right, top = array_bounds(shape[0], shape[1], transform)
+    box = transform_bounds(crs, frame.crs, left, bottom, right, top, densify_pts=21)
+    frame = frame.cx[box[0] : box[2], box[1] : box[3]]
+    if frame.empty:
+        return np.zeros(shape, dtype=np.uint8)
+    codes = frame[field].astype(str).str.replace(r"\.0$", "", regex=True).to_numpy()
+    ids = map_codes(codes, legend, path)
+    geometries = geopandas.GeoSeries(frame.geometry.to_numpy(), crs=frame.crs).to_crs(crs)
+    shapes = [(geometry, int(value)) for geometry, value in zip(geometries, ids, strict=True) if value and geometry]
+    if not shapes:
+        return np.zeros(shape, dtype=np.uint8)
+    return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8")
+
+
+def read_vector(path: str) -> Any:
+    """Read a vector file with geopandas, with a one-line error when it cannot be read."""
+    import geopandas
+
+    try:
+        frame = geopandas.read_file(path)
+    except Exception as error:  # pyogrio raises several types; the message is what matters
+        raise InputError(path, f"not a readable vector file ({str(error).splitlines()[0]})") from error
+    if frame.crs is None:
+        raise InputError(path, "vector file has no CRS")
+    return frame
+
+
+def tile_labels(path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any) -> np.ndarray:
+    """Class ids on a window from a raster or a vector reference."""
+    if is_vector(path):
+        return vector_labels(path, field, legend, transform, shape, crs)
+    return raster_labels(path, legend, transform, shape, crs)
+
+
+def run_labels(labels_path: str, legend_name: str, field: str | None, tile: str, grid: Any, output: str) -> None:
+    """Write ``labels/{tile}.tif`` for one grid tile."""
+    from s2ecosg.io import write_raster
+    from s2ecosg.legend import load_legend
+
+    legend = load_legend(legend_name)
+    transform = grid.tile_transform(tile)
+    ids = tile_labels(labels_path, field, legend, transform, (grid.tile_pixels, grid.tile_pixels), grid.crs)
+    LOG.info("tile %s: %.1f %% labelled, classes %s", tile, 100 * (ids > 0).mean(), np.unique(ids[ids > 0]).tolist())
+    write_raster(output, ids, crs=grid.crs, transform=transform, nodata=0, descriptions=["class_id"])

@@ -1,0 +1,89 @@
+"""Format rules of a SURFEX DIRECT cover pair, checked one by one (``s2ecosg validate-cover``).
+
+Each rule comes from how SURFEX's Fortran reads the files (surfex-ecosg-format.md §6, §7); every
+broken rule gives one line, so a forecaster sees all problems at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from s2ecosg.surfex import KEYS, MAX_BASENAME, N_COVERS, PLAIN_NUMBER, RECORDTYPE
+
+
+def header_problems(lines: list[str]) -> list[str]:
+    """Problems of the header text (after reading it as lines)."""
+    problems = []
+    if len(lines) != 1 + len(KEYS):
+        problems.append(f"header has {len(lines)} lines, expected {1 + len(KEYS)} (comment + {len(KEYS)} keys)")
+    found = {}
+    for number, line in enumerate(lines[1:], start=2):
+        key, colon, value = line.partition(":")
+        if not colon or key not in KEYS:
+            problems.append(f"line {number}: {line!r} is not 'key: value' with a lower-case known key at column 1")
+            continue
+        if value != " " + value.strip() or "\t" in line:
+            problems.append(f"line {number}: write exactly one blank after the colon")
+        found[key] = value.strip()
+    problems += [f"key {key}: missing" for key in KEYS if key not in found]
+    for key in ("north", "south", "west", "east", "rows", "cols", "nodata"):
+        if key in found and not PLAIN_NUMBER.match(found[key]):
+            problems.append(f"key {key}: {found[key]!r} is not a plain decimal number")
+    if found.get("recordtype", RECORDTYPE) != RECORDTYPE:
+        problems.append(f"recordtype: {found['recordtype']!r}, expected {RECORDTYPE!r}")
+    if found.get("nodata", "0") != "0":
+        problems.append("nodata must be 0")
+    return problems + geometry_problems(found)
+
+
+def geometry_problems(found: dict[str, str]) -> list[str]:
+    """Problems of the extent and size values."""
+    problems = []
+    try:
+        north, south, west, east = (float(found[key]) for key in ("north", "south", "west", "east"))
+        rows, cols = int(found["rows"]), int(found["cols"])
+    except (KeyError, ValueError):
+        return problems
+    if not -90 <= south < north <= 90:
+        problems.append(f"south {south} / north {north} must satisfy -90 <= south < north <= 90")
+    if not -180 <= west < east <= 180:
+        problems.append(f"west {west} / east {east} must lie in -180..180 with west < east")
+    if rows <= 0 or cols <= 0:
+        problems.append("rows and cols must be positive")
+    return problems
+
+
+def validate_cover(basename: str | Path) -> list[str]:
+    """Every problem of a cover pair (empty when SURFEX will read it correctly)."""
+    basename = Path(basename)
+    problems = []
+    if len(basename.name) > MAX_BASENAME:
+        problems.append(f"base name {basename.name!r} is longer than {MAX_BASENAME} characters")
+    header_path, binary_path = Path(f"{basename}.hdr"), Path(f"{basename}.dir")
+    missing = [str(path) for path in (header_path, binary_path) if not path.is_file()]
+    if missing:
+        return problems + [f"{path}: missing" for path in missing]
+    lines = header_path.read_text().split("\n")
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    problems += header_problems(lines)
+    return problems + data_problems(binary_path, lines)
+
+
+def data_problems(binary_path: Path, lines: list[str]) -> list[str]:
+    """Problems of the ``.dir``: size and values."""
+    found = dict(line.partition(": ")[::2] for line in lines[1:])
+    try:
+        rows, cols = int(found["rows"]), int(found["cols"])
+    except (KeyError, ValueError):
+        return ["cannot check the .dir without valid rows and cols"]
+    size = binary_path.stat().st_size
+    if size != rows * cols:
+        return [f"{binary_path}: {size} bytes, expected rows × cols = {rows * cols}"]
+    data = np.fromfile(binary_path, dtype=np.uint8)
+    bad = np.unique(data[data > N_COVERS])
+    if bad.size:
+        return [f"{binary_path}: values {bad[:10].tolist()} outside 0..{N_COVERS}"]
+    return []

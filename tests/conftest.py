@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to the real test data, a strict skip under CI, subprocess helpers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+DEMO = ROOT / "data" / "demo" / "brandenburg"
+BIN = Path(sys.executable).parent
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip when ``what`` is missing, but fail under CI=true, where every component must be present."""
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is missing under CI=true")
+    pytest.skip(f"{what} is missing")
+
+
+def run(command: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command with the venv's bin first on PATH and a hard time limit; output captured."""
+    environment = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, envs, profiles) and test data in a temporary folder."""
+    for name in ("Snakefile", "rules", "envs", "profiles"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name)
+        else:
+            shutil.copy(source, tmp_path / name)
+    shutil.copytree(DATA, tmp_path / "tests" / "data")
+    shutil.copytree(ROOT / "tests" / "workflow", tmp_path / "tests" / "workflow")
+    return tmp_path

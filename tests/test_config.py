@@ -1,0 +1,82 @@
+"""Config validation, the JSON schema, the CLI surface and the pins of envs/runtime.yaml."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import ROOT
+from s2ecosg.cli import main
+from s2ecosg.cli_cover import config_schema_command  # noqa: F401  (registers the commands)
+from s2ecosg.config import Config, json_schema, load_config, read_config_file
+from s2ecosg.errors import InputError
+
+COMMANDS = ["inventory", "stage", "labels", "shards", "train", "predict", "mosaic", "cover", "validate-cover",
+            "evaluate", "check-config", "config-schema"]
+
+
+def test_shipped_configs_are_valid() -> None:
+    demo = read_config_file(ROOT / "config.yaml")
+    assert demo.imagery.bands == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+    assert demo.cover.basename == "S2ECOSG_DEMO" and demo.model.encoder == "resnet50"
+    read_config_file(ROOT / "tests" / "workflow" / "config.yaml")
+
+
+def test_every_config_key_is_commented() -> None:
+    for line in (ROOT / "config.yaml").read_text().splitlines():
+        if re.match(r"^\s+\w+:\s*\S", line):
+            assert "#" in line, line
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"shards": {"strid": 8}}, "shards.strid: unknown key"),
+        ({"grid": {"tile_size": 2500}}, "multiple of 1000"),
+        ({"imagery": {"bands": ["B02", "B13"]}}, "unknown Sentinel-2 band"),
+        ({"cover": {"basename": "A" * 25}}, "cover.basename"),
+        ({"predict": {"window": 64, "overlap": 64}}, "overlap must be smaller"),
+        ({"labels": {"path": None}}, "labels.path is needed"),
+    ],
+)
+def test_bad_config_is_one_line(raw: dict, message: str) -> None:
+    raw = {"labels": {"path": "x.tif"}, **raw}
+    with pytest.raises(InputError, match=re.escape(message)) as error:
+        load_config(raw, "my.yaml")
+    assert str(error.value).startswith("my.yaml: ") and "\n" not in str(error.value)
+
+
+def test_schema_lists_every_section() -> None:
+    schema = json_schema()
+    assert set(schema["properties"]) == set(Config.model_fields)
+    assert schema["$defs"]["ShardsConfig"]["additionalProperties"] is False
+
+
+def test_cli_help_for_every_command() -> None:
+    runner = CliRunner()
+    for command in COMMANDS:
+        result = runner.invoke(main, [command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, command
+
+
+def test_env_pins_agree_with_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for requirement in project["dependencies"] + project["optional-dependencies"]["slurm"]:
+        name, version = requirement.split("==")
+        pins[name.lower().replace("_", "-")] = version
+    conda = {"pytorch": "torch", "netcdf4": "netcdf4"}
+    environment = yaml.safe_load((ROOT / "envs" / "runtime.yaml").read_text())
+    listed = {}
+    for entry in environment["dependencies"]:
+        if isinstance(entry, str) and "=" in entry and not entry.startswith("python="):
+            name, version = entry.split("=")
+            listed[conda.get(name, name)] = version
+    for name, version in pins.items():
+        assert name in listed, f"{name} missing from envs/runtime.yaml"
+        # conda-forge has no ".postN" releases: the base version must agree.
+        assert listed[name] == re.sub(r"\.post\d+$", "", version), name

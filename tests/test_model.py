@@ -1,0 +1,71 @@
+"""The model: the real ResNet-50 U-Net with a weight file written by torchvision, one train step, one window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from s2ecosg.config import DEFAULT_BANDS
+from s2ecosg.errors import InputError
+from s2ecosg.model import UNet, load_encoder_weights, widen_first_conv
+from s2ecosg.predict import predict_array
+
+
+@pytest.fixture(scope="module")
+def resnet50_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision ResNet-50 state dict (seeded random init; the real ImageNet file has the same layout)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
+    return path
+
+
+def test_widen_first_conv_maps_rgb_to_b04_b03_b02() -> None:
+    weight = torch.randn(64, 3, 7, 7)
+    widened = widen_first_conv(weight, DEFAULT_BANDS)
+    scale = 3 / len(DEFAULT_BANDS)
+    assert widened.shape == (64, 10, 7, 7)
+    torch.testing.assert_close(widened[:, DEFAULT_BANDS.index("B04")], weight[:, 0] * scale)
+    torch.testing.assert_close(widened[:, DEFAULT_BANDS.index("B02")], weight[:, 2] * scale)
+    torch.testing.assert_close(widened[:, DEFAULT_BANDS.index("B11")], weight.mean(dim=1) * scale)
+
+
+def test_resnet50_unet_loads_weights_trains_and_predicts(resnet50_file: Path) -> None:
+    torch.manual_seed(0)
+    model = UNet("resnet50", len(DEFAULT_BANDS), n_classes=5)
+    load_encoder_weights(model, resnet50_file, DEFAULT_BANDS)
+    source = torch.load(resnet50_file, weights_only=True)
+    torch.testing.assert_close(model.encoder.layer4[2].conv3.weight, source["layer4.2.conv3.weight"])
+    torch.testing.assert_close(model.encoder.conv1.weight[:, 2], source["conv1.weight"][:, 0] * 0.3)
+
+    before = model.head.weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    image, label = torch.randn(2, 10, 64, 64), torch.randint(0, 6, (2, 64, 64))
+    loss = torch.nn.CrossEntropyLoss(ignore_index=0)(model(image), label)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and not torch.equal(before, model.head.weight)
+
+    model.eval()
+    card = {"n_classes": 5, "mean": [1000.0] * 10, "std": [500.0] * 10}
+    tile = np.random.default_rng(0).integers(1, 5000, size=(10, 96, 96), dtype=np.uint16)
+    tile[:, :, :10] = 0  # a nodata strip
+    settings = SimpleNamespace(window=64, overlap=16, batch_size=2)
+    classes, confidence = predict_array(model, card, tile, settings, torch.device("cpu"))
+    assert classes.shape == (96, 96) and classes[:, :10].max() == 0 and classes[:, 10:].min() >= 1
+    assert classes.max() <= 5 and confidence[:, 10:].min() >= 255 // 5
+
+
+def test_bad_weight_files(tmp_path: Path, resnet50_file: Path) -> None:
+    model = UNet("resnet18", 10, 3)
+    with pytest.raises(InputError, match="do not fit encoder"):
+        load_encoder_weights(model, resnet50_file, DEFAULT_BANDS)
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"no torch file")
+    with pytest.raises(InputError, match="cannot read encoder weights"):
+        load_encoder_weights(model, broken, DEFAULT_BANDS)

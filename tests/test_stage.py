@@ -1,0 +1,91 @@
+"""Stage on real Sentinel-2 bands: values against direct rasterio reads, median, bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from conftest import DATA, DEMO
+from s2ecosg.errors import InputError
+from s2ecosg.grid import TargetGrid
+from s2ecosg.io import read_json
+from s2ecosg.scenes import build_inventory
+from s2ecosg.stage import median_composite, run_stage
+
+BANDS = ["B02", "B03", "B04", "B08", "B11"]
+
+
+def test_median_of_valid_observations() -> None:
+    stack = np.full((3, 1, 2, 2), np.nan, dtype=np.float32)
+    stack[:, 0, 0, 0] = [100, 300, 200]
+    stack[:2, 0, 0, 1] = [100, 400]
+    composite, count = median_composite(stack)
+    assert composite.dtype == np.uint16
+    assert composite[0].tolist() == [[200, 250], [0, 0]]
+    assert count.tolist() == [[3, 2], [0, 0]]
+
+
+def test_scene_grid_bands_equal_direct_reads(tmp_path: Path) -> None:
+    """On the scene's own UTM grid, 10 m bands come out unchanged; 20 m bands keep their block mean."""
+    grid = TargetGrid("EPSG:32633", 10.0, 2000.0)
+    inventory = build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], BANDS, grid)
+    assert inventory["tiles"]["E332N5816"] == ["T33UUU_20170216T102101"]
+    (tmp_path / "inventory.json").write_text(__import__("json").dumps(inventory))
+    run_stage(str(tmp_path / "inventory.json"), "E332N5816", str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
+    with rasterio.open(tmp_path / "t.tif") as staged:
+        assert list(staged.descriptions) == BANDS and staged.dtypes[0] == "uint16" and staged.nodata == 0
+        assert staged.profile["tiled"] and staged.bounds == (332000, 5816000, 334000, 5818000)
+        image = staged.read()
+    # Tile starts 200 columns east and 404 rows south of the scene's upper-left corner (5822040 - 5818000 = 4040 m).
+    with rasterio.open(DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B02.jp2") as source:
+        direct = source.read(1, window=((404, 604), (200, 400)))
+    np.testing.assert_array_equal(image[0], direct)
+    with rasterio.open(DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B11.jp2") as source:
+        coarse = source.read(1, window=((202, 302), (100, 200))).astype(float)
+    assert abs(image[4].mean() - coarse.mean()) < 0.01 * coarse.mean()
+    with rasterio.open(tmp_path / "c.tif") as count:
+        assert count.read(1).min() == 1
+
+
+def test_float_stacks_scaled_to_dn(tmp_path: Path) -> None:
+    grid = TargetGrid("EPSG:3035", 10.0, 1000.0)
+    inventory = build_inventory([str(DATA / "slovenia" / "S2L1C_2015-07-11_13bands.tif")], BANDS, grid)
+    assert inventory["scenes"][0]["scale"] == 10000.0 and inventory["scenes"][0]["date"] == "2015-07-11"
+    tile = max(inventory["tiles"])
+    (tmp_path / "inventory.json").write_text(__import__("json").dumps(inventory))
+    run_stage(str(tmp_path / "inventory.json"), tile, str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
+    with rasterio.open(tmp_path / "t.tif") as staged:
+        values = staged.read(1)
+    with rasterio.open(DATA / "slovenia" / "S2L1C_2015-07-11_13bands.tif") as source:
+        reflectance = source.read(2)  # B02
+    inside = values[values > 0]
+    assert inside.size > 0
+    assert reflectance.min() * 10000 - 1 <= inside.min() and inside.max() <= reflectance.max() * 10000 + 1
+
+
+def test_missing_band_is_a_one_line_error(tmp_path: Path) -> None:
+    for path in (DEMO / "IMG_DATA").glob("*.jp2"):
+        if "_B11" not in path.name:
+            shutil.copy(path, tmp_path)
+    with pytest.raises(InputError, match="missing band B11") as error:
+        build_inventory([str(tmp_path / "*.jp2")], BANDS, TargetGrid())
+    assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
+
+
+def test_corrupt_band_file_is_a_one_line_error(tmp_path: Path) -> None:
+    for path in (DEMO / "IMG_DATA").glob("*.jp2"):
+        shutil.copy(path, tmp_path)
+    broken = tmp_path / "T33UUU_20170216T102101_B04.jp2"
+    broken.write_bytes(b"not a jpeg2000 file")
+    with pytest.raises(InputError, match="not a readable raster") as error:
+        build_inventory([str(tmp_path / "*.jp2")], BANDS, TargetGrid())
+    assert str(error.value).startswith(str(broken))
+
+
+def test_scene_outside_aoi(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no scene overlaps"):
+        build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], BANDS, TargetGrid(), aoi=(-8.0, 52.0, -7.0, 53.0))

@@ -1,0 +1,160 @@
+"""Real Snakemake runs of the workflow on the tiny Slovenia set, with checks on what they write."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+from conftest import ROOT, run
+from s2ecosg.surfex import read_cover
+from s2ecosg.validate import validate_cover
+
+SNAKEMAKE = ["snakemake", "--profile", "profiles/local", "--cores", "2"]
+RULES = ("inventory", "stage_tile", "labels_tile", "shards", "train", "predict_tile", "mosaic", "cover", "evaluate")
+
+
+def test_lint_is_clean() -> None:
+    result = run(["snakemake", "--lint", "--configfile", "tests/workflow/config.yaml"], cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_every_rule_has_log_benchmark_and_conda() -> None:
+    text = "".join(path.read_text() for path in (ROOT / "rules").glob("*.smk"))
+    blocks = [block for block in text.split("\nrule ")[1:] + text.split("\ncheckpoint ")[1:]]
+    blocks += [block for block in text.split("    rule ")[1:]]
+    for block in blocks:
+        body = block.split("\n\n\n")[0]
+        assert "log:" in body and "benchmark:" in body and "conda:" in body and "shell:" in body, body[:60]
+        assert "run:" not in body
+
+
+@pytest.fixture(scope="module")
+def slovenia_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full run of the reduced config (module-scoped: the checks below share it)."""
+    from conftest import DATA
+
+    import shutil
+
+    folder = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "rules", "envs", "profiles", "config.yaml"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
+    shutil.copytree(DATA, folder / "tests" / "data")
+    shutil.copytree(ROOT / "tests" / "workflow", folder / "tests" / "workflow")
+    run([*SNAKEMAKE, "--configfile", "tests/workflow/config.yaml"], cwd=folder, timeout=900)
+    return folder
+
+
+def test_run_writes_a_valid_cover(slovenia_run: Path) -> None:
+    base = slovenia_run / "results" / "slovenia" / "cover" / "S2ECOSG_SLO"
+    assert validate_cover(base) == []
+    cover, header = read_cover(base)
+    # 1 km² at 1/3600° (≈ 31 m × 21 m cells): tens of rows and columns, snapped to multiples of 1/3600.
+    assert 20 < header["rows"] < 80 and 20 < header["cols"] < 80
+    assert header["west"] * 3600 == pytest.approx(round(header["west"] * 3600), abs=1e-6)
+    # Classes seen in training (Slovenia: crops 1, forest 2, grass 3, shrub 4, artificial 8) → ECOSG 20, 8, 17, 15, 29.
+    assert set(np.unique(cover)) - {0} <= {8, 15, 17, 20, 29}
+    assert (cover > 0).mean() > 0.7
+    np.testing.assert_array_equal(cover, brute_force_cover(slovenia_run / "results" / "slovenia", header))
+    namelist = (base.parent / "S2ECOSG_SLO.nam").read_text()
+    assert "LECOSG=.TRUE." in namelist and "YCOVER='S2ECOSG_SLO'" in namelist
+
+
+def brute_force_cover(results: Path, header: dict) -> np.ndarray:
+    """Majority ECOSG cover per cell, pixel by pixel with pyproj and a Counter (independent of s2ecosg.cover)."""
+    from collections import Counter
+
+    from pyproj import Transformer
+
+    ecosg = {1: 20, 2: 8, 3: 17, 4: 15, 5: 2, 6: 23, 7: 16, 8: 29, 9: 4, 10: 6}  # slovenia_lulc.csv, temperate
+    to_lonlat = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+    rows, cols = int(header["rows"]), int(header["cols"])
+    step = (header["north"] - header["south"]) / rows
+    cells: dict[tuple[int, int], Counter] = {}
+    for path in sorted((results / "predict").glob("E*N*[0-9].tif")):
+        with rasterio.open(path) as source:
+            ids, transform = source.read(1), source.transform
+        for row, column in zip(*np.nonzero(ids), strict=True):
+            x, y = transform.c + (column + 0.5) * transform.a, transform.f + (row + 0.5) * transform.e
+            lon, lat = to_lonlat.transform(x, y)
+            cell = (int((header["north"] - lat) // step), int((lon - header["west"]) // step))
+            cells.setdefault(cell, Counter())[ecosg[int(ids[row, column])]] += 1
+    expected = np.zeros((rows, cols), dtype=np.uint8)
+    for (row, column), counter in cells.items():
+        most = max(counter.values())
+        expected[row, column] = min(cover for cover, count in counter.items() if count == most)
+    return expected
+
+
+def test_run_tiles_and_metrics(slovenia_run: Path) -> None:
+    results = slovenia_run / "results" / "slovenia"
+    inventory = json.loads((results / "stage" / "inventory.json").read_text())
+    assert len(inventory["scenes"]) == 5 and inventory["tiles"]
+    for tile in inventory["tiles"]:
+        with rasterio.open(results / "stage" / f"{tile}.tif") as staged, rasterio.open(results / "predict" / f"{tile}.tif") as predicted:
+            assert staged.crs.to_epsg() == 3035 and staged.res == (10.0, 10.0) and staged.count == 10
+            assert predicted.bounds == staged.bounds and predicted.dtypes[0] == "uint8"
+            valid, classes = (staged.read() > 0).all(axis=0), predicted.read(1)
+            assert np.array_equal(valid, classes > 0)
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    total = np.asarray(metrics["all"]["confusion"]).sum()
+    assert metrics["all"]["classes"]["pixels"] == total > 5000
+    assert 0 <= metrics["validation"]["classes"]["agreement"] <= 1
+    assert (results / "evaluate" / "panels.png").stat().st_size > 10000
+    card = json.loads((results / "model" / "bundle.json").read_text())
+    assert card["encoder"] == "resnet18" and card["bands"][0] == "B02" and card["n_classes"] == 10
+
+
+def test_run_logs_and_benchmarks_for_every_rule(slovenia_run: Path) -> None:
+    logs = {path.stem for path in (slovenia_run / "logs" / "slovenia").rglob("*.log")}
+    benchmarks = list((slovenia_run / "benchmarks" / "slovenia").rglob("*.tsv"))
+    assert {"inventory", "shards", "train", "cover", "evaluate", "mosaic"} <= logs
+    assert len(benchmarks) == len(list((slovenia_run / "logs" / "slovenia").rglob("*.log")))
+    assert "epoch 2/2" in (slovenia_run / "logs" / "slovenia" / "train.log").read_text()
+
+
+def test_rerun_has_nothing_to_do(slovenia_run: Path) -> None:
+    result = run([*SNAKEMAKE, "--configfile", "tests/workflow/config.yaml", "-n"], cwd=slovenia_run, timeout=120)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_predict_only_run_trains_nothing(slovenia_run: Path) -> None:
+    config = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
+    config["run"]["name"] = "slovenia-predict"
+    config["model"]["bundle"] = "results/slovenia/model"
+    (slovenia_run / "predict_only.yaml").write_text(yaml.safe_dump(config))
+    result = run([*SNAKEMAKE, "--configfile", "predict_only.yaml"], cwd=slovenia_run, timeout=600)
+    output = result.stdout + result.stderr
+    assert "rule train" not in output and "rule shards" not in output and "localrule train" not in output
+    assert validate_cover(slovenia_run / "results" / "slovenia-predict" / "cover" / "S2ECOSG_SLO") == []
+
+
+def test_config_typo_is_a_one_line_error(workdir: Path) -> None:
+    config = yaml.safe_load((workdir / "tests" / "workflow" / "config.yaml").read_text())
+    config["shards"]["strid"] = 8
+    (workdir / "typo.yaml").write_text(yaml.safe_dump(config))
+    result = run([*SNAKEMAKE, "--configfile", "typo.yaml", "-n"], cwd=workdir, timeout=120, check=False)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].endswith("typo.yaml: shards.strid: unknown key"), result.stderr
+
+
+def test_missing_band_fails_cleanly(workdir: Path) -> None:
+    config = yaml.safe_load((workdir / "tests" / "workflow" / "config.yaml").read_text())
+    config["imagery"]["stack_bands"] = None
+    config["imagery"]["bands"] = ["B02", "B03", "B04", "B08", "B8A", "B11", "B12"]
+    # Make one stack lose its band names: without descriptions or stack_bands it cannot be read.
+    path = workdir / "tests" / "data" / "slovenia" / "S2L1C_2015-07-11_13bands.tif"
+    with rasterio.open(path, "r+") as stack:
+        stack.set_band_description(11, "")
+    (workdir / "bands.yaml").write_text(yaml.safe_dump(config))
+    result = run([*SNAKEMAKE, "--configfile", "bands.yaml"], cwd=workdir, timeout=300, check=False)
+    assert result.returncode != 0
+    log = (workdir / "logs" / "slovenia" / "stage" / "inventory.log").read_text()
+    assert f"error: tests/data/slovenia/S2L1C_2015-07-11_13bands.tif: bands have no names" in log
+    assert not (workdir / "results" / "slovenia" / "stage" / "inventory.json").exists()
