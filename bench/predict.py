@@ -30,8 +30,10 @@ def make_bundle(folder: Path, encoder: str) -> None:
     """A randomly initialised bundle (speed does not depend on the weights)."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(UNet(encoder, len(DEFAULT_BANDS), 10).state_dict(), folder / "weights.pt")
-    write_json(folder / "bundle.json", {"encoder": encoder, "bands": DEFAULT_BANDS, "n_classes": 10,
-                                        "mean": [1500.0] * 10, "std": [500.0] * 10})
+    write_json(
+        folder / "bundle.json",
+        {"encoder": encoder, "bands": DEFAULT_BANDS, "n_classes": 10, "mean": [1500.0] * 10, "std": [500.0] * 10},
+    )
 
 
 def bare_model_rate(encoder: str, size: int, window: int, stride: int, batch: int, device: torch.device) -> float:
@@ -51,6 +53,7 @@ def bare_model_rate(encoder: str, size: int, window: int, stride: int, batch: in
 
 
 def main() -> None:
+    """Run the benchmark and print rates, ratio and peak memory."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="resnet50")
     parser.add_argument("--tile-pixels", type=int, default=1000)
@@ -64,15 +67,29 @@ def main() -> None:
         root = Path(folder)
         make_bundle(root / "model", args.encoder)
         image = np.random.default_rng(0).integers(1, 6000, (10, args.tile_pixels, args.tile_pixels), dtype=np.uint16)
-        write_raster(root / "tile.tif", image, crs="EPSG:3035", transform=Affine(10, 0, 4e6, 0, -10, 3e6), descriptions=DEFAULT_BANDS)
-        settings = SimpleNamespace(window=args.window, overlap=args.overlap, batch_size=args.batch_size, device=args.device)
+        write_raster(
+            root / "tile.tif",
+            image,
+            crs="EPSG:3035",
+            transform=Affine(10, 0, 4e6, 0, -10, 3e6),
+            descriptions=DEFAULT_BANDS,
+        )
+        settings = SimpleNamespace(
+            window=args.window, overlap=args.overlap, batch_size=args.batch_size, device=args.device
+        )
         start = time.perf_counter()
         run_predict(str(root / "model"), str(root / "tile.tif"), settings, str(root / "c.tif"), str(root / "p.tif"))
         stage_rate = (args.tile_pixels * 10 / 1000) ** 2 / (time.perf_counter() - start)
-    model_rate = bare_model_rate(args.encoder, args.tile_pixels, args.window, args.window - args.overlap, args.batch_size, device)
+    model_rate = bare_model_rate(
+        args.encoder, args.tile_pixels, args.window, args.window - args.overlap, args.batch_size, device
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"device {device}, encoder {args.encoder}, tile {args.tile_pixels}² px, window {args.window}, overlap {args.overlap}")
-    print(f"predict stage: {stage_rate:.3f} km²/s; bare model: {model_rate:.3f} km²/s; ratio {stage_rate / model_rate:.2f}")
+    print(
+        f"device {device}, encoder {args.encoder}, tile {args.tile_pixels}² px, window {args.window}, overlap {args.overlap}"
+    )
+    print(
+        f"predict stage: {stage_rate:.3f} km²/s; bare model: {model_rate:.3f} km²/s; ratio {stage_rate / model_rate:.2f}"
+    )
     print(f"peak memory (RSS): {peak:.0f} MB")
 
 

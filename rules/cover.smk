@@ -21,7 +21,7 @@ rule cover:
     benchmark:
         f"{BENCHMARKS}/cover.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     resources:
         mem_mb=8000,
         runtime=60,

@@ -25,7 +25,7 @@ rule evaluate:
     benchmark:
         f"{BENCHMARKS}/evaluate.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     resources:
         mem_mb=8000,
         runtime=30,

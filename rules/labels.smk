@@ -13,7 +13,7 @@ rule labels_tile:
     benchmark:
         f"{BENCHMARKS}/labels/{{tile}}.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     resources:
         mem_mb=4000,
         runtime=30,

@@ -17,7 +17,7 @@ rule predict_tile:
     benchmark:
         f"{BENCHMARKS}/predict/{{tile}}.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     threads: 2
     resources:
         mem_mb=8000,
@@ -39,6 +39,6 @@ rule mosaic:
     benchmark:
         f"{BENCHMARKS}/predict/mosaic.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     shell:
         "s2ecosg mosaic {input} --out {output} --log {log}"

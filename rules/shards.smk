@@ -23,7 +23,7 @@ rule shards:
     benchmark:
         f"{BENCHMARKS}/shards.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     resources:
         mem_mb=8000,
         runtime=60,

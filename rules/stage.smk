@@ -13,7 +13,7 @@ checkpoint inventory:
     benchmark:
         f"{BENCHMARKS}/stage/inventory.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     resources:
         mem_mb=2000,
         runtime=30,
@@ -32,7 +32,7 @@ rule stage_tile:
     benchmark:
         f"{BENCHMARKS}/stage/{{tile}}.tsv"
     conda:
-        "../envs/runtime.yaml"
+        "../envs/runtime.yml"
     resources:
         mem_mb=4000,
         runtime=60,

@@ -18,7 +18,7 @@ if not PREDICT_ONLY:
         benchmark:
             f"{BENCHMARKS}/train.tsv"
         conda:
-            "../envs/runtime.yaml"
+            "../envs/runtime.yml"
         threads: 2
         resources:
             mem_mb=16000,

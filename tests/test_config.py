@@ -1,4 +1,4 @@
-"""Config validation, the JSON schema, the CLI surface and the pins of envs/runtime.yaml."""
+"""Config validation, the JSON schema, the CLI surface and the pins of envs/runtime.yml."""
 
 from __future__ import annotations
 
@@ -8,15 +8,27 @@ import tomllib
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import ROOT
+
 from s2ecosg.cli import main
 from s2ecosg.cli_cover import config_schema_command  # noqa: F401  (registers the commands)
 from s2ecosg.config import Config, json_schema, load_config, read_config_file
 from s2ecosg.errors import InputError
 
-COMMANDS = ["inventory", "stage", "labels", "shards", "train", "predict", "mosaic", "cover", "validate-cover",
-            "evaluate", "check-config", "config-schema"]
+COMMANDS = [
+    "inventory",
+    "stage",
+    "labels",
+    "shards",
+    "train",
+    "predict",
+    "mosaic",
+    "cover",
+    "validate-cover",
+    "evaluate",
+    "check-config",
+    "config-schema",
+]
 
 
 def test_shipped_configs_are_valid() -> None:
@@ -41,6 +53,8 @@ def test_every_config_key_is_commented() -> None:
         ({"cover": {"basename": "A" * 25}}, "cover.basename"),
         ({"predict": {"window": 64, "overlap": 64}}, "overlap must be smaller"),
         ({"labels": {"path": None}}, "labels.path is needed"),
+        ({"train": {"backend": "horovod"}}, "train.backend: data-parallel training"),
+        ({"cover": {"fill": "ecosg.dir"}}, "cover.fill: gap filling"),
     ],
 )
 def test_bad_config_is_one_line(raw: dict, message: str) -> None:
@@ -70,13 +84,13 @@ def test_env_pins_agree_with_pyproject() -> None:
         name, version = requirement.split("==")
         pins[name.lower().replace("_", "-")] = version
     conda = {"pytorch": "torch", "netcdf4": "netcdf4"}
-    environment = yaml.safe_load((ROOT / "envs" / "runtime.yaml").read_text())
+    environment = yaml.safe_load((ROOT / "envs" / "runtime.yml").read_text())
     listed = {}
     for entry in environment["dependencies"]:
         if isinstance(entry, str) and "=" in entry and not entry.startswith("python="):
             name, version = entry.split("=")
             listed[conda.get(name, name)] = version
     for name, version in pins.items():
-        assert name in listed, f"{name} missing from envs/runtime.yaml"
+        assert name in listed, f"{name} missing from envs/runtime.yml"
         # conda-forge has no ".postN" releases: the base version must agree.
         assert listed[name] == re.sub(r"\.post\d+$", "", version), name

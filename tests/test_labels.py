@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from conftest import DATA, DEMO
 from rasterio.warp import calculate_default_transform
 
-from conftest import DATA, DEMO
 from s2ecosg.errors import InputError
 from s2ecosg.labels import raster_labels, vector_labels
 from s2ecosg.legend import load_legend
@@ -45,7 +45,8 @@ def test_corine_counts_after_warp_to_3035_within_two_percent() -> None:
     counts, transform, crs, shape = source_counts(CLC)
     with rasterio.open(CLC) as source:
         target_transform, width, height = calculate_default_transform(
-            source.crs, "EPSG:3035", source.width, source.height, *source.bounds, resolution=10)
+            source.crs, "EPSG:3035", source.width, source.height, *source.bounds, resolution=10
+        )
     ids = raster_labels(str(CLC), legend, target_transform, (height, width), "EPSG:3035")
     code_of = {int(row["id"]): int(row["code"]) for row in legend.rows if row["id"] != "0"}
     warped = {code_of[i]: n for i, n in zip(*np.unique(ids[ids > 0], return_counts=True), strict=True)}
@@ -60,7 +61,14 @@ def test_slovenia_lulc_ids_equal_codes() -> None:
     counts, transform, crs, shape = source_counts(DATA / "slovenia" / "LULC.tif")
     ids = raster_labels(str(DATA / "slovenia" / "LULC.tif"), legend, transform, shape, crs)
     unique, id_counts = np.unique(ids, return_counts=True)
-    assert dict(zip(unique.tolist(), id_counts.tolist(), strict=True)) == {0: 155, 1: 11, 2: 7601, 3: 1777, 4: 358, 8: 198}
+    assert dict(zip(unique.tolist(), id_counts.tolist(), strict=True)) == {
+        0: 155,
+        1: 11,
+        2: 7601,
+        3: 1777,
+        4: 358,
+        8: 198,
+    }
     assert counts == {1: 11, 2: 7601, 3: 1777, 4: 358, 8: 198}
 
 

@@ -7,7 +7,14 @@ from shapely.geometry import box, shape
 
 from s2ecosg.config import ShardsConfig
 from s2ecosg.grid import TargetGrid
-from s2ecosg.shards import blocks_touching, choose_validation_blocks, labelled_blocks, patch_box, plan_patches, split_geojson
+from s2ecosg.shards import (
+    blocks_touching,
+    choose_validation_blocks,
+    labelled_blocks,
+    patch_box,
+    plan_patches,
+    split_geojson,
+)
 
 
 def test_no_training_patch_within_half_a_patch_of_validation() -> None:

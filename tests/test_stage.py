@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import DATA, DEMO
+
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
-from s2ecosg.io import read_json
 from s2ecosg.scenes import build_inventory
 from s2ecosg.stage import median_composite, run_stage
 

@@ -9,17 +9,20 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-
 from conftest import ROOT, run
+
 from s2ecosg.surfex import read_cover
 from s2ecosg.validate import validate_cover
 
+pytestmark = pytest.mark.timeout(900)
 SNAKEMAKE = ["snakemake", "--profile", "profiles/local", "--cores", "2"]
 RULES = ("inventory", "stage_tile", "labels_tile", "shards", "train", "predict_tile", "mosaic", "cover", "evaluate")
 
 
 def test_lint_is_clean() -> None:
-    result = run(["snakemake", "--lint", "--configfile", "tests/workflow/config.yaml"], cwd=ROOT, timeout=120, check=False)
+    result = run(
+        ["snakemake", "--lint", "--configfile", "tests/workflow/config.yaml"], cwd=ROOT, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 
@@ -37,9 +40,9 @@ def test_every_rule_has_log_benchmark_and_conda() -> None:
 @pytest.fixture(scope="module")
 def slovenia_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One full run of the reduced config (module-scoped: the checks below share it)."""
-    from conftest import DATA
-
     import shutil
+
+    from conftest import DATA
 
     folder = tmp_path_factory.mktemp("workflow")
     for name in ("Snakefile", "rules", "envs", "profiles", "config.yaml"):
@@ -96,7 +99,10 @@ def test_run_tiles_and_metrics(slovenia_run: Path) -> None:
     inventory = json.loads((results / "stage" / "inventory.json").read_text())
     assert len(inventory["scenes"]) == 5 and inventory["tiles"]
     for tile in inventory["tiles"]:
-        with rasterio.open(results / "stage" / f"{tile}.tif") as staged, rasterio.open(results / "predict" / f"{tile}.tif") as predicted:
+        with (
+            rasterio.open(results / "stage" / f"{tile}.tif") as staged,
+            rasterio.open(results / "predict" / f"{tile}.tif") as predicted,
+        ):
             assert staged.crs.to_epsg() == 3035 and staged.res == (10.0, 10.0) and staged.count == 10
             assert predicted.bounds == staged.bounds and predicted.dtypes[0] == "uint8"
             valid, classes = (staged.read() > 0).all(axis=0), predicted.read(1)
@@ -156,5 +162,5 @@ def test_missing_band_fails_cleanly(workdir: Path) -> None:
     result = run([*SNAKEMAKE, "--configfile", "bands.yaml"], cwd=workdir, timeout=300, check=False)
     assert result.returncode != 0
     log = (workdir / "logs" / "slovenia" / "stage" / "inventory.log").read_text()
-    assert f"error: tests/data/slovenia/S2L1C_2015-07-11_13bands.tif: bands have no names" in log
+    assert "error: tests/data/slovenia/S2L1C_2015-07-11_13bands.tif: bands have no names" in log
     assert not (workdir / "results" / "slovenia" / "stage" / "inventory.json").exists()

@@ -83,10 +83,18 @@ def inventory_command(settings: str, out: str) -> None:
 
     config = sections(settings)
     imagery = config.imagery
-    inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
-                                dates=imagery.dates, aoi=imagery.aoi)
+    inventory = build_inventory(
+        imagery.paths,
+        imagery.bands,
+        grid_of(config),
+        stack_bands=imagery.stack_bands,
+        dates=imagery.dates,
+        aoi=imagery.aoi,
+    )
     write_json(out, inventory)
-    LOG.info("%d scene(s), %d tile(s): %s", len(inventory["scenes"]), len(inventory["tiles"]), ",".join(inventory["tiles"]))
+    LOG.info(
+        "%d scene(s), %d tile(s): %s", len(inventory["scenes"]), len(inventory["tiles"]), ",".join(inventory["tiles"])
+    )
 
 
 @main.command("stage")

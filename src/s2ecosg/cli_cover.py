@@ -36,9 +36,18 @@ def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, outp
     from s2ecosg.cover import run_cover
 
     config = sections(settings)
-    provenance = (f"{Path(output_basename).name} s2ecosg {s2ecosg.__version__} bundle {file_digest(Path(bundle) / 'weights.pt')}"
-                  f" config {config_hash(config)}")
-    run_cover(list(tile_paths(predict_dir, tiles).values()), bundle, config.cover, config.domain.bbox, output_basename, provenance)
+    provenance = (
+        f"{Path(output_basename).name} s2ecosg {s2ecosg.__version__} bundle {file_digest(Path(bundle) / 'weights.pt')}"
+        f" config {config_hash(config)}"
+    )
+    run_cover(
+        list(tile_paths(predict_dir, tiles).values()),
+        bundle,
+        config.cover,
+        config.domain.bbox,
+        output_basename,
+        provenance,
+    )
     LOG.info("cover file: %s.dir", output_basename)
 
 
@@ -66,11 +75,15 @@ def validate_cover_command(basename: str) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @log_option
 @command
-def evaluate_command(bundle: str, predict_dir: str, labels_dir: str, stage_dir: str, tiles: str, split: str | None, out: str) -> None:
+def evaluate_command(
+    bundle: str, predict_dir: str, labels_dir: str, stage_dir: str, tiles: str, split: str | None, out: str
+) -> None:
     """Agreement, IoU and F1 against the reference labels; metrics files and a picture."""
     from s2ecosg.evaluate import run_evaluate
 
-    run_evaluate(tile_paths(predict_dir, tiles), tile_paths(labels_dir, tiles), tile_paths(stage_dir, tiles), bundle, split, out)
+    run_evaluate(
+        tile_paths(predict_dir, tiles), tile_paths(labels_dir, tiles), tile_paths(stage_dir, tiles), bundle, split, out
+    )
 
 
 @main.command("check-config")
@@ -106,8 +119,10 @@ def summary_command(config_path: str) -> None:
     base = results / "cover" / config.cover.basename
     problems = validate_cover(base)
     cover, header = read_cover(base)
-    click.echo(f"cover file: {base}.dir (+ .hdr, .nam): {int(header['rows'])} rows × {int(header['cols'])} cols, "
-               f"{100 * (cover > 0).mean():.1f} % of cells with a cover; format check: {'; '.join(problems) or 'ok'}")
+    click.echo(
+        f"cover file: {base}.dir (+ .hdr, .nam): {int(header['rows'])} rows × {int(header['cols'])} cols, "
+        f"{100 * (cover > 0).mean():.1f} % of cells with a cover; format check: {'; '.join(problems) or 'ok'}"
+    )
     metrics = results / "evaluate" / "metrics.md"
     if metrics.exists():
         click.echo(metrics.read_text())

@@ -30,10 +30,14 @@ class Section(BaseModel):
 
 
 class RunConfig(Section):
+    """Run identity."""
+
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="Run name: results/{name}/, logs/{name}/.")
 
 
 class DomainConfig(Section):
+    """Area the cover file must cover."""
+
     name: str | None = Field(None, description="Label of the domain (free text in issue 3).")
     bbox: LonLatBox | None = Field(
         None, description="Output extent [west, south, east, north] in degrees; null: the imagery's extent."
@@ -41,18 +45,23 @@ class DomainConfig(Section):
 
 
 class GridConfig(Section):
+    """The one target grid and its tiles."""
+
     crs: str = Field("EPSG:3035", description="Target CRS every raster is warped to once.")
     resolution: float = Field(10.0, gt=0, description="Pixel size of the target grid, in CRS units (m).")
     tile_size: float = Field(10000.0, gt=0, description="Grid tile edge in CRS units (m); a multiple of 1000.")
 
     @model_validator(mode="after")
     def tiles_fit(self) -> GridConfig:
+        """Tiles hold whole pixels and are named in whole km."""
         if self.tile_size % 1000 or (self.tile_size / self.resolution) % 1:
             raise ValueError("tile_size must be a multiple of 1000 m and of the resolution")
         return self
 
 
 class ImageryConfig(Section):
+    """Sentinel-2 scenes to stage."""
+
     source: Literal["local"] = Field("local", description="Where scenes come from (local archive).")
     paths: list[str] = Field(default_factory=list, description="Glob patterns of GeoTIFF stacks or *_Bxx.jp2 files.")
     dates: tuple[dt.date, dt.date] | None = Field(None, description="Date window [start, end] (YYYY-MM-DD), inclusive.")
@@ -64,6 +73,7 @@ class ImageryConfig(Section):
     @field_validator("bands", "stack_bands")
     @classmethod
     def known_bands(cls, value: list[str] | None) -> list[str] | None:
+        """Only Sentinel-2 band names."""
         unknown = sorted(set(value or []) - set(ALL_BANDS))
         if unknown:
             raise ValueError(f"unknown Sentinel-2 band(s) {unknown}; known: {ALL_BANDS}")
@@ -71,12 +81,16 @@ class ImageryConfig(Section):
 
 
 class LabelsConfig(Section):
+    """Reference land-cover map and its legend."""
+
     path: str | None = Field(None, description="Reference map: categorical raster or vector file; null: none.")
     legend: str = Field("clc", description="Shipped legend name (clc, clc_grid_code, osm_landuse, ...) or CSV path.")
     field: str | None = Field(None, description="Attribute holding the class code, for vector files.")
 
 
 class ShardsConfig(Section):
+    """Training patches and the spatial-block split."""
+
     patch: int = Field(128, ge=16, description="Patch edge in pixels.")
     stride: int = Field(64, ge=1, description="Step between patches in pixels (< patch: overlapping).")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of labelled blocks held out for validation.")
@@ -86,6 +100,8 @@ class ShardsConfig(Section):
 
 
 class ModelConfig(Section):
+    """Network architecture, encoder weights, or an existing bundle."""
+
     arch: Literal["unet"] = Field("unet", description="Segmentation architecture.")
     encoder: Literal["resnet18", "resnet34", "resnet50"] = Field("resnet50", description="torchvision encoder.")
     weights: str | None = Field(None, description="Encoder weights file (torchvision ResNet state dict); no download.")
@@ -93,6 +109,8 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
+    """Training loop settings."""
+
     backend: Literal["single", "ddp", "horovod"] = Field("single", description="Data-parallel backend.")
     epochs: int = Field(2, ge=1, description="Passes over the training patches.")
     batch_size: int = Field(8, ge=1, description="Patches per step (per process).")
@@ -106,6 +124,8 @@ class TrainConfig(Section):
 
 
 class PredictConfig(Section):
+    """Sliding-window prediction settings."""
+
     window: int = Field(256, ge=16, description="Sliding-window edge in pixels.")
     overlap: int = Field(64, ge=0, description="Overlap of neighbouring windows in pixels.")
     batch_size: int = Field(4, ge=1, description="Windows per forward pass.")
@@ -113,12 +133,15 @@ class PredictConfig(Section):
 
     @model_validator(mode="after")
     def overlap_fits(self) -> PredictConfig:
+        """Windows must advance."""
         if self.overlap >= self.window:
             raise ValueError("overlap must be smaller than window")
         return self
 
 
 class CoverConfig(Section):
+    """ECOSG cover file settings."""
+
     basename: str = Field("S2ECOSG", max_length=24, pattern=r"^[A-Za-z0-9_.-]+$", description="Cover base name.")
     resolution_deg: float | str = Field("1/1800", description="Output cell size in degrees (number or 'a/b').")
     fill: str | None = Field(None, description="Original ECOSG cover to fill gaps with (issue 4).")
@@ -130,17 +153,22 @@ class CoverConfig(Section):
     @field_validator("resolution_deg")
     @classmethod
     def positive_degrees(cls, value: float | str) -> float | str:
+        """A positive cell size."""
         if degrees(value) <= 0:
             raise ValueError("resolution_deg must be positive")
         return value
 
 
 class EvaluateConfig(Section):
+    """Evaluation references."""
+
     reference: Literal["labels"] = Field("labels", description="Reference to compare with: the run's labels.")
     ecosg: str | None = Field(None, description="Original ECOSG cover to compare side by side (issue 7).")
 
 
 class Config(Section):
+    """The whole ``config.yaml``."""
+
     run: RunConfig = Field(default_factory=RunConfig)
     domain: DomainConfig = Field(default_factory=DomainConfig)
     grid: GridConfig = Field(default_factory=GridConfig)
@@ -155,13 +183,30 @@ class Config(Section):
 
     @model_validator(mode="after")
     def consistent(self) -> Config:
+        """Cross-section rules."""
         if self.model.bundle is None and self.labels.path is None:
             raise ValueError("labels.path is needed to train; or set model.bundle for a predict-only run")
+        self.refuse_unsupported()
         if self.shards.stride > self.shards.patch:
             raise ValueError("shards.stride must not exceed shards.patch")
         if self.shards.patch > self.grid.tile_size / self.grid.resolution:
             raise ValueError("shards.patch must fit in a grid tile (grid.tile_size / grid.resolution pixels)")
         return self
+
+    def refuse_unsupported(self) -> None:
+        """Settings without an implementation are an error, so nothing is silently ignored."""
+        for (section, key), (allowed, reason) in UNSUPPORTED.items():
+            if getattr(getattr(self, section), key) != allowed:
+                raise ValueError(f"{section}.{key}: {reason}; leave it at {allowed}")
+
+
+UNSUPPORTED = {  # settings that have a place in the config but no implementation yet: refused, never ignored
+    ("train", "backend"): ("single", "data-parallel training (ddp, horovod) is not available yet"),
+    ("cover", "fill"): (None, "gap filling from an ECOSG file is not available yet"),
+    ("cover", "sea_mask"): (None, "sea filling from a land-sea mask is not available yet"),
+    ("evaluate", "ecosg"): (None, "the side-by-side ECOSG comparison is not available yet"),
+    ("imagery", "max_cloud"): (100.0, "scene cloud cover needs product metadata, which is not read yet"),
+}
 
 
 def degrees(value: float | str) -> float:

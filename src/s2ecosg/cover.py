@@ -69,7 +69,9 @@ def cell_indices(xs: np.ndarray, ys: np.ndarray, crs: Any, grid: LonLatGrid) -> 
     return rows, columns
 
 
-def count_covers(covers: np.ndarray, rows: np.ndarray, columns: np.ndarray, first_row: int, n_rows: int, n_cols: int) -> np.ndarray:
+def count_covers(
+    covers: np.ndarray, rows: np.ndarray, columns: np.ndarray, first_row: int, n_rows: int, n_cols: int
+) -> np.ndarray:
     """(n_rows, n_cols, 34) pixel counts per cover for points whose row lies in [first_row, first_row + n_rows)."""
     keep = (covers > 0) & (rows >= first_row) & (rows < first_row + n_rows) & (columns >= 0)
     index = ((rows[keep] - first_row) * n_cols + columns[keep]) * (N_COVERS + 1) + covers[keep]
@@ -146,11 +148,12 @@ def tiles_extent(tiles: list[str]) -> tuple[float, float, float, float]:
 
 def namelist(basename: str) -> str:
     """PGD namelist fragment that makes SURFEX read the cover file as ECOSG covers."""
-    return (f"&NAM_FRAC LECOSG=.TRUE. /\n"
-            f"&NAM_COVER YCOVER='{basename}', YCOVERFILETYPE='DIRECT' /\n")
+    return f"&NAM_FRAC LECOSG=.TRUE. /\n&NAM_COVER YCOVER='{basename}', YCOVERFILETYPE='DIRECT' /\n"
 
 
-def run_cover(tiles: list[str], bundle: str, settings: Any, bbox: tuple[float, ...] | None, output_basename: str, provenance: str) -> None:
+def run_cover(
+    tiles: list[str], bundle: str, settings: Any, bbox: tuple[float, ...] | None, output_basename: str, provenance: str
+) -> None:
     """Aggregate the predicted tiles and write the cover pair, the namelist and the validation report."""
     from pathlib import Path
 

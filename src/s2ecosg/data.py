@@ -28,7 +28,9 @@ class PatchDataset(Dataset):
         augment: Random flips / rotations (training only).
     """
 
-    def __init__(self, folder: str | Path, split: str, mean: list[float], std: list[float], augment: bool = False) -> None:
+    def __init__(
+        self, folder: str | Path, split: str, mean: list[float], std: list[float], augment: bool = False
+    ) -> None:
         self.images = np.load(Path(folder) / f"{split}_images.npy", mmap_mode="r")
         self.labels = np.load(Path(folder) / f"{split}_labels.npy", mmap_mode="r")
         self.mean = np.asarray(mean, dtype=np.float32)

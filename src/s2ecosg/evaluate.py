@@ -34,7 +34,9 @@ def validation_mask(split_path: str | None, transform: Any, shape: tuple[int, in
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
-def tile_confusions(prediction_path: str, labels_path: str, split_path: str | None, n_classes: int) -> dict[str, np.ndarray]:
+def tile_confusions(
+    prediction_path: str, labels_path: str, split_path: str | None, n_classes: int
+) -> dict[str, np.ndarray]:
     """Confusion matrices of one tile: validation blocks and whole tile."""
     from s2ecosg.io import open_raster
 
@@ -43,8 +45,10 @@ def tile_confusions(prediction_path: str, labels_path: str, split_path: str | No
     with open_raster(labels_path) as source:
         reference = source.read(1)
     inside = validation_mask(split_path, transform, reference.shape)
-    return {"validation": confusion(reference[inside], prediction[inside], n_classes),
-            "all": confusion(reference, prediction, n_classes)}
+    return {
+        "validation": confusion(reference[inside], prediction[inside], n_classes),
+        "all": confusion(reference, prediction, n_classes),
+    }
 
 
 def level_mappings(legend: Legend) -> dict[str, np.ndarray]:
@@ -75,17 +79,31 @@ def summarise(matrices: dict[str, np.ndarray], legend: Legend) -> dict[str, Any]
 
 def markdown(result: dict[str, Any]) -> str:
     """Metrics as a Markdown report: agreement per level, then per-class IoU and F1."""
-    lines = ["# Agreement with the reference labels", "", "| area | level | pixels | agreement | mean IoU | mean F1 |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# Agreement with the reference labels",
+        "",
+        "| area | level | pixels | agreement | mean IoU | mean F1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for area in ("validation", "all"):
         for level, score in result[area].items():
             if level != "confusion":
-                lines.append(f"| {area} | {level} | {score['pixels']} | {percent(score['agreement'])} | "
-                             f"{percent(score['mean_iou'])} | {percent(score['mean_f1'])} |")
-    lines += ["", "## Per class (validation blocks)", "", "| id | class | IoU | F1 | reference pixels |", "|---|---|---|---|---|"]
+                lines.append(
+                    f"| {area} | {level} | {score['pixels']} | {percent(score['agreement'])} | "
+                    f"{percent(score['mean_iou'])} | {percent(score['mean_f1'])} |"
+                )
+    lines += [
+        "",
+        "## Per class (validation blocks)",
+        "",
+        "| id | class | IoU | F1 | reference pixels |",
+        "|---|---|---|---|---|",
+    ]
     for class_id, score in result["validation"]["classes"]["per_class"].items():
-        lines.append(f"| {class_id} | {result['class_names'].get(class_id, '')} | {percent(score['iou'])} | "
-                     f"{percent(score['f1'])} | {score['reference_pixels']} |")
+        lines.append(
+            f"| {class_id} | {result['class_names'].get(class_id, '')} | {percent(score['iou'])} | "
+            f"{percent(score['f1'])} | {score['reference_pixels']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -94,8 +112,14 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
-def run_evaluate(predictions: dict[str, str], labels: dict[str, str], images: dict[str, str], bundle: str,
-                 split_path: str | None, out: str) -> dict[str, Any]:
+def run_evaluate(
+    predictions: dict[str, str],
+    labels: dict[str, str],
+    images: dict[str, str],
+    bundle: str,
+    split_path: str | None,
+    out: str,
+) -> dict[str, Any]:
     """Accumulate confusion matrices over all tiles and write metrics and the picture."""
     from s2ecosg.io import atomic_path, read_json, write_json
     from s2ecosg.legend import legend_from_records
@@ -112,6 +136,9 @@ def run_evaluate(predictions: dict[str, str], labels: dict[str, str], images: di
     with atomic_path(Path(out) / "metrics.md") as temporary:
         temporary.write_text(markdown(result))
     panels(images, labels, predictions, legend, Path(out) / "panels.png")
-    LOG.info("validation agreement %s, mean IoU %s", percent(result["validation"]["classes"]["agreement"]),
-             percent(result["validation"]["classes"]["mean_iou"]))
+    LOG.info(
+        "validation agreement %s, mean IoU %s",
+        percent(result["validation"]["classes"]["agreement"]),
+        percent(result["validation"]["classes"]["mean_iou"]),
+    )
     return result

@@ -48,8 +48,15 @@ def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int
         nodata = source.nodata
         codes = np.full(shape, -1, dtype=np.int64)
         # GDAL leaves pixels outside the source (and at its nodata) at dst_nodata = -1.
-        reproject(rasterio.band(source, 1), codes, dst_transform=transform, dst_crs=crs,
-                  resampling=Resampling.nearest, src_nodata=nodata, dst_nodata=-1)
+        reproject(
+            rasterio.band(source, 1),
+            codes,
+            dst_transform=transform,
+            dst_crs=crs,
+            resampling=Resampling.nearest,
+            src_nodata=nodata,
+            dst_nodata=-1,
+        )
     # Why -1: code 0 may be a real class in some legends, so "no source pixel" needs its own value.
     return map_codes(codes, legend, path, nodata_codes={"-1"} | ({str(int(nodata))} if nodata is not None else set()))
 
@@ -102,7 +109,9 @@ def read_vector(path: str) -> Any:
     return frame
 
 
-def tile_labels(path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any) -> np.ndarray:
+def tile_labels(
+    path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any
+) -> np.ndarray:
     """Class ids on a window from a raster or a vector reference."""
     if is_vector(path):
         return vector_labels(path, field, legend, transform, shape, crs)

@@ -51,9 +51,15 @@ def scores(matrix: np.ndarray) -> dict[str, Any]:
         "mean_iou": float(np.nanmean(iou)) if present.any() else None,
         "mean_f1": float(np.nanmean(f1)) if present.any() else None,
         "per_class": {
-            str(index + 1): {"iou": nan_none(iou[index]), "f1": nan_none(f1[index]), "precision": nan_none(precision[index]),
-                             "recall": nan_none(recall[index]), "reference_pixels": int(reference_total[index])}
-            for index in range(len(core)) if present[index]
+            str(index + 1): {
+                "iou": nan_none(iou[index]),
+                "f1": nan_none(f1[index]),
+                "precision": nan_none(precision[index]),
+                "recall": nan_none(recall[index]),
+                "reference_pixels": int(reference_total[index]),
+            }
+            for index in range(len(core))
+            if present[index]
         },
     }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -12,7 +11,9 @@ from s2ecosg.legend import Legend
 MAX_PIXELS = 1200
 
 
-def mosaic(paths: dict[str, str], bands: list[int], step: int, extent: tuple[float, ...], resolution: float) -> np.ndarray:
+def mosaic(
+    paths: dict[str, str], bands: list[int], step: int, extent: tuple[float, ...], resolution: float
+) -> np.ndarray:
     """Decimated mosaic (bands, rows, cols) of tiles in one CRS, reading only every ``step``-th pixel."""
     from rasterio.enums import Resampling
 
@@ -25,7 +26,10 @@ def mosaic(paths: dict[str, str], bands: list[int], step: int, extent: tuple[flo
         with open_raster(path) as source:
             shape = (len(bands), source.height // step, source.width // step)
             data = source.read(bands, out_shape=shape, resampling=Resampling.nearest)
-            row, col = int(round((top - source.bounds.top) / resolution / step)), int(round((source.bounds.left - left) / resolution / step))
+            row, col = (
+                int(round((top - source.bounds.top) / resolution / step)),
+                int(round((source.bounds.left - left) / resolution / step)),
+            )
             canvas[:, row : row + shape[1], col : col + shape[2]] = data[:, : rows - row, : cols - col]
     return canvas
 
@@ -39,7 +43,12 @@ def extent_of(paths: dict[str, str]) -> tuple[tuple[float, float, float, float],
         with open_raster(path) as source:
             boxes.append(source.bounds)
             resolution = source.res[0]
-    return (min(b.left for b in boxes), min(b.bottom for b in boxes), max(b.right for b in boxes), max(b.top for b in boxes)), resolution
+    return (
+        min(b.left for b in boxes),
+        min(b.bottom for b in boxes),
+        max(b.right for b in boxes),
+        max(b.top for b in boxes),
+    ), resolution
 
 
 def rgb_bands(path: str) -> list[int]:
@@ -63,7 +72,9 @@ def stretch(rgb: np.ndarray) -> np.ndarray:
     return picture.transpose(1, 2, 0)
 
 
-def panels(images: dict[str, str], labels: dict[str, str], predictions: dict[str, str], legend: Legend, output: Path) -> None:
+def panels(
+    images: dict[str, str], labels: dict[str, str], predictions: dict[str, str], legend: Legend, output: Path
+) -> None:
     """Write a PNG with RGB, reference and prediction side by side, with a class legend."""
     import matplotlib
 
@@ -79,8 +90,12 @@ def panels(images: dict[str, str], labels: dict[str, str], predictions: dict[str
     colours = plt.get_cmap("tab20", max(legend.n_classes, 2))
     cmap = ListedColormap([(1, 1, 1, 1)] + [colours(i) for i in range(legend.n_classes)])
     figure, axes = plt.subplots(1, 3, figsize=(15, 5.5), constrained_layout=True)
-    for axis, title, data in zip(axes, ("Sentinel-2 RGB", "reference", "prediction"),
-                                 (rgb, mosaic(labels, [1], step, extent, resolution)[0], mosaic(predictions, [1], step, extent, resolution)[0]), strict=True):
+    for axis, title, data in zip(
+        axes,
+        ("Sentinel-2 RGB", "reference", "prediction"),
+        (rgb, mosaic(labels, [1], step, extent, resolution)[0], mosaic(predictions, [1], step, extent, resolution)[0]),
+        strict=True,
+    ):
         if data.ndim == 3:
             axis.imshow(data)
         else:
@@ -88,8 +103,14 @@ def panels(images: dict[str, str], labels: dict[str, str], predictions: dict[str
         axis.set_title(title)
         axis.set_axis_off()
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(class_id)) for class_id in legend.classes()]
-    figure.legend(handles, [f"{i} {row['name']}" for i, row in legend.classes().items()], loc="lower center",
-                  ncol=min(6, len(handles)), fontsize=8, bbox_to_anchor=(0.5, -0.08))
+    figure.legend(
+        handles,
+        [f"{i} {row['name']}" for i, row in legend.classes().items()],
+        loc="lower center",
+        ncol=min(6, len(handles)),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.08),
+    )
     with atomic_path(output) as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)

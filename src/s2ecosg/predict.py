@@ -48,11 +48,15 @@ def window_weight(size: int) -> np.ndarray:
 def check_bands(card: dict[str, Any], bands: list[str], image_path: str) -> None:
     """Refuse imagery whose bands (or order) differ from the bundle's."""
     if list(bands) != list(card["bands"]):
-        raise InputError(image_path, f"bands {','.join(bands)} do not match the model bundle's {','.join(card['bands'])}")
+        raise InputError(
+            image_path, f"bands {','.join(bands)} do not match the model bundle's {','.join(card['bands'])}"
+        )
 
 
 @torch.no_grad()
-def predict_array(model: UNet, card: dict[str, Any], image: np.ndarray, settings: Any, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def predict_array(
+    model: UNet, card: dict[str, Any], image: np.ndarray, settings: Any, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     """Blend window predictions over a (bands, H, W) uint16 image.
 
     Returns:
@@ -64,8 +68,12 @@ def predict_array(model: UNet, card: dict[str, Any], image: np.ndarray, settings
     size = min(settings.window, height, width) // 32 * 32
     stride = max(1, min(settings.window - settings.overlap, size))
     valid = (image > 0).all(axis=0)
-    positions = [(row, column) for row in window_starts(height, size, stride) for column in window_starts(width, size, stride)
-                 if valid[row : row + size, column : column + size].any()]
+    positions = [
+        (row, column)
+        for row in window_starts(height, size, stride)
+        for column in window_starts(width, size, stride)
+        if valid[row : row + size, column : column + size].any()
+    ]
     probabilities = np.zeros((card["n_classes"], height, width), dtype=np.float32)
     weights = np.zeros((height, width), dtype=np.float32)
     weight = window_weight(size)
@@ -76,7 +84,9 @@ def predict_array(model: UNet, card: dict[str, Any], image: np.ndarray, settings
     untrained[[class_id - 1 for class_id in card.get("trained_classes", range(1, card["n_classes"] + 1))]] = False
     for start in tqdm(range(0, len(positions), settings.batch_size), desc="predict", unit="batch", mininterval=10):
         batch = positions[start : start + settings.batch_size]
-        tensor = torch.from_numpy(np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]))
+        tensor = torch.from_numpy(
+            np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch])
+        )
         with autocast:
             logits = model(tensor.to(device)).float()
         logits = logits[:, 1:].masked_fill(untrained.to(device)[None, :, None, None], float("-inf"))
@@ -127,12 +137,19 @@ def write_mosaic(tiles: list[str], output: str) -> None:
         sources.append(
             f'    <SimpleSource><SourceFilename relativeToVRT="1">{relative}</SourceFilename><SourceBand>1</SourceBand>'
             f'<SrcRect xOff="0" yOff="0" xSize="{columns}" ySize="{rows}"/>'
-            f'<DstRect xOff="{x_offset}" yOff="{y_offset}" xSize="{columns}" ySize="{rows}"/></SimpleSource>')
-    text = "\n".join([
-        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
-        f"  <SRS>{escape(infos[0][3].to_wkt())}</SRS>",
-        f"  <GeoTransform>{left}, {resolution}, 0, {top}, 0, {-resolution}</GeoTransform>",
-        '  <VRTRasterBand dataType="Byte" band="1"><NoDataValue>0</NoDataValue>', *sources,
-        "  </VRTRasterBand>", "</VRTDataset>", ""])
+            f'<DstRect xOff="{x_offset}" yOff="{y_offset}" xSize="{columns}" ySize="{rows}"/></SimpleSource>'
+        )
+    text = "\n".join(
+        [
+            f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">',
+            f"  <SRS>{escape(infos[0][3].to_wkt())}</SRS>",
+            f"  <GeoTransform>{left}, {resolution}, 0, {top}, 0, {-resolution}</GeoTransform>",
+            '  <VRTRasterBand dataType="Byte" band="1"><NoDataValue>0</NoDataValue>',
+            *sources,
+            "  </VRTRasterBand>",
+            "</VRTDataset>",
+            "",
+        ]
+    )
     with atomic_path(output) as temporary:
         temporary.write_text(text)

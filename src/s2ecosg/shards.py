@@ -64,7 +64,9 @@ def patch_box(grid: TargetGrid, tile: str, row: int, column: int, size: int, gro
     return x0 - grow, y1 - extent - grow, x0 + extent + grow, y1 + grow
 
 
-def assign_split(box: tuple[float, ...], grown: tuple[float, ...], validation: set[Block], block_size: float) -> str | None:
+def assign_split(
+    box: tuple[float, ...], grown: tuple[float, ...], validation: set[Block], block_size: float
+) -> str | None:
     """``val`` when the footprint is all in validation blocks, ``train`` when the grown one touches none."""
     if blocks_touching(*box, block_size) <= validation:
         return "val"
@@ -112,11 +114,19 @@ def split_geojson(validation: set[Block], block_size: float, crs: str) -> dict[s
     for column, row in sorted(validation):
         x0, y0 = column * block_size, row * block_size
         ring = [[x0, y0], [x0 + block_size, y0], [x0 + block_size, y0 + block_size], [x0, y0 + block_size], [x0, y0]]
-        features.append({"type": "Feature", "properties": {"split": "val", "block": [column, row]},
-                         "geometry": {"type": "Polygon", "coordinates": [ring]}})
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"split": "val", "block": [column, row]},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
     epsg = crs.split(":")[-1]
-    return {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
-            "features": features}
+    return {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+        "features": features,
+    }
 
 
 def read_band_one(path: str) -> np.ndarray:
@@ -127,7 +137,9 @@ def read_band_one(path: str) -> np.ndarray:
         return source.read(1)
 
 
-def write_split(patches: list[Patch], split: str, images: dict[str, str], labels: dict[str, str], out: str, size: int) -> dict[str, Any]:
+def write_split(
+    patches: list[Patch], split: str, images: dict[str, str], labels: dict[str, str], out: str, size: int
+) -> dict[str, Any]:
     """Fill ``{split}_images.npy``/``{split}_labels.npy`` patch by patch; return band sums for stats."""
     from numpy.lib.format import open_memmap
     from tqdm import tqdm
@@ -141,7 +153,7 @@ def write_split(patches: list[Patch], split: str, images: dict[str, str], labels
     with atomic_path(f"{out}/{split}_images.npy") as image_tmp, atomic_path(f"{out}/{split}_labels.npy") as label_tmp:
         image_array = open_memmap(image_tmp, mode="w+", dtype=np.uint16, shape=(len(chosen), n_bands, size, size))
         label_array = open_memmap(label_tmp, mode="w+", dtype=np.uint8, shape=(len(chosen), size, size))
-        for tile in sorted({patch.tile for patch in chosen}):
+        for tile in tqdm(sorted({patch.tile for patch in chosen}), desc=f"shards {split}", unit="tile", mininterval=10):
             with open_raster(images[tile]) as source:
                 image = source.read()
             ids = read_band_one(labels[tile])
@@ -185,18 +197,28 @@ def run_shards(images: dict[str, str], labels: dict[str, str], grid: TargetGrid,
     for tile, path in labels.items():
         blocks |= labelled_blocks(read_band_one(path), grid, tile, settings.block_size)
     validation = choose_validation_blocks(blocks, settings.val_fraction, settings.seed)
-    patches = [patch for tile, path in sorted(labels.items())
-               for patch in plan_patches(tile, read_band_one(path), grid, settings, validation)]
+    patches = [
+        patch
+        for tile, path in sorted(labels.items())
+        for patch in plan_patches(tile, read_band_one(path), grid, settings, validation)
+    ]
     if not any(patch.split == "train" for patch in patches):
-        raise InputError(next(iter(labels.values())), "no training patch has enough labelled pixels (shards.min_labelled)")
+        raise InputError(
+            next(iter(labels.values())), "no training patch has enough labelled pixels (shards.min_labelled)"
+        )
     with open_raster(next(iter(images.values()))) as source:
         bands = list(source.descriptions)
     train_sums = write_split(patches, "train", images, labels, out, settings.patch)
     val_sums = write_split(patches, "val", images, labels, out, settings.patch)
     write_json(f"{out}/split.geojson", split_geojson(validation, settings.block_size, grid.crs))
     stats = band_statistics(train_sums, bands)
-    stats.update(patches={"train": sum(p.split == "train" for p in patches), "val": sum(p.split == "val" for p in patches)},
-                 class_pixels={"train": train_sums["classes"], "val": val_sums["classes"]},
-                 patch=settings.patch, stride=settings.stride, validation_blocks=len(validation), blocks=len(blocks))
+    stats.update(
+        patches={"train": sum(p.split == "train" for p in patches), "val": sum(p.split == "val" for p in patches)},
+        class_pixels={"train": train_sums["classes"], "val": val_sums["classes"]},
+        patch=settings.patch,
+        stride=settings.stride,
+        validation_blocks=len(validation),
+        blocks=len(blocks),
+    )
     write_json(f"{out}/stats.json", stats)
     LOG.info("shards: %s", stats["patches"])

@@ -58,7 +58,9 @@ def warp_band(path: str, index: int, transform: Affine, shape: tuple[int, int], 
     return destination
 
 
-def scene_block(scene: dict[str, Any], bands: list[str], transform: Affine, shape: tuple[int, int], crs: str) -> np.ndarray:
+def scene_block(
+    scene: dict[str, Any], bands: list[str], transform: Affine, shape: tuple[int, int], crs: str
+) -> np.ndarray:
     """All bands of one scene on a target window: (bands, rows, cols) float32 reflectance × 10000.
 
     A pixel is kept only when every band is valid, so the composite never mixes scenes within a pixel.
@@ -102,8 +104,12 @@ def composite_tile(inventory: dict[str, Any], tile: str) -> tuple[np.ndarray, np
     for row in tqdm(range(0, size, BLOCK_ROWS), desc=f"stage {tile}", unit="block", mininterval=5):
         rows = min(BLOCK_ROWS, size - row)
         transform = tile_transform @ Affine.translation(0, row)
-        box = (tile_transform.c, tile_transform.f - (row + rows) * grid.resolution,
-               tile_transform.c + grid.tile_size, tile_transform.f - row * grid.resolution)
+        box = (
+            tile_transform.c,
+            tile_transform.f - (row + rows) * grid.resolution,
+            tile_transform.c + grid.tile_size,
+            tile_transform.f - row * grid.resolution,
+        )
         touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
         if not touching:
             continue

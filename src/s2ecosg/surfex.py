@@ -33,9 +33,17 @@ def header_text(comment: str, bounds: tuple[float, float, float, float], shape: 
     """The 9-line header for a (rows, cols) uint8 cover with edges (west, south, east, north)."""
     west, south, east, north = bounds
     rows, cols = shape
-    lines = [comment.replace("\n", " ")[:200] or "s2ecosg cover", "nodata: 0", f"north: {decimal(north)}",
-             f"south: {decimal(south)}", f"west: {decimal(west)}", f"east: {decimal(east)}",
-             f"rows: {rows}", f"cols: {cols}", f"recordtype: {RECORDTYPE}"]
+    lines = [
+        comment.replace("\n", " ")[:200] or "s2ecosg cover",
+        "nodata: 0",
+        f"north: {decimal(north)}",
+        f"south: {decimal(south)}",
+        f"west: {decimal(west)}",
+        f"east: {decimal(east)}",
+        f"rows: {rows}",
+        f"cols: {cols}",
+        f"recordtype: {RECORDTYPE}",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -43,10 +51,14 @@ def check_basename(basename: str | Path) -> None:
     """Refuse base names SURFEX would truncate (``CHARACTER(LEN=28)`` minus ``.dir``)."""
     name = Path(basename).name
     if len(name) > MAX_BASENAME:
-        raise InputError(basename, f"base name {name!r} has {len(name)} characters; SURFEX reads at most {MAX_BASENAME}")
+        raise InputError(
+            basename, f"base name {name!r} has {len(name)} characters; SURFEX reads at most {MAX_BASENAME}"
+        )
 
 
-def write_cover(basename: str | Path, cover: np.ndarray, bounds: tuple[float, float, float, float], comment: str) -> None:
+def write_cover(
+    basename: str | Path, cover: np.ndarray, bounds: tuple[float, float, float, float], comment: str
+) -> None:
     """Write ``<basename>.dir`` and ``<basename>.hdr``.
 
     Args:

@@ -88,12 +88,22 @@ def make_loaders(shards: str, stats: dict[str, Any], settings: Any) -> tuple[Dat
     generator = torch.Generator().manual_seed(settings.seed)
     train_set = PatchDataset(shards, "train", stats["mean"], stats["std"], augment=True)
     val_set = PatchDataset(shards, "val", stats["mean"], stats["std"])
-    common = {"batch_size": settings.batch_size, "num_workers": settings.workers, "pin_memory": torch.cuda.is_available()}
-    return (DataLoader(train_set, shuffle=True, generator=generator, drop_last=len(train_set) > settings.batch_size, **common),
-            DataLoader(val_set, shuffle=False, **common))
+    common = {
+        "batch_size": settings.batch_size,
+        "num_workers": settings.workers,
+        "pin_memory": torch.cuda.is_available(),
+    }
+    return (
+        DataLoader(
+            train_set, shuffle=True, generator=generator, drop_last=len(train_set) > settings.batch_size, **common
+        ),
+        DataLoader(val_set, shuffle=False, **common),
+    )
 
 
-def run_train(shards: str, legend_name: str, model_settings: Any, settings: Any, checkpoints: str, bundle: str, config_digest: str) -> None:
+def run_train(
+    shards: str, legend_name: str, model_settings: Any, settings: Any, checkpoints: str, bundle: str, config_digest: str
+) -> None:
     """Train (resuming from ``checkpoints/last.pt`` when present) and write the bundle."""
     from s2ecosg.io import read_json
     from s2ecosg.legend import load_legend
@@ -112,10 +122,22 @@ def run_train(shards: str, legend_name: str, model_settings: Any, settings: Any,
         schedule.step()
         metrics = validate(model, val_loader, legend.n_classes, device) if len(val_loader.dataset) else {}
         score = metrics.get("mean_iou") or 0.0
-        LOG.info("epoch %d/%d: loss %.4f, validation mIoU %.4f, agreement %s", epoch + 1, settings.epochs, loss, score,
-                 metrics.get("agreement"))
-        state = {"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "schedule": schedule.state_dict(), "best": max(state["best"], score), "rng": torch.get_rng_state()}
+        LOG.info(
+            "epoch %d/%d: loss %.4f, validation mIoU %.4f, agreement %s",
+            epoch + 1,
+            settings.epochs,
+            loss,
+            score,
+            metrics.get("agreement"),
+        )
+        state = {
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "best": max(state["best"], score),
+            "rng": torch.get_rng_state(),
+        }
         if score >= state["best"]:
             save_checkpoint(Path(checkpoints) / "best.pt", state)
         save_checkpoint(Path(checkpoints) / "last.pt", state)
@@ -142,7 +164,9 @@ def resume(path: Path, model: UNet, optimizer: Any, schedule: Any) -> dict[str, 
     return {"epoch": state["epoch"], "best": state["best"]}
 
 
-def write_bundle(checkpoint: Path, bundle: str, model_settings: Any, legend: Any, stats: dict[str, Any], config_digest: str) -> None:
+def write_bundle(
+    checkpoint: Path, bundle: str, model_settings: Any, legend: Any, stats: dict[str, Any], config_digest: str
+) -> None:
     """Write ``weights.pt`` and ``bundle.json`` from a checkpoint."""
     import s2ecosg
     from s2ecosg.io import atomic_path, write_json
@@ -150,11 +174,23 @@ def write_bundle(checkpoint: Path, bundle: str, model_settings: Any, legend: Any
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     with atomic_path(Path(bundle) / "weights.pt") as temporary:
         torch.save(state["model"], temporary)
-    write_json(Path(bundle) / "bundle.json", {
-        "arch": model_settings.arch, "encoder": model_settings.encoder, "bands": stats["bands"],
-        "mean": stats["mean"], "std": stats["std"], "n_classes": legend.n_classes, "legend": legend.to_records(),
-        "trained_classes": sorted(int(key) for key in stats["class_pixels"]["train"]),
-        "patch": stats["patch"], "epochs_trained": state["epoch"], "validation_mean_iou": state["best"],
-        "config_hash": config_digest, "s2ecosg_version": s2ecosg.__version__, "torch_version": torch.__version__,
-    })
+    write_json(
+        Path(bundle) / "bundle.json",
+        {
+            "arch": model_settings.arch,
+            "encoder": model_settings.encoder,
+            "bands": stats["bands"],
+            "mean": stats["mean"],
+            "std": stats["std"],
+            "n_classes": legend.n_classes,
+            "legend": legend.to_records(),
+            "trained_classes": sorted(int(key) for key in stats["class_pixels"]["train"]),
+            "patch": stats["patch"],
+            "epochs_trained": state["epoch"],
+            "validation_mean_iou": state["best"],
+            "config_hash": config_digest,
+            "s2ecosg_version": s2ecosg.__version__,
+            "torch_version": torch.__version__,
+        },
+    )
     LOG.info("bundle written to %s", bundle)

@@ -1,0 +1,68 @@
+"""The demo exactly as `make demo` runs it (real Brandenburg scene, ResNet-50), checked on its outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import ROOT, run
+from pyproj import Transformer
+
+from s2ecosg.surfex import read_cover
+from s2ecosg.validate import validate_cover
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    for name in ("Snakefile", "rules", "envs", "profiles", "config.yaml", "data"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
+    run(["snakemake", "--profile", "profiles/local", "--cores", "2"], cwd=folder, timeout=1200)
+    return folder
+
+
+def cells_over_imagery(cover: np.ndarray, header: dict, stage: Path) -> np.ndarray:
+    """Covers of the cells whose centre falls on a valid staged pixel."""
+    rows, cols = cover.shape
+    step = (header["north"] - header["south"]) / rows
+    lat = header["north"] - (np.arange(rows) + 0.5) * step
+    lon = header["west"] + (np.arange(cols) + 0.5) * step
+    lon_grid, lat_grid = np.meshgrid(lon, lat)
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3035", always_xy=True).transform(lon_grid, lat_grid)
+    over = np.zeros(cover.shape, dtype=bool)
+    for path in stage.glob("E*N*[0-9].tif"):
+        with rasterio.open(path) as source:
+            valid = (source.read() > 0).all(axis=0)
+            column, row = ~source.transform * (x, y)
+            inside = (row >= 0) & (row < source.height) & (column >= 0) & (column < source.width)
+            over[inside] = valid[row[inside].astype(int), column[inside].astype(int)]
+    return cover[over]
+
+
+def test_demo_cover_covers_the_imagery(demo: Path) -> None:
+    base = demo / "results" / "demo" / "cover" / "S2ECOSG_DEMO"
+    assert validate_cover(base) == []
+    cover, header = read_cover(base)
+    over = cells_over_imagery(cover, header, demo / "results" / "demo" / "stage")
+    assert over.size > 50000  # ≈ 118 km² at 1/1800° (≈ 34 m × 62 m cells)
+    assert (over > 0).mean() >= 0.9
+    # OSM legend covers only: town 29/31, crops 20, grass 17, forest 13, shrubs 15, water 2, wetland 23, bare 4.
+    assert set(np.unique(cover)) <= {0, 2, 4, 13, 15, 17, 20, 23, 29, 31}
+
+
+def test_demo_metrics_and_picture(demo: Path) -> None:
+    results = demo / "results" / "demo"
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    assert metrics["validation"]["classes"]["pixels"] > 10000
+    assert metrics["validation"]["classes"]["agreement"] > 0.2  # 1/9 would be chance over the 9 trained classes
+    assert (results / "evaluate" / "panels.png").stat().st_size > 50000
+    card = json.loads((results / "model" / "bundle.json").read_text())
+    assert card["encoder"] == "resnet50" and card["epochs_trained"] == 4
+    summary = run(["s2ecosg", "summary", "config.yaml"], cwd=demo, timeout=120).stdout
+    assert "cover file: results/demo/cover/S2ECOSG_DEMO.dir" in summary and "format check: ok" in summary
