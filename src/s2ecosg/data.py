@@ -42,7 +42,7 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = normalise(np.asarray(self.images[index]), self.mean, self.std)
-        label = np.asarray(self.labels[index])
+        label = np.array(self.labels[index])  # a writable copy of the memory-mapped patch
         if self.augment:
             turns, flip = np.random.randint(4), np.random.randint(2)
             image, label = np.rot90(image, turns, axes=(1, 2)), np.rot90(label, turns)

@@ -59,7 +59,7 @@ def train_epoch(model: UNet, loader: DataLoader, optimizer: Any, settings: Any, 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return float(np.mean(losses)) if losses else float("nan")
 
 
