@@ -59,6 +59,15 @@ def output_folder(name):
     return lambda wildcards, output: os.path.dirname(output[name])
 
 
+def cover_fill_files():
+    """The ECOSG fill file(s) of cover.fill: both halves of a DIRECT pair, or one raster."""
+    fill = CONFIG.cover.fill
+    if not fill:
+        return []
+    base = fill[:-4] if fill.endswith((".dir", ".hdr")) else fill
+    return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [fill]
+
+
 def per_tile(pattern):
     """Input function: ``pattern`` expanded over the tiles."""
     return lambda wildcards: expand(pattern, tile=tiles())

@@ -4,11 +4,18 @@
 rule cover:
     input:
         classes=per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
+        confidence=per_tile(f"{RESULTS}/predict/{{tile}}.conf.tif"),
         card=f"{BUNDLE}/bundle.json",
+        inventory=f"{RESULTS}/stage/inventory.json",
+        fill=cover_fill_files(),
+        sea_mask=CONFIG.cover.sea_mask or [],
     output:
         binary=f"{COVER}.dir",
         header=f"{COVER}.hdr",
+        netcdf=f"{COVER}.nc",
         namelist=f"{COVER}.nam",
+        picture=f"{COVER}.png",
+        readme=f"{RESULTS}/cover/README.md",
         validation=f"{RESULTS}/cover/validation.txt",
     params:
         settings=settings("cover", "domain"),
@@ -27,4 +34,4 @@ rule cover:
         runtime=60,
     shell:
         "s2ecosg cover --settings {params.settings} --bundle {params.bundle} --predict-dir {params.predict_dir}"
-        " --tiles {params.tiles} --basename {params.basename} --log {log}"
+        " --tiles {params.tiles} --inventory {input.inventory} --basename {params.basename} --log {log}"

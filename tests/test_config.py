@@ -54,7 +54,7 @@ def test_every_config_key_is_commented() -> None:
         ({"predict": {"window": 64, "overlap": 64}}, "overlap must be smaller"),
         ({"labels": {"path": None}}, "labels.path is needed"),
         ({"train": {"backend": "horovod"}}, "train.backend: data-parallel training"),
-        ({"cover": {"fill": "ecosg.dir"}}, "cover.fill: gap filling"),
+        ({"domain": {"name": "NOWHERE"}}, "domain: unknown domain; known: IRELAND25"),
     ],
 )
 def test_bad_config_is_one_line(raw: dict, message: str) -> None:

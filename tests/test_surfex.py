@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from s2ecosg.errors import InputError
 from s2ecosg.surfex import decimal, read_cover, write_cover
@@ -75,6 +78,10 @@ def test_long_basename_refused(tmp_path: Path) -> None:
         (lambda h, d: (h.replace("cols: 6\n", ""), d), "key cols: missing"),
         (lambda h, d: (h, d[:-1]), "23 bytes"),
         (lambda h, d: (h, d[:-1] + bytes([34])), "outside 0..33"),
+        (lambda h, d: (h, bytes([255]) + d[1:]), "values [255] outside 0..33"),
+        (lambda h, d: (h.replace("rows: 4", "rows: 3"), d), "expected rows × cols = 18"),
+        (lambda h, d: (h.replace("west: -8.0", "west: -6.0").replace("east: -6.5", "east: -8.0"), d), "west < east"),
+        (lambda h, d: (h.replace("recordtype: integer 8 bits\n", ""), d), "key recordtype: missing"),
         (lambda h, d: (h.replace("east: -6.5", "east: 353.5").replace("west: -8.0", "west: 352.0"), d), "-180..180"),
     ],
 )
@@ -85,3 +92,36 @@ def test_validator_finds_broken_files(tmp_path: Path, edit, message: str) -> Non
     (tmp_path / "QUAD.dir").write_bytes(data)
     problems = validate_cover(tmp_path / "QUAD")
     assert any(message in problem for problem in problems), problems
+
+
+def test_validator_refuses_a_25_character_name(tmp_path: Path) -> None:
+    write_cover(tmp_path / "QUAD", quadrants(), (-8.0, 52.0, -6.5, 53.0), "x")
+    long_name = tmp_path / ("B" * 25)
+    for suffix in (".hdr", ".dir"):
+        (tmp_path / f"QUAD{suffix}").rename(f"{long_name}{suffix}")
+    assert any("longer than 24 characters" in problem for problem in validate_cover(long_name))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    west=st.floats(-180, 179, allow_nan=False).map(lambda value: round(value * 360) / 360),
+    south=st.floats(-89, 88, allow_nan=False).map(lambda value: round(value * 360) / 360),
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 40),
+    step=st.sampled_from([1 / 360, 1 / 1800, 0.25, 1.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_header_round_trip(west: float, south: float, rows: int, cols: int, step: float, seed: int) -> None:
+    """Any grid inside the globe survives write → read exactly, and passes the validator."""
+    east, north = west + cols * step, south + rows * step
+    assume(east <= 180 and north <= 90)
+    cover = np.random.default_rng(seed).integers(0, 34, size=(rows, cols), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(folder) / "PROP"
+        write_cover(base, cover, (west, south, east, north), "property")
+        read_back, header = read_cover(base)
+        np.testing.assert_array_equal(read_back, cover)
+        for key, value in (("west", west), ("south", south), ("east", east), ("north", north)):
+            assert header[key] == pytest.approx(value, abs=1e-11)
+        assert (header["north"] - header["south"]) / header["rows"] == pytest.approx(step, rel=1e-9)
+        assert validate_cover(base) == []

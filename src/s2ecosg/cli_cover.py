@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -22,42 +23,87 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def cover_provenance(config: Any, bundle: str, inventory: str | None) -> dict[str, str]:
+    """Provenance recorded in the netCDF, the header comment and the README."""
+    import datetime as dt
+
+    from s2ecosg.config import config_hash
+    from s2ecosg.io import read_json
+
+    scenes = [scene["scene_id"] for scene in read_json(inventory)["scenes"]] if inventory else []
+    return {"s2ecosg_version": s2ecosg.__version__, "bundle": file_digest(Path(bundle) / "weights.pt"),
+            "config_hash": config_hash(config), "scenes": " ".join(scenes) or "unknown",
+            "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
 @main.command("cover")
 @settings_option
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--predict-dir", required=True, type=click.Path(exists=True, file_okay=False))
 @tiles_option
+@click.option("--inventory", type=click.Path(exists=True, dir_okay=False), help="inventory.json (scene list).")
 @click.option("--basename", "output_basename", required=True, help="Output path without extension.")
 @log_option
 @command
-def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, output_basename: str) -> None:
-    """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair."""
-    from s2ecosg.config import config_hash
+def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, inventory: str | None, output_basename: str) -> None:
+    """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair and its companions."""
     from s2ecosg.cover import run_cover
+    from s2ecosg.io import read_json
+    from s2ecosg.legend import legend_from_records
 
     config = sections(settings)
-    provenance = (
-        f"{Path(output_basename).name} s2ecosg {s2ecosg.__version__} bundle {file_digest(Path(bundle) / 'weights.pt')}"
-        f" config {config_hash(config)}"
-    )
-    run_cover(
-        list(tile_paths(predict_dir, tiles).values()),
-        bundle,
-        config.cover,
-        config.domain.bbox,
-        output_basename,
-        provenance,
-    )
+    classes = list(tile_paths(predict_dir, tiles).values())
+    confidences = [path if Path(path).exists() else None for path in tile_paths(predict_dir, tiles, ".conf.tif").values()]
+    legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
+    provenance = cover_provenance(config, bundle, inventory)
+    run_cover(classes, confidences, legend, config.cover, config.domain, output_basename, provenance)
     LOG.info("cover file: %s.dir", output_basename)
+
+
+@main.command("domain")
+@click.argument("name", required=False)
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config.")
+@command
+def domain_command(name: str | None, config_path: str | None) -> None:
+    """Print a HARMONIE domain's extent, the output grid and the PGD grid namelists."""
+    from s2ecosg.config import CoverConfig, DomainConfig, degrees, read_config_file
+    from s2ecosg.domain import resolve_domain
+    from s2ecosg.errors import InputError
+    from s2ecosg.lonlat import snap_grid
+
+    config = read_config_file(config_path) if config_path else None
+    domain_settings = config.domain if config else DomainConfig(name=name)
+    cover_settings = config.cover if config else CoverConfig()
+    domain = resolve_domain(domain_settings.name, domain_settings.harmonie)
+    if domain is None:
+        raise InputError(config_path or "domain", "no HARMONIE domain given (a name or domain.harmonie keys)")
+    extent = domain.lonlat_extent(domain_settings.margin)
+    grid = snap_grid(extent, degrees(cover_settings.resolution_deg))
+    click.echo(f"domain {domain.name}: NIMAX {domain.nimax} × NJMAX {domain.njmax} cells of {domain.gsize} m; {domain.proj4}")
+    click.echo("extent with margin {}: west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(domain_settings.margin, *extent))
+    click.echo("output grid: {} rows × {} cols of {:.10g}°, edges west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(
+        grid.rows, grid.cols, grid.step, *grid.bounds))
+    click.echo(domain.namelists(), nl=False)
 
 
 @main.command("validate-cover")
 @click.argument("basename")
-def validate_cover_command(basename: str) -> None:
-    """Check a cover pair against SURFEX's format rules; one line per problem, exit 1 if any."""
-    from s2ecosg.validate import validate_cover
+@click.option("--domain", "domain_name", help="Also check that the file covers this named domain (+ margin).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config.")
+@click.option("--margin", type=int, default=None, help="Model cells around the domain that must be covered (default 2).")
+def validate_cover_command(basename: str, domain_name: str | None, config_path: str | None, margin: int | None) -> None:
+    """Check a cover pair against SURFEX's format rules (and a domain); one line per problem, exit 1 if any."""
+    from s2ecosg.config import read_config_file
+    from s2ecosg.domain import resolve_domain
+    from s2ecosg.validate import domain_problems, validate_cover
 
     problems = validate_cover(basename)
+    domain_settings = read_config_file(config_path).domain if config_path else None
+    domain = resolve_domain(domain_name, None) if domain_name else (
+        resolve_domain(domain_settings.name, domain_settings.harmonie) if domain_settings else None)
+    if domain is not None and not problems:
+        chosen_margin = margin if margin is not None else (domain_settings.margin if domain_settings else 2)
+        problems += domain_problems(basename, domain, chosen_margin)
     for problem in problems:
         click.echo(f"{basename}: {problem}")
     if problems:

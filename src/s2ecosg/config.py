@@ -36,12 +36,25 @@ class RunConfig(Section):
 
 
 class DomainConfig(Section):
-    """Area the cover file must cover."""
+    """Area the cover file must cover: a HARMONIE domain (named or by its keys), a lon/lat box, or the imagery."""
 
-    name: str | None = Field(None, description="Label of the domain (free text in issue 3).")
-    bbox: LonLatBox | None = Field(
-        None, description="Output extent [west, south, east, north] in degrees; null: the imagery's extent."
+    name: str | None = Field(None, description="Named HARMONIE domain (data/domains.csv) or the label of harmonie keys.")
+    harmonie: dict[str, float] | None = Field(
+        None, description="Custom domain keys: nlon, nlat, lonc, latc, lon0, lat0, gsize (m), ezone (default 11)."
     )
+    bbox: LonLatBox | None = Field(None, description="[west, south, east, north] in degrees when there is no domain.")
+    margin: int = Field(2, ge=0, description="Model grid cells added on every side of the domain.")
+
+    @model_validator(mode="after")
+    def known_domain(self) -> DomainConfig:
+        """A name without keys must be a shipped domain; keys must be complete."""
+        from s2ecosg.domain import resolve_domain
+
+        try:
+            resolve_domain(self.name, self.harmonie)
+        except InputError as error:
+            raise ValueError(error.problem) from None
+        return self
 
 
 class GridConfig(Section):
@@ -144,11 +157,14 @@ class CoverConfig(Section):
 
     basename: str = Field("S2ECOSG", max_length=24, pattern=r"^[A-Za-z0-9_.-]+$", description="Cover base name.")
     resolution_deg: float | str = Field("1/1800", description="Output cell size in degrees (number or 'a/b').")
-    fill: str | None = Field(None, description="Original ECOSG cover to fill gaps with (issue 4).")
-    sea_mask: str | None = Field(None, description="Land-sea mask to fill sea with cover 1 (issue 4).")
-    climate: Literal["temperate", "boreal", "mediterranean"] = Field(
-        "temperate", description="Which ECOSG variant of the legend to use."
+    fill: str | None = Field(None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) for cells without data.")
+    sea_mask: str | None = Field(None, description="Land-sea mask: raster (sea where = sea_value) or sea polygons.")
+    sea_value: float = Field(1, description="Value of sea pixels in a raster sea_mask.")
+    climate: str = Field(
+        "latitude", description="latitude (bands below), temperate, boreal, mediterranean, or a zone raster path."
     )
+    boreal_latitude: float = Field(60.0, ge=0, le=90, description="|latitude| from which pixels use boreal covers.")
+    mediterranean_latitude: float = Field(42.0, ge=0, le=90, description="|latitude| up to which pixels use Mediterranean covers.")
 
     @field_validator("resolution_deg")
     @classmethod
@@ -202,8 +218,6 @@ class Config(Section):
 
 UNSUPPORTED = {  # settings that have a place in the config but no implementation yet: refused, never ignored
     ("train", "backend"): ("single", "data-parallel training (ddp, horovod) is not available yet"),
-    ("cover", "fill"): (None, "gap filling from an ECOSG file is not available yet"),
-    ("cover", "sea_mask"): (None, "sea filling from a land-sea mask is not available yet"),
     ("evaluate", "ecosg"): (None, "the side-by-side ECOSG comparison is not available yet"),
     ("imagery", "max_cloud"): (100.0, "scene cloud cover needs product metadata, which is not read yet"),
 }
@@ -221,7 +235,7 @@ def load_config(raw: dict[str, Any], source: str = "config.yaml") -> Config:
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise InputError(source, f"{key}: {message}") from None
 
 
@@ -241,7 +255,7 @@ def validate_sections(raw: dict[str, Any], source: str = "--settings") -> Config
         except ValidationError as error:
             first = error.errors()[0]
             key = ".".join([name, *(str(part) for part in first["loc"])])
-            raise InputError(source, f"{key}: {first['msg']}") from None
+            raise InputError(source, f"{key}: {first['msg'].removeprefix('Value error, ')}") from None
     return Config.model_construct(**values)
 
 

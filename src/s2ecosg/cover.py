@@ -1,179 +1,162 @@
-"""Cover: class ids → ECOSG covers → majority per cell of a regular lat/lon grid → SURFEX DIRECT file.
+"""Cover: class ids → ECOSG covers → per-cell majority and fractions on a regular lat/lon grid → SURFEX files.
 
-Inputs: ``predict/{tile}.tif`` (class ids, target CRS) and the bundle's legend (``model/bundle.json``).
-Outputs (``cover/``): ``{BASENAME}.dir`` + ``.hdr`` (uint8, nodata 0, covers 1..33, row 1 north),
-``{BASENAME}.nam`` (PGD namelist fragment), ``validation.txt`` (result of the format rules).
+Inputs: ``predict/{tile}.tif`` (class ids) and ``predict/{tile}.conf.tif`` (confidence), the bundle's legend
+(``model/bundle.json``), optionally the original ECOSG cover (``cover.fill``) and a land–sea mask.
+Outputs (``cover/``): ``{BASENAME}.dir`` + ``.hdr`` (uint8, nodata 0, covers 1..33, row 1 north), ``.nc``
+(CF-1.8: majority, 33 fractions, confidences, source), ``.nam`` (PGD namelists), ``.png`` (quick-look),
+``README.md`` (provenance) and ``validation.txt`` (the format rules, checked on the written file).
 
-Each 10 m pixel centre is placed in the output cell that contains it (as SURFEX itself places the
-cover pixels in model cells), and the cell takes the most frequent cover; ties go to the lower cover
-number. The grid is processed in bands of output rows so memory does not grow with the extent.
+The output grid covers the HARMONIE domain plus a margin (``domain``), else ``domain.bbox``, else the
+predicted pixels. Each 10 m pixel centre is placed in the cell containing it, as SURFEX places cover pixels
+in model cells; the cell takes the most frequent cover (ties: the lower number). Cells without a predicted
+pixel are filled (:mod:`s2ecosg.fill`). The grid is processed in blocks, so memory does not grow with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from s2ecosg.legend import N_COVERS
+from s2ecosg.aggregate import CoverMapping, Source, aggregate_block, fractions, majority, open_sources
+from s2ecosg.cover_files import DirectWriter, NetcdfWriter, QuickLook, readme_text
+from s2ecosg.fill import GapFiller
+from s2ecosg.lonlat import Block, LonLatGrid, snap_grid
 
 LOG = logging.getLogger(__name__)
-BAND_ROWS = 512
+BLOCK_CELLS = 256
 
 
-@dataclass(frozen=True)
-class LonLatGrid:
-    """Regular EPSG:4326 grid with edges on multiples of the cell size.
+def valid_pixel_box(source: Source) -> tuple[float, float, float, float] | None:
+    """(left, bottom, right, top) in the source CRS around its non-zero pixels, read chunk by chunk."""
+    from rasterio.windows import Window
 
-    Attributes:
-        west: West edge, degrees (−180..180).
-        north: North edge, degrees.
-        step: Cell size, degrees.
-        rows: Number of rows (row 0 = north).
-        cols: Number of columns (column 0 = west).
-    """
-
-    west: float
-    north: float
-    step: float
-    rows: int
-    cols: int
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        """(west, south, east, north) outer edges."""
-        return self.west, self.north - self.rows * self.step, self.west + self.cols * self.step, self.north
-
-
-def snap_grid(bounds: tuple[float, float, float, float], step: float) -> LonLatGrid:
-    """Smallest grid with edges on multiples of ``step`` containing (west, south, east, north)."""
-    west, south, east, north = bounds
-    first_column, last_column = math.floor(west / step + 1e-9), math.ceil(east / step - 1e-9)
-    first_row, last_row = math.floor(south / step + 1e-9), math.ceil(north / step - 1e-9)
-    return LonLatGrid(first_column * step, last_row * step, step, last_row - first_row, last_column - first_column)
-
-
-def cell_indices(xs: np.ndarray, ys: np.ndarray, crs: Any, grid: LonLatGrid) -> tuple[np.ndarray, np.ndarray]:
-    """Output (row, column) of points given in ``crs``; −1 where outside the grid."""
-    from pyproj import Transformer
-
-    transformer = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-    lon, lat = transformer.transform(xs, ys)
-    rows = np.floor((grid.north - lat) / grid.step).astype(np.int64)
-    columns = np.floor((lon - grid.west) / grid.step).astype(np.int64)
-    outside = (rows < 0) | (rows >= grid.rows) | (columns < 0) | (columns >= grid.cols)
-    rows[outside], columns[outside] = -1, -1
-    return rows, columns
-
-
-def count_covers(
-    covers: np.ndarray, rows: np.ndarray, columns: np.ndarray, first_row: int, n_rows: int, n_cols: int
-) -> np.ndarray:
-    """(n_rows, n_cols, 34) pixel counts per cover for points whose row lies in [first_row, first_row + n_rows)."""
-    keep = (covers > 0) & (rows >= first_row) & (rows < first_row + n_rows) & (columns >= 0)
-    index = ((rows[keep] - first_row) * n_cols + columns[keep]) * (N_COVERS + 1) + covers[keep]
-    counts = np.bincount(index, minlength=n_rows * n_cols * (N_COVERS + 1))
-    return counts.reshape(n_rows, n_cols, N_COVERS + 1)
-
-
-def majority(counts: np.ndarray) -> np.ndarray:
-    """Most frequent cover per cell (ties: lowest cover number); 0 where a cell has no pixel."""
-    best = counts[..., 1:].argmax(axis=-1) + 1
-    return np.where(counts[..., 1:].sum(axis=-1) > 0, best, 0).astype(np.uint8)
-
-
-def tile_points(path: str, lookup: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
-    """Covers and pixel-centre coordinates (target CRS) of the valid pixels of one predicted tile."""
+    from s2ecosg.aggregate import chunk_windows
     from s2ecosg.io import open_raster
 
-    with open_raster(path) as source:
-        ids, transform, crs = source.read(1), source.transform, source.crs
-    pixel_rows, pixel_columns = np.nonzero(ids)
-    xs = transform.c + (pixel_columns + 0.5) * transform.a
-    ys = transform.f + (pixel_rows + 0.5) * transform.e
-    covers = lookup[np.minimum(ids[pixel_rows, pixel_columns], len(lookup) - 1)].astype(np.int64)
-    return covers, xs, ys, crs
-
-
-def aggregate(tiles: list[str], lookup: np.ndarray, grid: LonLatGrid) -> np.ndarray:
-    """Majority cover on ``grid`` from predicted tiles, one band of output rows at a time.
-
-    Tiles are scanned once per band of ``BAND_ROWS`` output rows, so peak memory is one tile plus one
-    band of counts, whatever the extent.
-    """
-    from tqdm import tqdm
-
-    cover = np.zeros((grid.rows, grid.cols), dtype=np.uint8)
-    for first_row in tqdm(range(0, grid.rows, BAND_ROWS), desc="cover", unit="band", mininterval=10):
-        n_rows = min(BAND_ROWS, grid.rows - first_row)
-        counts = np.zeros((n_rows, grid.cols, N_COVERS + 1), dtype=np.int64)
-        for path in tiles:
-            covers, xs, ys, crs = tile_points(path, lookup)
-            rows, columns = cell_indices(xs, ys, crs, grid)
-            counts += count_covers(covers, rows, columns, first_row, n_rows, grid.cols)
-        cover[first_row : first_row + n_rows] = majority(counts)
-    return cover
-
-
-def data_bounds(ids: np.ndarray, transform: Any) -> tuple[float, float, float, float] | None:
-    """(left, bottom, right, top) in CRS units of the pixels of ``ids`` that are not 0; None if none."""
-    rows, columns = np.nonzero(ids.any(axis=1))[0], np.nonzero(ids.any(axis=0))[0]
-    if rows.size == 0:
+    first_row = first_column = np.inf
+    last_row = last_column = -np.inf
+    with open_raster(source.path) as raster:
+        for window in chunk_windows(Window(0, 0, source.width, source.height)):
+            ids = raster.read(1, window=window)
+            rows, columns = np.nonzero(ids.any(axis=1))[0], np.nonzero(ids.any(axis=0))[0]
+            if rows.size:
+                first_row, last_row = min(first_row, window.row_off + rows[0]), max(last_row, window.row_off + rows[-1])
+                first_column = min(first_column, window.col_off + columns[0])
+                last_column = max(last_column, window.col_off + columns[-1])
+    if first_row == np.inf:
         return None
-    left, top = transform * (columns[0], rows[0])
-    right, bottom = transform * (columns[-1] + 1, rows[-1] + 1)
-    return left, bottom, right, top
+    transform = source.transform
+    return (transform.c + first_column * transform.a, transform.f + (last_row + 1) * transform.e,
+            transform.c + (last_column + 1) * transform.a, transform.f + first_row * transform.e)
 
 
-def tiles_extent(tiles: list[str]) -> tuple[float, float, float, float]:
-    """(west, south, east, north) in degrees around the predicted pixels of all tiles."""
+def predicted_extent(sources: list[Source]) -> tuple[float, float, float, float]:
+    """(west, south, east, north) in degrees around the valid pixels of all sources."""
     from rasterio.warp import transform_bounds
 
     from s2ecosg.errors import InputError
-    from s2ecosg.io import open_raster
 
     boxes = []
-    for path in tiles:
-        with open_raster(path) as source:
-            box = data_bounds(source.read(1), source.transform)
-            if box:
-                boxes.append(transform_bounds(source.crs, "EPSG:4326", *box, densify_pts=21))
+    for source in sources:
+        box = valid_pixel_box(source)
+        if box is not None:
+            boxes.append(transform_bounds(source.crs, "EPSG:4326", *box, densify_pts=21))
     if not boxes:
-        raise InputError(tiles[0], "no predicted pixel in any tile; nothing to write")
+        raise InputError(sources[0].path if sources else "predict", "no predicted pixel in any tile; nothing to write")
     return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
 
 
-def namelist(basename: str) -> str:
-    """PGD namelist fragment that makes SURFEX read the cover file as ECOSG covers."""
-    return f"&NAM_FRAC LECOSG=.TRUE. /\n&NAM_COVER YCOVER='{basename}', YCOVERFILETYPE='DIRECT' /\n"
-
-
-def run_cover(
-    tiles: list[str], bundle: str, settings: Any, bbox: tuple[float, ...] | None, output_basename: str, provenance: str
-) -> None:
-    """Aggregate the predicted tiles and write the cover pair, the namelist and the validation report."""
-    from pathlib import Path
-
+def output_grid(settings: Any, domain_settings: Any, sources: list[Source]) -> tuple[LonLatGrid, Any]:
+    """The output grid and the HARMONIE domain (or None) for a run."""
     from s2ecosg.config import degrees
-    from s2ecosg.io import atomic_path, read_json
-    from s2ecosg.legend import legend_from_records
-    from s2ecosg.surfex import check_basename, write_cover
+    from s2ecosg.domain import resolve_domain
+
+    domain = resolve_domain(domain_settings.name, domain_settings.harmonie)
+    if domain is not None:
+        extent = domain.lonlat_extent(domain_settings.margin)
+    elif domain_settings.bbox is not None:
+        extent = tuple(domain_settings.bbox)
+    else:
+        extent = predicted_extent(sources)
+    return snap_grid(extent, degrees(settings.resolution_deg)), domain
+
+
+def namelist(basename: str, domain: Any) -> str:
+    """PGD namelist lines: ECOSG covers from this file, and the domain's grid when there is one."""
+    lines = f"&NAM_FRAC LECOSG=.TRUE. /\n&NAM_COVER YCOVER='{basename}', YCOVERFILETYPE='DIRECT' /\n"
+    return lines + (domain.namelists() if domain is not None else "")
+
+
+def block_values(sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping,
+                 filler: GapFiller) -> dict[str, np.ndarray]:
+    """Everything written for one block: cover, source flag, fractions, majority share, model confidence."""
+    totals = aggregate_block(sources, grid, block, mapping)
+    predicted = majority(totals.counts)
+    cover, flags = filler.fill(predicted, grid, block)
+    share = fractions(totals.counts)
+    filled = (predicted == 0) & (cover > 0)
+    if filled.any():
+        share[cover[filled] - 1, *np.nonzero(filled)] = 1.0
+    pixels = totals.counts[..., 1:].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        majority_share = np.where(pixels > 0, totals.counts[..., 1:].max(axis=-1) / pixels, np.nan)
+        confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
+    return {"cover": cover, "source": flags, "fraction": share, "majority_share": majority_share,
+            "model_confidence": confidence}
+
+
+def run_cover(classes: list[str], confidences: list[str | None], legend: Any, settings: Any, domain_settings: Any,
+              basename: str, provenance: dict[str, str]) -> dict[str, int]:
+    """Aggregate class rasters and write every cover output; return the number of cells by origin."""
+    from tqdm import tqdm
+
+    from s2ecosg.io import atomic_path
     from s2ecosg.validate import validate_cover
 
-    check_basename(output_basename)
-    legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
-    grid = snap_grid(tuple(bbox) if bbox else tiles_extent(tiles), degrees(settings.resolution_deg))
-    LOG.info("output grid: %d rows × %d cols, edges %s", grid.rows, grid.cols, grid.bounds)
-    cover = aggregate(tiles, legend.ecosg_lookup(settings.climate), grid)
-    write_cover(output_basename, cover, grid.bounds, provenance)
-    with atomic_path(f"{output_basename}.nam") as temporary:
-        temporary.write_text(namelist(Path(output_basename).name))
-    problems = validate_cover(output_basename)
-    with atomic_path(Path(output_basename).parent / "validation.txt") as temporary:
+    sources = open_sources(classes, confidences)
+    grid, domain = output_grid(settings, domain_settings, sources)
+    LOG.info("output grid: %d rows × %d cols of %.8f°, edges %s", grid.rows, grid.cols, grid.step, grid.bounds)
+    mapping = CoverMapping.from_legend(legend, settings)
+    filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
+    name = Path(basename).name
+    comment = f"{name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} config {provenance.get('config_hash', '')}"
+    origin = np.zeros(4, dtype=np.int64)
+    quicklook = QuickLook(grid)
+    with contextlib.ExitStack() as stack:
+        direct = DirectWriter(stack, basename, grid, comment)
+        netcdf = NetcdfWriter(stack, f"{basename}.nc", grid, provenance)
+        blocks = list(grid.blocks(BLOCK_CELLS))
+        for block in tqdm(blocks, desc="cover", unit="block", mininterval=10):
+            values = block_values(sources, grid, block, mapping, filler)
+            direct.write(block, values["cover"])
+            netcdf.write(block, values)
+            quicklook.write(block, values["cover"])
+            origin += np.bincount(values["source"].ravel(), minlength=4)
+        direct.close()
+    counts = dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
+    write_side_files(basename, grid, domain, provenance, counts, quicklook)
+    problems = validate_cover(basename)
+    with atomic_path(Path(basename).parent / "validation.txt") as temporary:
         temporary.write_text("\n".join(problems or ["ok"]) + "\n")
     if problems:
-        raise RuntimeError(f"{output_basename}: written cover breaks the format rules: {problems[0]}")
-    LOG.info("cover %s: %.1f %% of cells have a cover", output_basename, 100 * (cover > 0).mean())
+        raise RuntimeError(f"{basename}: written cover breaks the format rules: {problems[0]}")
+    LOG.info("cover %s: cells by origin %s", basename, counts)
+    return counts
+
+
+def write_side_files(basename: str, grid: LonLatGrid, domain: Any, provenance: dict[str, str], counts: dict[str, int],
+                     quicklook: QuickLook) -> None:
+    """The namelist, the quick-look PNG and the README of the cover folder."""
+    from s2ecosg.io import atomic_path
+
+    name = Path(basename).name
+    text = namelist(name, domain)
+    with atomic_path(f"{basename}.nam") as temporary:
+        temporary.write_text(text)
+    quicklook.save(f"{basename}.png", f"{name}: ECOCLIMAP-SG majority cover")
+    with atomic_path(Path(basename).parent / "README.md") as temporary:
+        temporary.write_text(readme_text(name, grid, provenance, text, counts))

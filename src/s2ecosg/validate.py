@@ -7,6 +7,7 @@ broken rule gives one line, so a forecaster sees all problems at once.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,3 +88,42 @@ def data_problems(binary_path: Path, lines: list[str]) -> list[str]:
     if bad.size:
         return [f"{binary_path}: values {bad[:10].tolist()} outside 0..{N_COVERS}"]
     return []
+
+
+def domain_problems(basename: str | Path, domain: Any, margin: int = 2, chunk_rows: int = 256) -> list[str]:
+    """Problems of a (format-valid) cover file for a HARMONIE domain.
+
+    The file must contain the lon/lat extent of the domain grown by ``margin`` cells, and every domain cell
+    (NIMAX × NJMAX) must hold at least one valid (non-zero) pixel centre; SURFEX would otherwise interpolate it.
+    """
+    from pyproj import Transformer
+
+    from s2ecosg.surfex import parse_header
+
+    header = parse_header(f"{basename}.hdr")
+    west, south, east, north = header["west"], header["south"], header["east"], header["north"]
+    need = domain.lonlat_extent(margin)
+    problems = []
+    if need[0] < west or need[1] < south or need[2] > east or need[3] > north:
+        problems.append("file extent W {:.4f} S {:.4f} E {:.4f} N {:.4f} does not contain domain {} + {} cells: "
+                        "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(west, south, east, north, domain.name, margin, *need))
+    rows, cols = int(header["rows"]), int(header["cols"])
+    data = np.memmap(f"{basename}.dir", dtype=np.uint8, mode="r", shape=(rows, cols))
+    step_lat, step_lon = (north - south) / rows, (east - west) / cols
+    x_edges, y_edges = domain.cell_edges(0)
+    to_domain = Transformer.from_crs("EPSG:4326", domain.proj4, always_xy=True)
+    hit = np.zeros((domain.njmax, domain.nimax), dtype=bool)
+    lon = west + (np.arange(cols) + 0.5) * step_lon
+    for first in range(0, rows, chunk_rows):
+        block = np.asarray(data[first : first + chunk_rows])
+        lat = north - (first + np.arange(block.shape[0]) + 0.5) * step_lat
+        valid_rows, valid_cols = np.nonzero(block)
+        x, y = to_domain.transform(lon[valid_cols], lat[valid_rows])
+        i = np.floor((x - x_edges[0]) / domain.gsize).astype(np.int64)
+        j = np.floor((y - y_edges[0]) / domain.gsize).astype(np.int64)
+        inside = (i >= 0) & (i < domain.nimax) & (j >= 0) & (j < domain.njmax)
+        hit[j[inside], i[inside]] = True
+    empty = int((~hit).sum())
+    if empty:
+        problems.append(f"{empty} of {hit.size} domain cells have no valid pixel (SURFEX would interpolate them)")
+    return problems
