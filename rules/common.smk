@@ -3,7 +3,7 @@ import json
 import os
 import shlex
 
-from s2ecosg.config import load_config
+from s2ecosg.config import CLIMATES, load_config
 from s2ecosg.errors import InputError
 from s2ecosg.scenes import expand_patterns, inventory_tiles
 

@@ -9,6 +9,7 @@ rule cover:
         inventory=f"{RESULTS}/stage/inventory.json",
         fill=cover_fill_files(),
         sea_mask=CONFIG.cover.sea_mask or [],
+        zones=[] if CONFIG.cover.climate in CLIMATES else CONFIG.cover.climate,
     output:
         binary=f"{COVER}.dir",
         header=f"{COVER}.hdr",

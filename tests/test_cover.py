@@ -81,7 +81,7 @@ def test_corine_cover_counts_equal_brute_force(class_raster: Path, tmp_path: Pat
     np.testing.assert_array_equal(cover, expected)
     counts = dict(zip(*np.unique(cover[cover > 0], return_counts=True), strict=True))
     assert counts == dict(Counter(majority_of(counter) for counter in cells.values()))
-    assert 10 in counts and 7 not in counts  # 311 broad-leaved forest → Mediterranean evergreen 10, never boreal 7
+    assert 17 in counts and 16 not in counts  # at 37° N grassland stays 17, never the boreal 16
     assert (base.parent / "validation.txt").read_text() == "ok\n"
 
 
@@ -175,14 +175,26 @@ def raster_mask(folder: Path) -> Path:
     return path
 
 
-def test_climate_variants_by_latitude_and_zone(tmp_path: Path) -> None:
+def test_climate_variants_by_latitude_and_zone(class_raster: Path, tmp_path: Path) -> None:
+    from affine import Affine
+
     from s2ecosg.aggregate import CoverMapping
 
     legend = load_legend("clc")
     mapping = CoverMapping.from_legend(legend, CoverConfig())
     forest = np.array([23, 23, 23])  # id 23 = CLC 311 broad-leaved forest
     assert mapping.covers(forest, np.array([65.0, 50.0, 38.0])).tolist() == [7, 8, 10]
-    zones = CoverMapping.from_legend(legend, CoverConfig(climate=str(tmp_path / "zones.tif")))
+    zone_file = tmp_path / "zones.tif"
+    with rasterio.open(zone_file, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=Affine(0.1, 0, -4.0, 0, -0.1, 37.5)) as destination:
+        destination.write(np.full((10, 10), 2, dtype=np.uint8), 1)  # 2 = boreal everywhere
+    settings = CoverConfig(climate=str(zone_file), resolution_deg="1/1200")
+    zones = CoverMapping.from_legend(legend, settings)
     assert zones.covers(forest, np.zeros(3), np.array([2, 1, 3])).tolist() == [7, 8, 10]
+    run_cover([str(class_raster)], [None], legend, settings, DomainConfig(), str(tmp_path / "BOREAL"), PROVENANCE)
+    cover, _ = read_cover(tmp_path / "BOREAL")
+    # Grassland codes (141, 142, 231, 243, 321) are 17 in temperate/Mediterranean rows and 16 in boreal ones:
+    # the zone raster overrides the 37° N latitude band.
+    assert (cover == 16).any() and not (cover == 17).any()
     fixed = CoverMapping.from_legend(legend, CoverConfig(climate="boreal"))
     assert fixed.covers(forest, np.array([38.0, 38.0, 38.0])).tolist() == [7, 7, 7]

@@ -72,7 +72,9 @@ class CoverMapping:
     @classmethod
     def from_legend(cls, legend: Legend, settings: Any) -> CoverMapping:
         """Lookups of a legend and the ``cover`` config section."""
-        mode = settings.climate if settings.climate in ("latitude", "temperate", "boreal", "mediterranean") else "zones"
+        from s2ecosg.config import CLIMATES
+
+        mode = settings.climate if settings.climate in CLIMATES else "zones"
         return cls(legend.ecosg_lookup("temperate"), legend.ecosg_lookup("boreal"), legend.ecosg_lookup("mediterranean"),
                    mode, settings.boreal_latitude, settings.mediterranean_latitude,
                    settings.climate if mode == "zones" else None)

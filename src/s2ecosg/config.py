@@ -21,6 +21,7 @@ DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", 
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 
 LonLatBox = tuple[float, float, float, float]
+CLIMATES = ("latitude", "temperate", "boreal", "mediterranean")
 
 
 class Section(BaseModel):
@@ -165,6 +166,14 @@ class CoverConfig(Section):
     )
     boreal_latitude: float = Field(60.0, ge=0, le=90, description="|latitude| from which pixels use boreal covers.")
     mediterranean_latitude: float = Field(42.0, ge=0, le=90, description="|latitude| up to which pixels use Mediterranean covers.")
+
+    @field_validator("climate")
+    @classmethod
+    def known_climate(cls, value: str) -> str:
+        """A variant keyword or an existing zone raster."""
+        if value not in CLIMATES and not Path(value).is_file():
+            raise ValueError(f"{value!r} is neither one of {', '.join(CLIMATES)} nor an existing zone raster")
+        return value
 
     @field_validator("resolution_deg")
     @classmethod

@@ -123,7 +123,9 @@ def run_cover(classes: list[str], confidences: list[str | None], legend: Any, se
     mapping = CoverMapping.from_legend(legend, settings)
     filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
     name = Path(basename).name
-    comment = f"{name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} config {provenance.get('config_hash', '')}"
+    scenes = len(provenance.get("scenes", "").split())
+    comment = (f"{name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} "
+               f"config {provenance.get('config_hash', '')} scenes {scenes}")
     origin = np.zeros(4, dtype=np.int64)
     quicklook = QuickLook(grid)
     with contextlib.ExitStack() as stack:
