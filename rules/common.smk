@@ -68,6 +68,12 @@ def cover_fill_files():
     return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [fill]
 
 
+def tile_list(wildcards):
+    """The tile's scene list: written by the inventory checkpoint, rewritten only when its scenes change."""
+    checkpoints.inventory.get()
+    return f"{RESULTS}/stage/scenes/{wildcards.tile}.json"
+
+
 def per_tile(pattern):
     """Input function: ``pattern`` expanded over the tiles."""
     return lambda wildcards: expand(pattern, tile=tiles())

@@ -6,7 +6,7 @@ rule cover:
         classes=per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
         confidence=per_tile(f"{RESULTS}/predict/{{tile}}.conf.tif"),
         card=f"{BUNDLE}/bundle.json",
-        inventory=f"{RESULTS}/stage/inventory.json",
+        scene_lists=per_tile(f"{RESULTS}/stage/scenes/{{tile}}.json"),
         fill=cover_fill_files(),
         sea_mask=CONFIG.cover.sea_mask or [],
         zones=[] if CONFIG.cover.climate in CLIMATES else CONFIG.cover.climate,
@@ -24,6 +24,7 @@ rule cover:
         bundle=input_folder("card"),
         predict_dir=input_folder("classes"),
         basename=lambda wildcards, output: output.binary[: -len(".dir")],
+        scene_lists=input_folder("scene_lists"),
     log:
         f"{LOGS}/cover.log",
     benchmark:
@@ -35,4 +36,4 @@ rule cover:
         runtime=60,
     shell:
         "s2ecosg cover --settings {params.settings} --bundle {params.bundle} --predict-dir {params.predict_dir}"
-        " --tiles {params.tiles} --inventory {input.inventory} --basename {params.basename} --log {log}"
+        " --tiles {params.tiles} --scene-lists {params.scene_lists} --basename {params.basename} --log {log}"

@@ -8,6 +8,7 @@ checkpoint inventory:
         inventory=f"{RESULTS}/stage/inventory.json",
     params:
         settings=settings("imagery", "grid"),
+        tile_lists=f"{RESULTS}/stage/scenes",
     log:
         f"{LOGS}/stage/inventory.log",
     benchmark:
@@ -18,24 +19,28 @@ checkpoint inventory:
         mem_mb=2000,
         runtime=30,
     shell:
-        "s2ecosg inventory --settings {params.settings} --out {output.inventory} --log {log}"
+        "s2ecosg inventory --settings {params.settings} --out {output.inventory}"
+        " --tile-lists {params.tile_lists} --log {log}"
 
 
 rule stage_tile:
     input:
-        inventory=f"{RESULTS}/stage/inventory.json",
+        tile_list=tile_list,
     output:
         image=f"{RESULTS}/stage/{{tile}}.tif",
         valid_count=f"{RESULTS}/stage/{{tile}}.count.tif",
+    params:
+        settings=settings("imagery"),
     log:
         f"{LOGS}/stage/{{tile}}.log",
     benchmark:
         f"{BENCHMARKS}/stage/{{tile}}.tsv"
     conda:
         "../envs/runtime.yml"
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
     shell:
-        "s2ecosg stage --inventory {input.inventory} --tile {wildcards.tile}"
+        "s2ecosg stage --settings {params.settings} --tile-list {input.tile_list} --threads {threads}"
         " --image {output.image} --count {output.valid_count} --log {log}"

@@ -10,12 +10,22 @@ import pytest
 import rasterio
 from conftest import DATA, DEMO
 
+from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
-from s2ecosg.scenes import build_inventory
+from s2ecosg.scenes import build_inventory, write_tile_lists
 from s2ecosg.stage import median_composite, run_stage
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
+SETTINGS = ImageryConfig()
+
+
+def stage_tile(inventory: dict, tile: str, folder: Path) -> tuple[Path, Path]:
+    """Write the tile lists of an inventory and stage one tile; return the composite and count paths."""
+    write_tile_lists(inventory, folder / "scenes")
+    image, count = folder / f"{tile}.tif", folder / f"{tile}.count.tif"
+    run_stage(str(folder / "scenes" / f"{tile}.json"), SETTINGS, str(image), str(count))
+    return image, count
 
 
 def test_median_of_valid_observations() -> None:
@@ -33,9 +43,8 @@ def test_scene_grid_bands_equal_direct_reads(tmp_path: Path) -> None:
     grid = TargetGrid("EPSG:32633", 10.0, 2000.0)
     inventory = build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], BANDS, grid)
     assert inventory["tiles"]["E332N5816"] == ["T33UUU_20170216T102101"]
-    (tmp_path / "inventory.json").write_text(__import__("json").dumps(inventory))
-    run_stage(str(tmp_path / "inventory.json"), "E332N5816", str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
-    with rasterio.open(tmp_path / "t.tif") as staged:
+    image, count_path = stage_tile(inventory, "E332N5816", tmp_path)
+    with rasterio.open(image) as staged:
         assert list(staged.descriptions) == BANDS and staged.dtypes[0] == "uint16" and staged.nodata == 0
         assert staged.profile["tiled"] and staged.bounds == (332000, 5816000, 334000, 5818000)
         image = staged.read()
@@ -46,18 +55,17 @@ def test_scene_grid_bands_equal_direct_reads(tmp_path: Path) -> None:
     with rasterio.open(DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B11.jp2") as source:
         coarse = source.read(1, window=((202, 302), (100, 200))).astype(float)
     assert abs(image[4].mean() - coarse.mean()) < 0.01 * coarse.mean()
-    with rasterio.open(tmp_path / "c.tif") as count:
+    with rasterio.open(count_path) as count:
         assert count.read(1).min() == 1
 
 
 def test_float_stacks_scaled_to_dn(tmp_path: Path) -> None:
     grid = TargetGrid("EPSG:3035", 10.0, 1000.0)
     inventory = build_inventory([str(DATA / "slovenia" / "S2L1C_2015-07-11_13bands.tif")], BANDS, grid)
-    assert inventory["scenes"][0]["scale"] == 10000.0 and inventory["scenes"][0]["date"] == "2015-07-11"
+    assert inventory["scenes"][0]["gain"] == 10000.0 and inventory["scenes"][0]["date"] == "2015-07-11"
     tile = max(inventory["tiles"])
-    (tmp_path / "inventory.json").write_text(__import__("json").dumps(inventory))
-    run_stage(str(tmp_path / "inventory.json"), tile, str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
-    with rasterio.open(tmp_path / "t.tif") as staged:
+    image, _ = stage_tile(inventory, tile, tmp_path)
+    with rasterio.open(image) as staged:
         values = staged.read(1)
     with rasterio.open(DATA / "slovenia" / "S2L1C_2015-07-11_13bands.tif") as source:
         reflectance = source.read(2)  # B02

@@ -74,41 +74,37 @@ def main() -> None:
 @main.command("inventory")
 @settings_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="inventory.json to write.")
+@click.option("--tile-lists", required=True, type=click.Path(file_okay=False), help="Folder of per-tile scene lists.")
 @log_option
 @command
-def inventory_command(settings: str, out: str) -> None:
-    """Find the scenes and the grid tiles they touch."""
+def inventory_command(settings: str, out: str, tile_lists: str) -> None:
+    """Find the scenes and the grid tiles they touch; update the per-tile scene lists that changed."""
     from s2ecosg.io import write_json
-    from s2ecosg.scenes import build_inventory
+    from s2ecosg.scenes import build_inventory, write_tile_lists
 
     config = sections(settings)
     imagery = config.imagery
-    inventory = build_inventory(
-        imagery.paths,
-        imagery.bands,
-        grid_of(config),
-        stack_bands=imagery.stack_bands,
-        dates=imagery.dates,
-        aoi=imagery.aoi,
-    )
+    inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
+                                dates=imagery.dates, aoi=imagery.aoi, max_cloud=imagery.max_cloud)
+    changed = write_tile_lists(inventory, tile_lists)
     write_json(out, inventory)
-    LOG.info(
-        "%d scene(s), %d tile(s): %s", len(inventory["scenes"]), len(inventory["tiles"]), ",".join(inventory["tiles"])
-    )
+    LOG.info("%d scene(s), %d tile(s); scene lists changed for %d tile(s): %s", len(inventory["scenes"]),
+             len(inventory["tiles"]), len(changed), ",".join(changed) or "none")
 
 
 @main.command("stage")
-@click.option("--inventory", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--tile", required=True, help="Grid tile name, e.g. E4620N2580.")
+@settings_option
+@click.option("--tile-list", required=True, type=click.Path(exists=True, dir_okay=False), help="stage/scenes/<tile>.json")
 @click.option("--image", required=True, type=click.Path(dir_okay=False), help="Composite to write.")
 @click.option("--count", required=True, type=click.Path(dir_okay=False), help="Valid-count raster to write.")
+@click.option("--threads", default=2, show_default=True, help="Bands warped in parallel.")
 @log_option
 @command
-def stage_command(inventory: str, tile: str, image: str, count: str) -> None:
-    """Warp and composite the scenes of one grid tile."""
+def stage_command(settings: str, tile_list: str, image: str, count: str, threads: int) -> None:
+    """Warp, mask and composite the scenes of one grid tile."""
     from s2ecosg.stage import run_stage
 
-    run_stage(inventory, tile, image, count)
+    run_stage(tile_list, sections(settings).imagery, image, count, threads)
 
 
 @main.command("labels")

@@ -23,14 +23,14 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def cover_provenance(config: Any, bundle: str, inventory: str | None) -> dict[str, str]:
+def cover_provenance(config: Any, bundle: str, scene_lists: list[str]) -> dict[str, str]:
     """Provenance recorded in the netCDF, the header comment and the README."""
     import datetime as dt
 
     from s2ecosg.config import config_hash
     from s2ecosg.io import read_json
 
-    scenes = [scene["scene_id"] for scene in read_json(inventory)["scenes"]] if inventory else []
+    scenes = sorted({scene["scene_id"] for path in scene_lists for scene in read_json(path)["scenes"]})
     return {"s2ecosg_version": s2ecosg.__version__, "bundle": file_digest(Path(bundle) / "weights.pt"),
             "config_hash": config_hash(config), "scenes": " ".join(scenes) or "unknown",
             "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -41,11 +41,11 @@ def cover_provenance(config: Any, bundle: str, inventory: str | None) -> dict[st
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--predict-dir", required=True, type=click.Path(exists=True, file_okay=False))
 @tiles_option
-@click.option("--inventory", type=click.Path(exists=True, dir_okay=False), help="inventory.json (scene list).")
+@click.option("--scene-lists", type=click.Path(exists=True, file_okay=False), help="Folder of per-tile scene lists.")
 @click.option("--basename", "output_basename", required=True, help="Output path without extension.")
 @log_option
 @command
-def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, inventory: str | None, output_basename: str) -> None:
+def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, scene_lists: str | None, output_basename: str) -> None:
     """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair and its companions."""
     from s2ecosg.cover import run_cover
     from s2ecosg.io import read_json
@@ -55,7 +55,8 @@ def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, inve
     classes = list(tile_paths(predict_dir, tiles).values())
     confidences = [path if Path(path).exists() else None for path in tile_paths(predict_dir, tiles, ".conf.tif").values()]
     legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
-    provenance = cover_provenance(config, bundle, inventory)
+    lists = list(tile_paths(scene_lists, tiles, ".json").values()) if scene_lists else []
+    provenance = cover_provenance(config, bundle, [path for path in lists if Path(path).exists()])
     run_cover(classes, confidences, legend, config.cover, config.domain, output_basename, provenance)
     LOG.info("cover file: %s.dir", output_basename)
 

@@ -83,6 +83,10 @@ class ImageryConfig(Section):
     bands: list[str] = Field(default_factory=lambda: list(DEFAULT_BANDS), description="Bands, in model order.")
     stack_bands: list[str] | None = Field(None, description="Band names of stacks without band descriptions.")
     aoi: LonLatBox | None = Field(None, description="Area of interest [west, south, east, north] in degrees.")
+    scl_invalid: list[int] = Field(
+        default_factory=lambda: [0, 1, 3, 8, 9, 10],
+        description="Sen2Cor SCL classes masked in L2A scenes (no data, defective, cloud shadow, clouds, cirrus).",
+    )
 
     @field_validator("bands", "stack_bands")
     @classmethod
@@ -228,7 +232,6 @@ class Config(Section):
 UNSUPPORTED = {  # settings that have a place in the config but no implementation yet: refused, never ignored
     ("train", "backend"): ("single", "data-parallel training (ddp, horovod) is not available yet"),
     ("evaluate", "ecosg"): (None, "the side-by-side ECOSG comparison is not available yet"),
-    ("imagery", "max_cloud"): (100.0, "scene cloud cover needs product metadata, which is not read yet"),
 }
 
 

@@ -1,16 +1,20 @@
 """Find Sentinel-2 scenes in a local archive and record which grid tiles each one touches.
 
-Two layouts are read: loose band files named ``<prefix>_<band>.jp2|tif`` (one scene per prefix, as in
-``GRANULE/*/IMG_DATA``) and GeoTIFF stacks whose band descriptions name the bands.
+Three layouts are read: SAFE products (``*.SAFE`` folders, L1C and L2A, metadata from ``MTD_MSI*.xml``),
+loose band files named ``<prefix>_<band>[_<res>m].jp2|tif`` (one scene per prefix, with an optional
+``<prefix>_SCL[_20m]`` mask), and GeoTIFF stacks whose band descriptions (or ``imagery.stack_bands``)
+name the bands (with an optional ``SCL`` file named like the stack with ``BOA`` → ``SCL``).
 
-Outputs: ``stage/inventory.json`` — scenes (id, date, band files, CRS, footprint in the target CRS)
-and, per grid tile, the scenes that touch it.
+Outputs: ``stage/inventory.json`` (every scene: bands, offsets, mask, footprint in the target CRS, tiles)
+and ``stage/scenes/{tile}.json`` (what one tile's stage job needs), rewritten only when its content changes,
+so a nightly rerun restages only the tiles whose scenes changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import glob
+import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -21,26 +25,37 @@ from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid, intersect
 
 LOG = logging.getLogger(__name__)
-BAND_FILE = re.compile(r"^(?P<prefix>.+)_(?P<band>B(?:0[1-9]|1[0-2]|8A))\.(?:jp2|tif|tiff)$", re.IGNORECASE)
+BAND_FILE = re.compile(
+    r"^(?P<prefix>.+)_(?P<band>B(?:0[1-9]|1[0-2]|8A)|SCL)(?:_(?:10|20|60)m)?\.(?:jp2|tif|tiff)$", re.IGNORECASE
+)
 DATE_IN_NAME = re.compile(r"(?P<year>20\d\d)-?(?P<month>[01]\d)-?(?P<day>[0-3]\d)")
 
 
 @dataclass
 class Scene:
-    """One acquisition: where each band is (file and 1-based band index) and where it lies.
+    """One acquisition: where each band is and how to turn its values into reflectance × 10000.
 
     Attributes:
-        scene_id: Unique name (file prefix or stack stem).
-        date: Acquisition date ``YYYY-MM-DD`` or ``""`` when the name has none.
-        bands: Band name → [file path, band index].
-        scale: Multiplier to reflectance × 10000 (10000 for float 0–1 stacks, 1 for DN).
+        scene_id: Unique name (product, file prefix or stack stem).
+        date: Acquisition date ``YYYY-MM-DD`` or ``""`` when unknown.
+        bands: Band name → [file path, 1-based band index].
+        offsets: Band name → radiometric offset added to the DN (−1000 from baseline 04.00).
+        gain: Multiplier after the offset (10000 for float 0–1 stacks, 10000 / quantification otherwise).
+        scl: Sen2Cor scene classification file (L2A), or None.
+        cloud: Scene cloud cover in percent from the metadata, or None.
         footprint: (left, bottom, right, top) in the target CRS.
+        tiles: Grid tiles the scene touches (inside the AOI).
     """
 
     scene_id: str
     date: str
     bands: dict[str, list[Any]]
-    scale: float = 1.0
+    offsets: dict[str, int] = field(default_factory=dict)
+    gain: float = 1.0
+    scl: str | None = None
+    cloud: float | None = None
+    level: str = ""
+    baseline: str = ""
     footprint: Bounds = (0.0, 0.0, 0.0, 0.0)
     tiles: list[str] = field(default_factory=list)
 
@@ -57,31 +72,45 @@ def date_from_name(name: str) -> str:
 
 
 def expand_patterns(patterns: list[str]) -> list[Path]:
-    """Files matching the glob patterns, sorted; a pattern that matches nothing is an error."""
-    files: set[Path] = set()
+    """Files and ``*.SAFE`` folders matching the glob patterns, sorted; a pattern matching nothing is an error."""
+    found: set[Path] = set()
     for pattern in patterns:
-        matched = [Path(name) for name in glob.glob(pattern, recursive=True) if Path(name).is_file()]
+        matched = [Path(name) for name in glob.glob(pattern, recursive=True)]
+        matched = [path for path in matched if path.is_file() or path.suffix.upper() == ".SAFE"]
         if not matched:
             raise InputError(pattern, "no imagery file matches this pattern (imagery.paths)")
-        files.update(matched)
-    return sorted(files)
+        found.update(matched)
+    return sorted(found)
 
 
-def group_scenes(files: list[Path], stack_bands: list[str] | None) -> list[Scene]:
-    """Group loose band files by prefix and read band names of stacks (headers only)."""
+def safe_scene(product: Path) -> Scene:
+    """A scene from a SAFE folder (metadata, offsets, SCL)."""
+    from s2ecosg.safe import read_product
+
+    record = read_product(product)
+    return Scene(product.stem, record["date"], {band: [path, 1] for band, path in record["bands"].items()},
+                 offsets=record["offsets"], gain=10000.0 / record["quantification"], scl=record["scl"],
+                 cloud=record.get("cloud"), level=record["level"], baseline=record["baseline"])
+
+
+def group_scenes(paths: list[Path], stack_bands: list[str] | None) -> list[Scene]:
+    """SAFE products, loose band files grouped by prefix, and stacks (headers only)."""
     loose: dict[str, dict[str, list[Any]]] = {}
     scenes = []
-    for path in files:
+    for path in paths:
         match = BAND_FILE.match(path.name)
-        if match:
+        if path.suffix.upper() == ".SAFE":
+            scenes.append(safe_scene(path))
+        elif match:
             prefix = str(path.parent / match["prefix"])
             loose.setdefault(prefix, {})[match["band"].upper()] = [str(path), 1]
         elif path.suffix.lower() in (".tif", ".tiff"):
             scenes.append(stack_scene(path, stack_bands))
         else:
-            LOG.info("skipping %s: neither a band file nor a GeoTIFF stack", path)
+            LOG.info("skipping %s: neither a SAFE product, a band file nor a GeoTIFF stack", path)
     for prefix, bands in loose.items():
-        scenes.append(Scene(Path(prefix).name, date_from_name(Path(prefix).name), bands))
+        scl = bands.pop("SCL", [None])[0]
+        scenes.append(Scene(Path(prefix).name, date_from_name(Path(prefix).name), bands, scl=scl))
     return sorted(scenes, key=lambda scene: (scene.date, scene.scene_id))
 
 
@@ -97,8 +126,10 @@ def stack_scene(path: Path, stack_bands: list[str] | None) -> Scene:
             raise InputError(path, "bands have no names; set band descriptions or imagery.stack_bands")
         names = list(stack_bands)
     bands = {name: [str(path), index] for index, name in enumerate(names, start=1)}
-    # Float stacks hold top-of-atmosphere reflectance 0..1; integer stacks already hold DN (× 10000).
-    return Scene(path.stem, date_from_name(path.name), bands, scale=10000.0 if floating else 1.0)
+    scl = path.with_name(path.name.replace("BOA", "SCL")) if "BOA" in path.name else None
+    # Float stacks hold reflectance 0..1; integer stacks already hold reflectance × 10000.
+    return Scene(path.stem, date_from_name(path.name), bands, gain=10000.0 if floating else 1.0,
+                 scl=str(scl) if scl is not None and scl.is_file() else None)
 
 
 def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
@@ -111,7 +142,6 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
     if missing:
         where = next(iter(scene.bands.values()))[0]
         raise InputError(where, f"scene {scene.scene_id} is missing band {', '.join(missing)}")
-    footprints = []
     for band in wanted:
         path, index = scene.bands[band]
         with open_raster(path) as source:
@@ -119,14 +149,20 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
                 raise InputError(path, "raster has no CRS")
             if index > source.count:
                 raise InputError(path, f"has {source.count} bands, band {band} expected at {index}")
-            footprints.append(transform_bounds(source.crs, grid.crs, *source.bounds, densify_pts=21))
-    scene.footprint = footprints[0]
+            if band == wanted[0]:
+                scene.footprint = transform_bounds(source.crs, grid.crs, *source.bounds, densify_pts=21)
     scene.bands = {band: scene.bands[band] for band in wanted}
+    scene.offsets = {band: scene.offsets.get(band, 0) for band in wanted}
 
 
-def in_window(scene: Scene, dates: tuple[dt.date, dt.date] | None) -> bool:
-    """True when there is no date window or the scene's date lies in it (inclusive)."""
-    return dates is None or (bool(scene.date) and dates[0].isoformat() <= scene.date <= dates[1].isoformat())
+def keep_scene(scene: Scene, dates: tuple[dt.date, dt.date] | None, max_cloud: float) -> bool:
+    """True when the scene's date lies in the window and its cloud cover (if known) is low enough."""
+    if dates is not None and not (scene.date and dates[0].isoformat() <= scene.date <= dates[1].isoformat()):
+        return False
+    if scene.cloud is not None and scene.cloud > max_cloud:
+        LOG.info("scene %s skipped: %.1f %% cloud > imagery.max_cloud %.1f", scene.scene_id, scene.cloud, max_cloud)
+        return False
+    return True
 
 
 def aoi_in_grid(aoi: tuple[float, float, float, float] | None, grid: TargetGrid) -> Bounds | None:
@@ -146,14 +182,19 @@ def build_inventory(
     stack_bands: list[str] | None = None,
     dates: tuple[dt.date, dt.date] | None = None,
     aoi: tuple[float, float, float, float] | None = None,
+    max_cloud: float = 100.0,
 ) -> dict[str, Any]:
     """Scenes found under ``patterns`` and the grid tiles each touches (inside the AOI).
 
     Returns:
         ``{"grid": ..., "bands": [...], "scenes": [...], "tiles": {tile: [scene_id, ...]}}``.
     """
-    aoi_box = aoi_in_grid(aoi, grid)
-    scenes = [scene for scene in group_scenes(expand_patterns(patterns), stack_bands) if in_window(scene, dates)]
+    scenes = [scene for scene in group_scenes(expand_patterns(patterns), stack_bands) if keep_scene(scene, dates, max_cloud)]
+    return tile_scenes(scenes, bands, grid, aoi_in_grid(aoi, grid), patterns[0])
+
+
+def tile_scenes(scenes: list[Scene], bands: list[str], grid: TargetGrid, aoi_box: Bounds | None, source: str) -> dict[str, Any]:
+    """Locate scenes and list, per grid tile, the scenes touching it (scenes outside the AOI are dropped)."""
     tiles: dict[str, list[str]] = {}
     for scene in scenes:
         locate(scene, bands, grid)
@@ -163,14 +204,30 @@ def build_inventory(
             tiles.setdefault(tile, []).append(scene.scene_id)
         LOG.info("scene %s (%s): %d tile(s)", scene.scene_id, scene.date or "no date", len(scene.tiles))
     if not tiles:
-        raise InputError(patterns[0], "no scene overlaps the area of interest (imagery.aoi)")
+        raise InputError(source, "no scene overlaps the area of interest (imagery.aoi)")
     grid_record = {"crs": grid.crs, "resolution": grid.resolution, "tile_size": grid.tile_size}
-    return {
-        "grid": grid_record,
-        "bands": bands,
-        "scenes": [asdict(scene) for scene in scenes if scene.tiles],
-        "tiles": dict(sorted(tiles.items())),
-    }
+    return {"grid": grid_record, "bands": bands, "scenes": [asdict(scene) for scene in scenes if scene.tiles],
+            "tiles": dict(sorted(tiles.items()))}
+
+
+def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]:
+    """Write ``{folder}/{tile}.json`` for every tile, only where the content changed; return the changed tiles.
+
+    Unchanged files keep their modification time, so Snakemake reruns only the tiles with new scenes.
+    """
+    from s2ecosg.io import write_json
+
+    by_id = {scene["scene_id"]: scene for scene in inventory["scenes"]}
+    changed = []
+    for tile, scene_ids in inventory["tiles"].items():
+        content = {"grid": inventory["grid"], "bands": inventory["bands"], "tile": tile,
+                   "scenes": [by_id[scene_id] for scene_id in scene_ids]}
+        path = Path(folder) / f"{tile}.json"
+        if path.exists() and json.loads(path.read_text()) == json.loads(json.dumps(content)):
+            continue
+        write_json(path, content)
+        changed.append(tile)
+    return changed
 
 
 def inventory_tiles(path: str | Path) -> list[str]:

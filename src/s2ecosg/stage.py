@@ -1,17 +1,20 @@
-"""Stage: warp every scene of a grid tile once onto the target grid and take the median composite.
+"""Stage: warp every scene of a grid tile once onto the target grid, mask it and take the median composite.
 
-Inputs: ``stage/inventory.json`` (scenes and their band files, see :mod:`s2ecosg.scenes`).
-Outputs: ``stage/{tile}.tif`` — uint16 reflectance × 10000, one band per ``imagery.bands`` entry,
-nodata 0, band names as descriptions; ``stage/{tile}.count.tif`` — uint8 valid observations per pixel.
+Inputs: ``stage/scenes/{tile}.json`` (the tile's scenes, written by the inventory, see :mod:`s2ecosg.scenes`).
+Outputs: ``stage/{tile}.tif`` — uint16 reflectance × 10000 after the radiometric offset, one band per
+``imagery.bands`` entry, nodata 0, band names as descriptions; ``stage/{tile}.count.tif`` — uint8 number of
+valid observations per pixel.
 
 Each band is warped straight from its native 10/20/60 m grid to the 10 m target grid (bilinear), so
-resampling and reprojection are one interpolation, not two. Work goes row-block by row-block so the
-memory of a job is bounded by the block, not by the tile.
+resampling and reprojection are one interpolation. A pixel of a scene is invalid when a band has no data
+or is saturated, or its Sen2Cor class (SCL, nearest) is one of ``imagery.scl_invalid``. Work goes by
+row blocks sized so that all scenes of a block fit a fixed memory budget, whatever the number of scenes.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -20,11 +23,12 @@ from affine import Affine
 from s2ecosg.grid import TargetGrid, intersect
 
 LOG = logging.getLogger(__name__)
-BLOCK_ROWS = 256
+BLOCK_BYTES = 256 * 2**20  # float32 stack of one row block, all scenes and bands
+SATURATED = 65535
 
 
-def warp_band(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: str) -> np.ndarray:
-    """Warp one band onto a target window; float32, NaN where the source has no data (0 or outside).
+def warp(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: str, nearest: bool = False) -> np.ndarray:
+    """Warp one band onto a target window: float32, NaN where the source has no data (or is saturated).
 
     Args:
         path: Source raster (JP2 or GeoTIFF).
@@ -32,42 +36,46 @@ def warp_band(path: str, index: int, transform: Affine, shape: tuple[int, int], 
         transform: Target window transform (upper-left origin).
         shape: Target window (rows, cols).
         crs: Target CRS.
+        nearest: Nearest-neighbour (class rasters such as SCL) instead of bilinear.
     """
     import rasterio
     from rasterio.warp import Resampling, reproject
 
+    from s2ecosg.errors import InputError
     from s2ecosg.io import open_raster
 
-    destination = np.zeros(shape, dtype=np.float32)
+    destination = np.full(shape, np.nan, dtype=np.float32)
     with open_raster(path) as source:
+        nodata = source.nodata if source.nodata is not None else 0
         try:
-            reproject(
-                rasterio.band(source, index),
-                destination,
-                src_nodata=0,
-                dst_transform=transform,
-                dst_crs=crs,
-                dst_nodata=0,
-                resampling=Resampling.bilinear,
-            )
+            reproject(rasterio.band(source, index), destination, src_nodata=nodata, dst_transform=transform,
+                      dst_crs=crs, dst_nodata=np.nan,
+                      resampling=Resampling.nearest if nearest else Resampling.bilinear)
         except rasterio.errors.RasterioError as error:
-            from s2ecosg.errors import InputError
-
-            raise InputError(path, f"cannot read band {index} ({error})") from error
-    destination[destination <= 0] = np.nan
+            raise InputError(path, f"cannot read band {index} ({str(error).splitlines()[0]})") from error
+    if not nearest:
+        destination[(destination <= 0) | (destination >= SATURATED - 0.5)] = np.nan
     return destination
 
 
-def scene_block(
-    scene: dict[str, Any], bands: list[str], transform: Affine, shape: tuple[int, int], crs: str
-) -> np.ndarray:
-    """All bands of one scene on a target window: (bands, rows, cols) float32 reflectance × 10000.
+def scene_block(scene: dict[str, Any], bands: list[str], window: tuple[Affine, tuple[int, int], str], settings: Any,
+                pool: ThreadPoolExecutor) -> np.ndarray:
+    """All bands of one scene on a target window: (bands, rows, cols) float32 reflectance × 10000, NaN = invalid.
 
-    A pixel is kept only when every band is valid, so the composite never mixes scenes within a pixel.
+    A pixel is kept only when every band is valid and its SCL class is not excluded, so the composite never
+    mixes clear and cloudy observations of one scene within a pixel.
     """
-    stack = np.stack([warp_band(*scene["bands"][band], transform, shape, crs) for band in bands])
-    stack *= scene.get("scale", 1.0)
-    stack[:, np.isnan(stack).any(axis=0)] = np.nan
+    transform, shape, crs = window
+    warped = list(pool.map(lambda band: warp(*scene["bands"][band], transform, shape, crs), bands))
+    stack = np.stack(warped)
+    for index, band in enumerate(bands):
+        stack[index] = (stack[index] + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
+    np.maximum(stack, 1.0, out=stack, where=np.isfinite(stack))  # reflectance 0 is nodata in the composite
+    invalid = np.isnan(stack).any(axis=0)
+    if scene.get("scl") and settings.scl_invalid:
+        classes = warp(scene["scl"], 1, transform, shape, crs, nearest=True)
+        invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
+    stack[:, invalid] = np.nan
     return stack
 
 
@@ -90,42 +98,47 @@ def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return composite, np.minimum(count, 255).astype(np.uint8)
 
 
-def composite_tile(inventory: dict[str, Any], tile: str) -> tuple[np.ndarray, np.ndarray]:
-    """Median composite of all scenes that touch ``tile``: ((bands, n, n) uint16, (n, n) uint8)."""
+def block_rows(n_scenes: int, n_bands: int, width: int) -> int:
+    """Rows per block so that the float32 stack of all scenes stays within :data:`BLOCK_BYTES`."""
+    return int(max(8, min(1024, BLOCK_BYTES // max(1, n_scenes * n_bands * width * 4))))
+
+
+def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Median composite of the scenes of one tile: ((bands, n, n) uint16, (n, n) uint8)."""
     from tqdm import tqdm
 
-    grid = TargetGrid(**inventory["grid"])
-    bands = inventory["bands"]
-    scenes = [scene for scene in inventory["scenes"] if scene["scene_id"] in inventory["tiles"].get(tile, [])]
-    size = grid.tile_pixels
+    grid, bands, tile, scenes = TargetGrid(**tile_list["grid"]), tile_list["bands"], tile_list["tile"], tile_list["scenes"]
+    size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
     composite = np.zeros((len(bands), size, size), dtype=np.uint16)
     count = np.zeros((size, size), dtype=np.uint8)
-    tile_transform = grid.tile_transform(tile)
-    for row in tqdm(range(0, size, BLOCK_ROWS), desc=f"stage {tile}", unit="block", mininterval=5):
-        rows = min(BLOCK_ROWS, size - row)
-        transform = tile_transform @ Affine.translation(0, row)
-        box = (
-            tile_transform.c,
-            tile_transform.f - (row + rows) * grid.resolution,
-            tile_transform.c + grid.tile_size,
-            tile_transform.f - row * grid.resolution,
-        )
-        touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
-        if not touching:
-            continue
-        stack = np.stack([scene_block(scene, bands, transform, (rows, size), grid.crs) for scene in touching])
-        composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
+    seen = dict.fromkeys((scene["scene_id"] for scene in scenes), 0)
+    step = block_rows(len(scenes), len(bands), size)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for row in tqdm(range(0, size, step), desc=f"stage {tile}", unit="block", mininterval=10):
+            rows = min(step, size - row)
+            window = (tile_transform @ Affine.translation(0, row), (rows, size), grid.crs)
+            box = (tile_transform.c, tile_transform.f - (row + rows) * grid.resolution,
+                   tile_transform.c + grid.tile_size, tile_transform.f - row * grid.resolution)
+            touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
+            if not touching:
+                continue
+            stack = np.stack([scene_block(scene, bands, window, settings, pool) for scene in touching])
+            for scene, layer in zip(touching, stack, strict=True):
+                seen[scene["scene_id"]] += int(np.isfinite(layer[0]).sum())
+            composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
+    for scene_id in (scene_id for scene_id, pixels in seen.items() if pixels == 0):
+        LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene_id, tile)
     LOG.info("tile %s: %d scene(s), %.1f %% of pixels valid", tile, len(scenes), 100 * (count > 0).mean())
     return composite, count
 
 
-def run_stage(inventory_path: str, tile: str, image_path: str, count_path: str) -> None:
+def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: str, threads: int = 2) -> None:
     """Write the composite and the count raster of one grid tile."""
     from s2ecosg.io import read_json, write_raster
 
-    inventory = read_json(inventory_path)
-    grid = TargetGrid(**inventory["grid"])
-    composite, count = composite_tile(inventory, tile)
-    transform = grid.tile_transform(tile)
-    write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=inventory["bands"])
+    tile_list = read_json(tile_list_path)
+    grid = TargetGrid(**tile_list["grid"])
+    composite, count = composite_tile(tile_list, settings, threads)
+    transform = grid.tile_transform(tile_list["tile"])
+    write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=tile_list["bands"])
     write_raster(count_path, count, crs=grid.crs, transform=transform, nodata=None, descriptions=["valid_count"])
