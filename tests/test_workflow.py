@@ -164,3 +164,70 @@ def test_missing_band_fails_cleanly(workdir: Path) -> None:
     log = (workdir / "logs" / "slovenia" / "stage" / "inventory.log").read_text()
     assert "error: tests/data/slovenia/S2L1C_2015-07-11_13bands.tif: bands have no names" in log
     assert not (workdir / "results" / "slovenia" / "stage" / "inventory.json").exists()
+
+
+def jobs_run(output: str) -> list[tuple[str, str]]:
+    """(rule, tile wildcard or "") of every job Snakemake started, from its log output."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint ")) and stripped.endswith(":"):
+            rule = stripped.split()[1].rstrip(":")
+            jobs.append((rule, ""))
+        elif stripped.startswith("wildcards: tile=") and jobs:
+            jobs[-1] = (jobs[-1][0], stripped.split("=", 1)[1])
+    return jobs
+
+
+def crop_stack(source: Path, target: Path, columns: int) -> None:
+    """The first ``columns`` columns of a stack, as a new scene file (same bands, CRS and pixel grid)."""
+    from rasterio.windows import Window
+
+    with rasterio.open(source) as stack:
+        window = Window(0, 0, columns, stack.height)
+        profile = dict(stack.profile, width=columns, transform=stack.window_transform(window))
+        data, names = stack.read(window=window), stack.descriptions
+    with rasterio.open(target, "w", **profile) as destination:
+        destination.write(data)
+        for index, name in enumerate(names, start=1):
+            destination.set_band_description(index, name)
+
+
+def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
+    """Predict-only 2-tile run; rerun without a new scene does nothing; a new scene on one tile redoes that tile only."""
+    import shutil
+
+    archive = slovenia_run / "archive"
+    archive.mkdir()
+    for path in sorted((slovenia_run / "tests" / "data" / "slovenia").glob("S2L1C_*_13bands.tif"))[:4]:
+        shutil.copy(path, archive)
+    config = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
+    config["run"]["name"] = "nightly"
+    config["model"]["bundle"] = "results/slovenia/model"
+    config["imagery"]["paths"] = ["archive/*.tif"]
+    # Two tiles of the 1 km grid: E4674N2539 and E4675N2539 (the AOI lies inside their row).
+    from rasterio.warp import transform_bounds
+
+    config["imagery"]["aoi"] = list(transform_bounds("EPSG:3035", "EPSG:4326", 4674700, 2539200, 4675500, 2539800))
+    (slovenia_run / "nightly.yaml").write_text(yaml.safe_dump(config))
+    command = [*SNAKEMAKE, "--configfile", "nightly.yaml"]
+    result = run(command, cwd=slovenia_run, timeout=600)
+    first = jobs_run(result.stdout + result.stderr)
+    assert sorted(tile for rule, tile in first if rule == "stage_tile") == ["E4674N2539", "E4675N2539"]
+    assert not any(rule in ("train", "shards") for rule, _ in first)
+    cover = slovenia_run / "results" / "nightly" / "cover" / "S2ECOSG_SLO.dir"
+    first_cover = cover.stat().st_mtime_ns
+
+    dry = run([*command, "-n"], cwd=slovenia_run, timeout=120)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    crop_stack(slovenia_run / "tests" / "data" / "slovenia" / "S2L1C_2015-09-09_13bands.tif",
+               archive / "S2L1C_2015-09-10_13bands.tif", columns=25)
+    result = run(command, cwd=slovenia_run, timeout=600)
+    second = jobs_run(result.stdout + result.stderr)
+    assert [tile for rule, tile in second if rule == "stage_tile"] == ["E4674N2539"]
+    assert [tile for rule, tile in second if rule == "predict_tile"] == ["E4674N2539"]
+    assert ("cover", "") in second and not any(rule in ("train", "shards") for rule, _ in second)
+    assert cover.stat().st_mtime_ns > first_cover
+    scenes = json.loads((slovenia_run / "results" / "nightly" / "stage" / "scenes" / "E4674N2539.json").read_text())
+    assert "S2L1C_2015-09-10_13bands" in [scene["scene_id"] for scene in scenes["scenes"]]
