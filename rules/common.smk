@@ -38,6 +38,8 @@ def tiles(wildcards=None):
 
 def glob_imagery(patterns):
     """Imagery files of the config's glob patterns (a rerun sees new scenes as new inputs)."""
+    if CONFIG.imagery.source != "local":
+        return []
     try:
         return [str(path) for path in expand_patterns(patterns)]
     except InputError as error:

@@ -49,7 +49,9 @@ def test_every_config_key_is_commented() -> None:
     [
         ({"shards": {"strid": 8}}, "shards.strid: unknown key"),
         ({"grid": {"tile_size": 2500}}, "multiple of 1000"),
-        ({"imagery": {"bands": ["B02", "B13"]}}, "unknown Sentinel-2 band"),
+        ({"imagery": {"paths": ["x.tif"], "bands": ["B02", "B13"]}}, "unknown Sentinel-2 band"),
+        ({"imagery": {"source": "stac", "aoi": [1, 2, 3, 4]}}, "needs imagery.stac"),
+        ({"imagery": {"paths": []}}, "imagery.paths is empty"),
         ({"cover": {"basename": "A" * 25}}, "cover.basename"),
         ({"predict": {"window": 64, "overlap": 64}}, "overlap must be smaller"),
         ({"labels": {"path": None}}, "labels.path is needed"),
@@ -58,7 +60,7 @@ def test_every_config_key_is_commented() -> None:
     ],
 )
 def test_bad_config_is_one_line(raw: dict, message: str) -> None:
-    raw = {"labels": {"path": "x.tif"}, **raw}
+    raw = {"labels": {"path": "x.tif"}, "imagery": {"paths": ["x.tif"]}, **raw}
     with pytest.raises(InputError, match=re.escape(message)) as error:
         load_config(raw, "my.yaml")
     assert str(error.value).startswith("my.yaml: ") and "\n" not in str(error.value)

@@ -124,7 +124,7 @@ def test_custom_domain_filled_and_fractions_brute_force(class_raster: Path, tmp_
                 assert cover[row, column] == value and source[row, column] == 2
             np.testing.assert_allclose(fraction[:, row, column], expected, atol=0.5 / 250 + 1e-6)
     config = tmp_path / "domain.yaml"
-    config.write_text(yaml.safe_dump({"labels": {"path": "x"}, "domain": {"name": "LANJARON", "harmonie": LANJARON, "margin": 1}}))
+    config.write_text(yaml.safe_dump({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "LANJARON", "harmonie": LANJARON, "margin": 1}}))
     result = CliRunner().invoke(main, ["validate-cover", str(base), "--config", str(config)])
     assert result.exit_code == 0 and result.output.strip().endswith(": ok"), result.output
     namelist = Path(f"{base}.nam").read_text()
@@ -136,7 +136,7 @@ def test_domain_check_finds_empty_cells(class_raster: Path, tmp_path: Path) -> N
     base = tmp_path / "NOFILL"
     run_cover([str(class_raster)], [None], load_legend("clc"), CoverConfig(resolution_deg="1/1200"), domain, str(base), PROVENANCE)
     config = tmp_path / "domain.yaml"
-    config.write_text(yaml.safe_dump({"labels": {"path": "x"}, "domain": {"name": "LANJARON", "harmonie": LANJARON}}))
+    config.write_text(yaml.safe_dump({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "LANJARON", "harmonie": LANJARON}}))
     result = CliRunner().invoke(main, ["validate-cover", str(base), "--config", str(config)])
     assert result.exit_code == 1
     assert "of 64 domain cells have no valid pixel" in result.output

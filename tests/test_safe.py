@@ -29,7 +29,7 @@ def stage_all(inventory: dict, folder: Path, settings: ImageryConfig | None = No
     out = {}
     for tile in inventory["tiles"]:
         out[tile] = folder / f"{tile}.tif"
-        run_stage(str(folder / "scenes" / f"{tile}.json"), settings or ImageryConfig(), str(out[tile]),
+        run_stage(str(folder / "scenes" / f"{tile}.json"), settings or ImageryConfig(paths=['unused']), str(out[tile]),
                   str(folder / f"{tile}.count.tif"))
     return out
 

@@ -231,3 +231,31 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     assert cover.stat().st_mtime_ns > first_cover
     scenes = json.loads((slovenia_run / "results" / "nightly" / "stage" / "scenes" / "E4674N2539.json").read_text())
     assert "S2L1C_2015-09-10_13bands" in [scene["scene_id"] for scene in scenes["scenes"]]
+
+
+def test_stac_predict_only_run(slovenia_run: Path) -> None:
+    """The whole workflow from a STAC API on loopback: search, download in the stage jobs, predict, cover."""
+    from stac_server import StacServer
+
+    from conftest import DEMO
+
+    scene = "T33UUU_20170216T102101"
+    bands = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+    items = {scene: {band: DEMO / "IMG_DATA" / f"{scene}_{band}.jp2" for band in bands}}
+    config = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
+    config["run"]["name"] = "stac"
+    config["model"]["bundle"] = "results/slovenia/model"
+    config["labels"] = {"path": None}
+    config["grid"]["tile_size"] = 2000
+    with StacServer(items) as server:
+        config["imagery"] = {"source": "stac", "aoi": [12.53, 52.48, 12.55, 52.49],
+                             "stac": {"url": server.url, "cache": "resources/stac", "backoff": 0.05}}
+        (slovenia_run / "stac.yaml").write_text(yaml.safe_dump(config))
+        result = run([*SNAKEMAKE, "--configfile", "stac.yaml"], cwd=slovenia_run, timeout=600)
+    jobs = jobs_run(result.stdout + result.stderr)
+    assert any(rule == "stage_tile" for rule, _ in jobs) and not any(rule == "train" for rule, _ in jobs)
+    base = slovenia_run / "results" / "stac" / "cover" / "S2ECOSG_SLO"
+    assert validate_cover(base) == []
+    cover, _ = read_cover(base)
+    assert (cover > 0).mean() > 0.5
+    assert len(list((slovenia_run / "resources" / "stac" / scene).glob("*.jp2"))) == 10

@@ -80,12 +80,15 @@ def main() -> None:
 def inventory_command(settings: str, out: str, tile_lists: str) -> None:
     """Find the scenes and the grid tiles they touch; update the per-tile scene lists that changed."""
     from s2ecosg.io import write_json
-    from s2ecosg.scenes import build_inventory, write_tile_lists
+    from s2ecosg.scenes import build_inventory, stac_inventory, write_tile_lists
 
     config = sections(settings)
     imagery = config.imagery
-    inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
-                                dates=imagery.dates, aoi=imagery.aoi, max_cloud=imagery.max_cloud)
+    if imagery.source == "stac":
+        inventory = stac_inventory(imagery, grid_of(config))
+    else:
+        inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
+                                    dates=imagery.dates, aoi=imagery.aoi, max_cloud=imagery.max_cloud)
     changed = write_tile_lists(inventory, tile_lists)
     write_json(out, inventory)
     LOG.info("%d scene(s), %d tile(s); scene lists changed for %d tile(s): %s", len(inventory["scenes"]),

@@ -73,10 +73,26 @@ class GridConfig(Section):
         return self
 
 
+class StacConfig(Section):
+    """A STAC API to search (imagery.source: stac)."""
+
+    url: str = Field(..., description="STAC API root, e.g. https://earth-search.aws.element84.com/v1.")
+    provider: Literal["earth-search", "planetary-computer", "cdse"] = Field(
+        "earth-search", description="Asset naming of the provider (data/stac_providers.csv)."
+    )
+    collection: str = Field("sentinel-2-l2a", description="Collection to search.")
+    cache: str = Field("resources/stac", description="Folder the stage jobs download assets into.")
+    retries: int = Field(4, ge=0, description="Retries of a failed request (HTTP 429/5xx, time-outs).")
+    backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
+    timeout: float = Field(30.0, gt=0, description="Seconds before a request times out.")
+    max_items: int = Field(1000, ge=1, description="Largest number of items a search returns.")
+
+
 class ImageryConfig(Section):
     """Sentinel-2 scenes to stage."""
 
-    source: Literal["local"] = Field("local", description="Where scenes come from (local archive).")
+    source: Literal["local", "stac"] = Field("local", description="local archive (paths) or a STAC API (stac).")
+    stac: StacConfig | None = Field(None, description="STAC API settings (source: stac).")
     paths: list[str] = Field(default_factory=list, description="Glob patterns of GeoTIFF stacks or *_Bxx.jp2 files.")
     dates: tuple[dt.date, dt.date] | None = Field(None, description="Date window [start, end] (YYYY-MM-DD), inclusive.")
     max_cloud: float = Field(100.0, ge=0, le=100, description="Largest scene cloud cover (%) to use.")
@@ -87,6 +103,15 @@ class ImageryConfig(Section):
         default_factory=lambda: [0, 1, 3, 8, 9, 10],
         description="Sen2Cor SCL classes masked in L2A scenes (no data, defective, cloud shadow, clouds, cirrus).",
     )
+
+    @model_validator(mode="after")
+    def source_settings(self) -> ImageryConfig:
+        """Local archives need paths; STAC needs its settings and an AOI."""
+        if self.source == "local" and not self.paths:
+            raise ValueError("imagery.paths is empty (or set imagery.source: stac)")
+        if self.source == "stac" and (self.stac is None or self.aoi is None):
+            raise ValueError("imagery.source stac needs imagery.stac (url, ...) and imagery.aoi")
+        return self
 
     @field_validator("bands", "stack_bands")
     @classmethod
@@ -263,7 +288,8 @@ def validate_sections(raw: dict[str, Any], source: str = "--settings") -> Config
     for name, field in Config.model_fields.items():
         section_model = field.default_factory  # each section field defaults to its model class
         try:
-            values[name] = section_model.model_validate(raw.get(name, {}))  # type: ignore[union-attr]
+            # Absent sections keep their defaults unvalidated: the rule did not pass them, the command does not use them.
+            values[name] = section_model.model_validate(raw[name]) if name in raw else section_model.model_construct()
         except ValidationError as error:
             first = error.errors()[0]
             key = ".".join([name, *(str(part) for part in first["loc"])])

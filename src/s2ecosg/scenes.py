@@ -190,14 +190,31 @@ def build_inventory(
         ``{"grid": ..., "bands": [...], "scenes": [...], "tiles": {tile: [scene_id, ...]}}``.
     """
     scenes = [scene for scene in group_scenes(expand_patterns(patterns), stack_bands) if keep_scene(scene, dates, max_cloud)]
+    for scene in scenes:
+        locate(scene, bands, grid)
     return tile_scenes(scenes, bands, grid, aoi_in_grid(aoi, grid), patterns[0])
 
 
+def stac_inventory(imagery: Any, grid: TargetGrid) -> dict[str, Any]:
+    """Scenes found by a STAC search, footprints from the items (nothing is downloaded here)."""
+    from rasterio.warp import transform_bounds
+
+    from s2ecosg.stac import asset_keys, item_scene, search
+
+    keys = asset_keys(imagery.stac.provider)
+    scenes = []
+    for item in search(imagery.stac, imagery):
+        scene = Scene(**item_scene(item, imagery.bands, keys))
+        scene.footprint = transform_bounds("EPSG:4326", grid.crs, *item.bbox, densify_pts=21)
+        if keep_scene(scene, imagery.dates, imagery.max_cloud):
+            scenes.append(scene)
+    return tile_scenes(scenes, imagery.bands, grid, aoi_in_grid(imagery.aoi, grid), imagery.stac.url)
+
+
 def tile_scenes(scenes: list[Scene], bands: list[str], grid: TargetGrid, aoi_box: Bounds | None, source: str) -> dict[str, Any]:
-    """Locate scenes and list, per grid tile, the scenes touching it (scenes outside the AOI are dropped)."""
+    """List, per grid tile, the located scenes touching it (scenes outside the AOI are dropped)."""
     tiles: dict[str, list[str]] = {}
     for scene in scenes:
-        locate(scene, bands, grid)
         area = scene.footprint if aoi_box is None else intersect(scene.footprint, aoi_box)
         scene.tiles = grid.tiles_covering(area) if area else []
         for tile in scene.tiles:

@@ -108,6 +108,10 @@ def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2) -
     from tqdm import tqdm
 
     grid, bands, tile, scenes = TargetGrid(**tile_list["grid"]), tile_list["bands"], tile_list["tile"], tile_list["scenes"]
+    if getattr(settings, "stac", None) is not None:
+        from s2ecosg.stac import localise
+
+        scenes = [localise(scene, settings.stac) for scene in scenes]
     size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
     composite = np.zeros((len(bands), size, size), dtype=np.uint16)
     count = np.zeros((size, size), dtype=np.uint8)
