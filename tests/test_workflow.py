@@ -259,3 +259,33 @@ def test_stac_predict_only_run(slovenia_run: Path) -> None:
     cover, _ = read_cover(base)
     assert (cover > 0).mean() > 0.5
     assert len(list((slovenia_run / "resources" / "stac" / scene).glob("*.jp2"))) == 10
+
+
+def test_nightly_entry_point_publishes_and_recovers(slovenia_run: Path) -> None:
+    """`s2ecosg nightly`: clears a stale lock, reruns, publishes a dated copy, moves `latest`, keeps the newest N."""
+    config = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
+    config["run"]["name"] = "nightly-entry"
+    config["model"]["bundle"] = "results/slovenia/model"
+    (slovenia_run / "entry.yaml").write_text(yaml.safe_dump(config))
+    published = slovenia_run / "published"
+    for stamp in ("20200101T000000Z", "20200102T000000Z", "20200103T000000Z", "20200104T000000Z"):
+        (published / stamp).mkdir(parents=True)
+    locks = slovenia_run / ".snakemake" / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / "0.output.lock").write_text(str(slovenia_run / "results" / "nightly-entry" / "cover" / "S2ECOSG_SLO.dir") + "\n")
+    command = ["s2ecosg", "nightly", "--config", "entry.yaml", "--profile", "profiles/local", "--publish", "published",
+               "--keep", "3", "--log", "logs/nightly-entry.log"]
+    run(command, cwd=slovenia_run, timeout=600)
+    log = (slovenia_run / "logs" / "nightly-entry.log").read_text()
+    assert "s2ecosg-nightly OK run=nightly-entry" in log
+    dated = sorted(path.name for path in published.iterdir() if path.name[0].isdigit())
+    assert len(dated) == 3 and dated[:2] == ["20200103T000000Z", "20200104T000000Z"]
+    assert (published / "latest").resolve() == (published / dated[-1]).resolve()
+    assert validate_cover(published / "latest" / "S2ECOSG_SLO") == []
+
+    config["imagery"]["paths"] = ["nowhere/*.tif"]
+    (slovenia_run / "broken.yaml").write_text(yaml.safe_dump(config))
+    failed = run([*command[:3], "broken.yaml", *command[4:]], cwd=slovenia_run, timeout=300, check=False)
+    assert failed.returncode != 0
+    assert "s2ecosg-nightly FAILED run=nightly-entry" in (slovenia_run / "logs" / "nightly-entry.log").read_text()
+    assert (published / "latest").resolve() == (published / dated[-1]).resolve()

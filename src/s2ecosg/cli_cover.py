@@ -174,3 +174,20 @@ def summary_command(config_path: str) -> None:
     if metrics.exists():
         click.echo(metrics.read_text())
         click.echo(f"picture: {results / 'evaluate' / 'panels.png'}")
+
+
+@main.command("nightly")
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", default="profiles/slurm", show_default=True, help="Snakemake profile.")
+@click.option("--publish", "publish_to", required=True, type=click.Path(file_okay=False), help="Product folder.")
+@click.option("--keep", default=14, show_default=True, help="Dated products to keep.")
+@click.option("--timeout", default=6 * 3600, show_default=True, help="Seconds before the run is abandoned.")
+@log_option
+@command
+def nightly_command(config_path: str, profile: str, publish_to: str, keep: int, timeout: float) -> None:
+    """Rerun the workflow, publish the cover to a dated folder, keep the newest; non-zero exit on failure."""
+    from s2ecosg.nightly import run_nightly
+
+    status = run_nightly(config_path, profile, publish_to, keep, timeout)
+    if status:
+        sys.exit(status)
