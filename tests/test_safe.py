@@ -112,3 +112,25 @@ def test_two_utm_zones_on_one_grid(tmp_path: Path) -> None:
             assert scl[min(int((boa_transform.f - y) // 20), 20), min(int((x - boa_transform.c) // 20), 11)] not in (8, 9)
             checked += 1
     assert checked > 500
+
+
+def test_s2cloudless_masks_the_bright_clouds_of_the_l1c_scene(tmp_path: Path) -> None:
+    """The real Brandenburg L1C scene has clouds: s2cloudless (160 m) removes bright pixels, and only where it says."""
+    from s2ecosg.clouds import cloud_mask, rows_at_full_resolution
+
+    grid = TargetGrid()
+    inventory = build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], ["B02", "B03", "B04"], grid)
+    scene = inventory["scenes"][0]
+    assert sorted(scene["cloud_bands"]) == sorted(["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"])
+    tiles = {"E4490N3260": inventory["tiles"]["E4490N3260"]}
+    masked_run = stage_all({**inventory, "tiles": tiles}, tmp_path / "auto")["E4490N3260"]
+    clear_run = stage_all({**inventory, "tiles": tiles}, tmp_path / "none", ImageryConfig(paths=["x"], cloud_mask="none"))["E4490N3260"]
+    with rasterio.open(masked_run) as masked_file, rasterio.open(clear_run) as clear_file:
+        masked, everything = masked_file.read(1).astype(float), clear_file.read(1).astype(float)
+    removed = (masked == 0) & (everything > 0)
+    assert 0.02 < removed.sum() / (everything > 0).sum() < 0.4
+    assert everything[removed].mean() > 1.15 * everything[masked > 0].mean()  # clouds are bright in B02
+    assert np.array_equal(masked[masked > 0], everything[masked > 0])
+    expected = rows_at_full_resolution(cloud_mask(scene, grid.tile_transform("E4490N3260"), grid.tile_size, grid.crs),
+                                       0, 1000, 1000, 10.0)
+    np.testing.assert_array_equal(removed, expected & (everything > 0))

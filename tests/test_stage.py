@@ -96,3 +96,44 @@ def test_corrupt_band_file_is_a_one_line_error(tmp_path: Path) -> None:
 def test_scene_outside_aoi(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no scene overlaps"):
         build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], BANDS, TargetGrid(), aoi=(-8.0, 52.0, -7.0, 53.0))
+
+
+def test_seasonal_windows_stack_as_bands(tmp_path: Path) -> None:
+    """Two seasons give 2 × bands: each half equals the composite of that season's scenes alone."""
+    import datetime as dt
+
+    grid = TargetGrid("EPSG:3035", 10.0, 1000.0)
+    inventory = build_inventory([str(DATA / "slovenia" / "S2L1C_*_13bands.tif")], BANDS, grid)
+    tile = "E4674N2539"
+    july, late = (dt.date(2015, 7, 1), dt.date(2015, 7, 31)), (dt.date(2015, 8, 1), dt.date(2015, 9, 30))
+    write_tile_lists(inventory, tmp_path / "scenes")
+    seasons = ImageryConfig(paths=["x"], seasons=[july, late], cloud_mask="none")
+    run_stage(str(tmp_path / "scenes" / f"{tile}.json"), seasons, str(tmp_path / "s.tif"), str(tmp_path / "s.count.tif"))
+    with rasterio.open(tmp_path / "s.tif") as staged, rasterio.open(tmp_path / "s.count.tif") as counts:
+        assert list(staged.descriptions) == [f"{band}_s{index}" for index in (1, 2) for band in BANDS]
+        both, count = staged.read(), counts.read()
+    assert count.shape[0] == 2 and count[0].max() == 2 and count[1].max() == 3  # 2 July scenes, 3 later ones
+    only_july = build_inventory([str(DATA / "slovenia" / "S2L1C_*_13bands.tif")], BANDS, grid, dates=july)
+    write_tile_lists(only_july, tmp_path / "july")
+    plain = ImageryConfig(paths=["x"], cloud_mask="none")
+    run_stage(str(tmp_path / "july" / f"{tile}.json"), plain, str(tmp_path / "j.tif"), str(tmp_path / "j.count.tif"))
+    with rasterio.open(tmp_path / "j.tif") as staged:
+        np.testing.assert_array_equal(both[: len(BANDS)], staged.read())
+
+
+def test_scene_without_valid_pixel_is_skipped_with_a_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = DATA / "slovenia" / "S2L1C_2015-07-11_13bands.tif"
+    with rasterio.open(source) as stack:
+        profile, names = stack.profile, stack.descriptions
+    empty = tmp_path / "S2L1C_2015-07-12_13bands.tif"
+    with rasterio.open(empty, "w", **profile) as destination:
+        destination.write(np.zeros((13, profile["height"], profile["width"]), dtype=np.float32))
+        for index, name in enumerate(names, start=1):
+            destination.set_band_description(index, name)
+    shutil.copy(source, tmp_path)
+    inventory = build_inventory([str(tmp_path / "*.tif")], BANDS, TargetGrid("EPSG:3035", 10.0, 1000.0))
+    with caplog.at_level("WARNING"):
+        image, _ = stage_tile(inventory, "E4674N2539", tmp_path / "out")
+    assert "scene S2L1C_2015-07-12_13bands has no valid pixel in tile E4674N2539: skipped" in caplog.text
+    with rasterio.open(image) as staged:
+        assert (staged.read(1) > 0).mean() > 0.3  # the tile is partly covered by the scene

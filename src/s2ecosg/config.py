@@ -95,10 +95,16 @@ class ImageryConfig(Section):
     stac: StacConfig | None = Field(None, description="STAC API settings (source: stac).")
     paths: list[str] = Field(default_factory=list, description="Glob patterns of GeoTIFF stacks or *_Bxx.jp2 files.")
     dates: tuple[dt.date, dt.date] | None = Field(None, description="Date window [start, end] (YYYY-MM-DD), inclusive.")
+    seasons: list[tuple[dt.date, dt.date]] | None = Field(
+        None, description="Composite windows [[start, end], ...] stacked as bands (B02_s1, ..., B02_s2, ...)."
+    )
     max_cloud: float = Field(100.0, ge=0, le=100, description="Largest scene cloud cover (%) to use.")
     bands: list[str] = Field(default_factory=lambda: list(DEFAULT_BANDS), description="Bands, in model order.")
     stack_bands: list[str] | None = Field(None, description="Band names of stacks without band descriptions.")
     aoi: LonLatBox | None = Field(None, description="Area of interest [west, south, east, north] in degrees.")
+    cloud_mask: Literal["auto", "scl", "s2cloudless", "none"] = Field(
+        "auto", description="auto: SCL where the scene has one, else s2cloudless at 160 m (L1C), else none."
+    )
     scl_invalid: list[int] = Field(
         default_factory=lambda: [0, 1, 3, 8, 9, 10],
         description="Sen2Cor SCL classes masked in L2A scenes (no data, defective, cloud shadow, clouds, cirrus).",

@@ -58,6 +58,7 @@ class Scene:
     baseline: str = ""
     footprint: Bounds = (0.0, 0.0, 0.0, 0.0)
     tiles: list[str] = field(default_factory=list)
+    cloud_bands: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def date_from_name(name: str) -> str:
@@ -151,8 +152,12 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
                 raise InputError(path, f"has {source.count} bands, band {band} expected at {index}")
             if band == wanted[0]:
                 scene.footprint = transform_bounds(source.crs, grid.crs, *source.bounds, densify_pts=21)
+    from s2ecosg.clouds import CLOUD_BANDS
+
+    if scene.scl is None and all(band in scene.bands for band in CLOUD_BANDS):
+        scene.cloud_bands = {band: scene.bands[band] for band in CLOUD_BANDS}
+    scene.offsets = {band: scene.offsets.get(band, 0) for band in {*wanted, *scene.cloud_bands}}
     scene.bands = {band: scene.bands[band] for band in wanted}
-    scene.offsets = {band: scene.offsets.get(band, 0) for band in wanted}
 
 
 def keep_scene(scene: Scene, dates: tuple[dt.date, dt.date] | None, max_cloud: float) -> bool:

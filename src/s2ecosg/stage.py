@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from s2ecosg.clouds import cloud_mask, mask_method, rows_at_full_resolution
 from s2ecosg.grid import TargetGrid, intersect
 
 LOG = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def warp(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: 
 
 
 def scene_block(scene: dict[str, Any], bands: list[str], window: tuple[Affine, tuple[int, int], str], settings: Any,
-                pool: ThreadPoolExecutor) -> np.ndarray:
+                pool: ThreadPoolExecutor, clouds: np.ndarray | None = None) -> np.ndarray:
     """All bands of one scene on a target window: (bands, rows, cols) float32 reflectance × 10000, NaN = invalid.
 
     A pixel is kept only when every band is valid and its SCL class is not excluded, so the composite never
@@ -72,9 +73,11 @@ def scene_block(scene: dict[str, Any], bands: list[str], window: tuple[Affine, t
         stack[index] = (stack[index] + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
     np.maximum(stack, 1.0, out=stack, where=np.isfinite(stack))  # reflectance 0 is nodata in the composite
     invalid = np.isnan(stack).any(axis=0)
-    if scene.get("scl") and settings.scl_invalid:
+    if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
         classes = warp(scene["scl"], 1, transform, shape, crs, nearest=True)
         invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
+    if clouds is not None:
+        invalid |= clouds
     stack[:, invalid] = np.nan
     return stack
 
@@ -103,37 +106,71 @@ def block_rows(n_scenes: int, n_bands: int, width: int) -> int:
     return int(max(8, min(1024, BLOCK_BYTES // max(1, n_scenes * n_bands * width * 4))))
 
 
-def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Median composite of the scenes of one tile: ((bands, n, n) uint16, (n, n) uint8)."""
+def composite_scenes(scenes: list[dict[str, Any]], bands: list[str], grid: TargetGrid, tile: str, settings: Any,
+                     pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
+    """Median composite of a set of scenes on one tile: ((bands, n, n) uint16, (n, n) uint8 count)."""
     from tqdm import tqdm
 
-    grid, bands, tile, scenes = TargetGrid(**tile_list["grid"]), tile_list["bands"], tile_list["tile"], tile_list["scenes"]
-    if getattr(settings, "stac", None) is not None:
-        from s2ecosg.stac import localise
-
-        scenes = [localise(scene, settings.stac) for scene in scenes]
     size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
     composite = np.zeros((len(bands), size, size), dtype=np.uint16)
     count = np.zeros((size, size), dtype=np.uint8)
     seen = dict.fromkeys((scene["scene_id"] for scene in scenes), 0)
     step = block_rows(len(scenes), len(bands), size)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for row in tqdm(range(0, size, step), desc=f"stage {tile}", unit="block", mininterval=10):
-            rows = min(step, size - row)
-            window = (tile_transform @ Affine.translation(0, row), (rows, size), grid.crs)
-            box = (tile_transform.c, tile_transform.f - (row + rows) * grid.resolution,
-                   tile_transform.c + grid.tile_size, tile_transform.f - row * grid.resolution)
-            touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
-            if not touching:
-                continue
-            stack = np.stack([scene_block(scene, bands, window, settings, pool) for scene in touching])
-            for scene, layer in zip(touching, stack, strict=True):
-                seen[scene["scene_id"]] += int(np.isfinite(layer[0]).sum())
-            composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
+    clouds = {scene["scene_id"]: cloud_mask(scene, tile_transform, grid.tile_size, grid.crs) for scene in scenes
+              if mask_method(scene, settings.cloud_mask) == "s2cloudless"}
+    for row in tqdm(range(0, size, step), desc=f"stage {tile}", unit="block", mininterval=10):
+        rows = min(step, size - row)
+        window = (tile_transform @ Affine.translation(0, row), (rows, size), grid.crs)
+        box = (tile_transform.c, tile_transform.f - (row + rows) * grid.resolution,
+               tile_transform.c + grid.tile_size, tile_transform.f - row * grid.resolution)
+        touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
+        if not touching:
+            continue
+        stack = np.stack([
+            scene_block(scene, bands, window, settings, pool,
+                        rows_at_full_resolution(clouds[scene["scene_id"]], row, rows, size, grid.resolution)
+                        if scene["scene_id"] in clouds else None)
+            for scene in touching])
+        for scene, layer in zip(touching, stack, strict=True):
+            seen[scene["scene_id"]] += int(np.isfinite(layer[0]).sum())
+        composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
     for scene_id in (scene_id for scene_id, pixels in seen.items() if pixels == 0):
         LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene_id, tile)
-    LOG.info("tile %s: %d scene(s), %.1f %% of pixels valid", tile, len(scenes), 100 * (count > 0).mean())
     return composite, count
+
+
+def in_season(scene: dict[str, Any], season: tuple[Any, Any] | None) -> bool:
+    """True when there are no seasons or the scene's date lies in ``season`` (inclusive)."""
+    return season is None or season[0].isoformat() <= scene.get("date", "") <= season[1].isoformat()
+
+
+def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Composite of one tile: per season (``imagery.seasons``, else one window) stacked as bands.
+
+    Returns:
+        (bands × seasons, n, n) uint16 composite and (seasons, n, n) uint8 valid-observation counts.
+    """
+    grid, bands, tile, scenes = TargetGrid(**tile_list["grid"]), tile_list["bands"], tile_list["tile"], tile_list["scenes"]
+    if getattr(settings, "stac", None) is not None:
+        from s2ecosg.stac import localise
+
+        scenes = [localise(scene, settings.stac) for scene in scenes]
+    composites, counts = [], []
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for season in getattr(settings, "seasons", None) or [None]:
+            chosen = [scene for scene in scenes if in_season(scene, season)]
+            composite, count = composite_scenes(chosen, bands, grid, tile, settings, pool)
+            composites.append(composite)
+            counts.append(count)
+    LOG.info("tile %s: %d scene(s), %.1f %% of pixels valid", tile, len(scenes), 100 * (counts[0] > 0).mean())
+    return np.concatenate(composites), np.stack(counts)
+
+
+def band_names(bands: list[str], seasons: list[Any] | None) -> list[str]:
+    """Band descriptions of the composite: ``B02`` or, with seasons, ``B02_s1``, ``B03_s1``, …, ``B02_s2``, …"""
+    if not seasons:
+        return list(bands)
+    return [f"{band}_s{index}" for index in range(1, len(seasons) + 1) for band in bands]
 
 
 def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: str, threads: int = 2) -> None:
@@ -144,5 +181,8 @@ def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: s
     grid = TargetGrid(**tile_list["grid"])
     composite, count = composite_tile(tile_list, settings, threads)
     transform = grid.tile_transform(tile_list["tile"])
-    write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=tile_list["bands"])
-    write_raster(count_path, count, crs=grid.crs, transform=transform, nodata=None, descriptions=["valid_count"])
+    seasons = getattr(settings, "seasons", None)
+    names = band_names(tile_list["bands"], seasons)
+    write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=names)
+    count_names = [f"valid_count_s{index}" for index in range(1, len(seasons) + 1)] if seasons else ["valid_count"]
+    write_raster(count_path, count, crs=grid.crs, transform=transform, nodata=None, descriptions=count_names)

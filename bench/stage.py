@@ -1,0 +1,125 @@
+"""Benchmark of the stage step (not run in CI), on a synthetic archive built from the real Brandenburg bands.
+
+The archive holds N copies of the scene under different dates (all 13 JP2 bands + a synthetic 20 m SCL), so
+every scene covers the same 4 grid tiles of 10 km. Measured in fresh subprocesses (peak memory = VmHWM):
+- bare decode: every band file the stage reads, decoded whole with rasterio → MB/s of decoded pixels;
+- stage: inventory + the 4 tile jobs (decode + warp + composite, SCL masks) → MB/s and its ratio to bare decode
+  (target ≥ 0.5);
+- s2cloudless: the 160 m cloud masks alone, per scene and tile (its cost reported separately);
+- peak memory of the stage at N and 4N scenes and their ratio (target ≤ 1.2).
+
+Usage: python bench/stage.py [--scenes 8] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "data" / "demo" / "brandenburg" / "IMG_DATA"
+SCENE = "T33UUU_20170216T102101"
+BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+mode, archive, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+bands = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+start = time.perf_counter()
+decoded = 0
+if mode == "decode":
+    import rasterio
+    for path in sorted(archive.glob("*.jp2")):
+        if path.stem.rsplit("_", 1)[-1] in bands + ["SCL"]:
+            with rasterio.open(path) as source:
+                decoded += source.read().nbytes
+else:
+    from s2ecosg.config import ImageryConfig
+    from s2ecosg.grid import TargetGrid
+    from s2ecosg.scenes import build_inventory, write_tile_lists
+    from s2ecosg.stage import run_stage
+    if mode == "clouds":
+        from s2ecosg.clouds import cloud_mask
+    inventory = build_inventory([str(archive / "*.jp2")], bands, TargetGrid())
+    write_tile_lists(inventory, out / "scenes")
+    settings = ImageryConfig(paths=["x"], cloud_mask="scl")
+    for tile in inventory["tiles"]:
+        if mode == "clouds":
+            grid = TargetGrid()
+            for scene in json.loads((out / "scenes" / f"{tile}.json").read_text())["scenes"]:
+                scene["scl"] = None
+                scene["cloud_bands"] = {b: [str(archive / f"{scene['scene_id']}_{b}.jp2"), 1] for b in
+                                        ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]}
+                cloud_mask(scene, grid.tile_transform(tile), grid.tile_size, grid.crs)
+        else:
+            run_stage(str(out / "scenes" / f"{tile}.json"), settings, str(out / f"{tile}.tif"), str(out / f"{tile}.count.tif"))
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"seconds": time.perf_counter() - start, "decoded_bytes": decoded, "peak_mb": peak / 1024}))
+"""
+
+
+def build_archive(folder: Path, scenes: int) -> None:
+    """N dated copies of the scene's JP2 bands and a synthetic SCL (vegetation, a cloud band across the middle)."""
+    import rasterio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(SOURCE / f"{SCENE}_B11.jp2") as reference:
+        profile = dict(reference.profile, dtype="uint8", driver="GTiff")
+    for index in range(scenes):
+        prefix = f"T33UUU_2017{1 + index // 28:02d}{1 + index % 28:02d}T102101"
+        for path in SOURCE.glob(f"{SCENE}_*.jp2"):
+            target = folder / path.name.replace(SCENE, prefix)
+            if not target.exists():
+                shutil.copy(path, target)
+        scl = np.full((profile["height"], profile["width"]), 4, dtype=np.uint8)
+        scl[(index * 37) % 300 : (index * 37) % 300 + 40] = 9
+        with rasterio.open(folder / f"{prefix}_SCL.tif", "w", **profile) as destination:
+            destination.write(scl, 1)
+
+
+def measure(mode: str, archive: Path, out: Path) -> dict[str, float]:
+    """One measurement in its own process, with GDAL's block cache bounded."""
+    out.mkdir(parents=True, exist_ok=True)
+    environment = dict(os.environ, GDAL_CACHEMAX="128")
+    result = subprocess.run([sys.executable, "-c", CHILD, mode, str(archive), str(out)], env=environment, check=True,
+                            capture_output=True, text=True, timeout=3600)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    """Build the archives, run the measurements, print rates, ratios and peak memory."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=8)
+    parser.add_argument("--keep", help="folder for the archives (default: a temporary one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(args.keep or scratch)
+        small, large = root / f"archive{args.scenes}", root / f"archive{4 * args.scenes}"
+        build_archive(small, args.scenes)
+        build_archive(large, 4 * args.scenes)
+        decode = measure("decode", small, root / "decode")
+        stage = measure("stage", small, root / "stage_small")
+        clouds = measure("clouds", small, root / "clouds")
+        stage_large = measure("stage", large, root / "stage_large")
+    megabytes = decode["decoded_bytes"] / 1e6
+    print(f"archive: {args.scenes} scenes × 4 tiles, {megabytes:.0f} MB of decoded pixels (10 bands + SCL)")
+    print(f"bare decode: {megabytes / decode['seconds']:.1f} MB/s ({decode['seconds']:.1f} s)")
+    print(f"stage (decode + warp + composite, SCL masks): {megabytes / stage['seconds']:.1f} MB/s ({stage['seconds']:.1f} s); "
+          f"ratio to bare decode {decode['seconds'] / stage['seconds']:.2f} (target ≥ 0.5)")
+    print(f"s2cloudless at 160 m: {clouds['seconds']:.1f} s for {args.scenes} scenes × 4 tiles "
+          f"({clouds['seconds'] / (4 * args.scenes):.2f} s per scene and tile)")
+    print(f"peak memory: {stage['peak_mb']:.0f} MB at {args.scenes} scenes, {stage_large['peak_mb']:.0f} MB at "
+          f"{4 * args.scenes} scenes; ratio {stage_large['peak_mb'] / stage['peak_mb']:.2f} (target ≤ 1.2)")
+
+
+if __name__ == "__main__":
+    main()
