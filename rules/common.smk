@@ -31,6 +31,14 @@ def settings(*names):
     return shlex.quote(json.dumps({name: dumped[name] for name in names}, sort_keys=True))
 
 
+def stage_settings():
+    """Only the imagery keys a stage job uses, so that adding a path pattern does not restage every tile."""
+    imagery = CONFIG.model_dump(mode="json")["imagery"]
+    keys = ("source", "stac", "aoi", "cloud_mask", "scl_invalid", "seasons")
+    used = {key: imagery[key] for key in keys} | {"paths": ["(listed in the tile's scene list)"]}
+    return shlex.quote(json.dumps({"imagery": used}, sort_keys=True))
+
+
 def tiles(wildcards=None):
     """Grid tiles that have imagery (known once the inventory checkpoint has run)."""
     return inventory_tiles(checkpoints.inventory.get().output.inventory)

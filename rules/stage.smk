@@ -30,7 +30,7 @@ rule stage_tile:
         image=f"{RESULTS}/stage/{{tile}}.tif",
         valid_count=f"{RESULTS}/stage/{{tile}}.count.tif",
     params:
-        settings=settings("imagery"),
+        settings=stage_settings(),
     log:
         f"{LOGS}/stage/{{tile}}.log",
     benchmark:
