@@ -91,6 +91,10 @@ class NetcdfWriter:
         source.setncatts({"long_name": "origin of the cell's cover", "flag_values": np.arange(4, dtype="u1"),
                           "flag_meanings": "none prediction ecosg_fill sea_mask"})
         data.setncatts({"Conventions": "CF-1.8", "title": "ECOCLIMAP-SG covers from Sentinel-2 (s2ecosg)", **provenance})
+        # Blocks are written once, in order: a small chunk cache per variable keeps memory flat as the grid grows.
+        for variable in data.variables.values():
+            if variable.chunking() != "contiguous":
+                variable.set_var_chunk_cache(size=4 * 2**20, nelems=521, preemption=1.0)
 
     def packed(self, name: str, dimensions: tuple[str, ...], chunks: tuple[int, ...], long_name: str) -> None:
         """A 0..1 variable packed as uint8 with scale 1/250 and fill value 255."""
