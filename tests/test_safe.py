@@ -19,7 +19,7 @@ from s2ecosg.scenes import build_inventory, write_tile_lists
 from s2ecosg.stage import run_stage
 
 BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
-BARBELLINO = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "sen2r_barbellino_s2l2a_scl"
+BARBELLINO = DATA / "barbellino"
 L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12"]  # sen2r BOA stack order
 
 
