@@ -24,7 +24,11 @@ def ecosg_table() -> list[dict[str, str]]:
 
 
 class DirectWriter:
-    """Fill ``<base>.dir`` block by block through a memory map; ``close`` writes the header and renames."""
+    """Write ``<base>.dir`` band of rows by band of rows (blocks arrive row-major); ``close`` writes the header.
+
+    Only one band of block rows is held in memory (rows × cols bytes), and the file is written sequentially,
+    north row first, so memory does not grow with the grid.
+    """
 
     def __init__(self, stack: contextlib.ExitStack, basename: str, grid: LonLatGrid, comment: str) -> None:
         from s2ecosg.io import atomic_path
@@ -32,21 +36,31 @@ class DirectWriter:
 
         check_basename(basename)
         self.grid, self.comment = grid, comment
-        self.binary = stack.enter_context(atomic_path(f"{basename}.dir"))
+        binary = stack.enter_context(atomic_path(f"{basename}.dir"))
         self.header = stack.enter_context(atomic_path(f"{basename}.hdr"))
-        self.data = np.memmap(self.binary, dtype=np.uint8, mode="w+", shape=(grid.rows, grid.cols))
+        self.handle = stack.enter_context(binary.open("wb"))
+        self.band: np.ndarray | None = None
+        self.next_row = 0
 
     def write(self, block: Block, cover: np.ndarray) -> None:
-        """Store a block of covers (row 0 = north)."""
+        """Store a block of covers (row 0 = north); a completed band of rows goes to the file."""
         row, column, rows, columns = block
-        self.data[row : row + rows, column : column + columns] = cover
+        if row != self.next_row:
+            raise ValueError(f"blocks must arrive row-major: expected row {self.next_row}, got {row}")
+        if self.band is None:
+            self.band = np.zeros((rows, self.grid.cols), dtype=np.uint8)
+        self.band[:, column : column + columns] = cover
+        if column + columns == self.grid.cols:
+            self.handle.write(np.ascontiguousarray(self.band).tobytes())
+            self.band, self.next_row = None, row + rows
 
     def close(self) -> None:
-        """Flush the data and write the header (the renames happen when the stack closes)."""
+        """Check every row was written, then write the header (the renames happen when the stack closes)."""
         from s2ecosg.surfex import header_text
 
-        self.data.flush()
-        del self.data
+        if self.next_row != self.grid.rows:
+            raise ValueError(f"only {self.next_row} of {self.grid.rows} rows were written")
+        self.handle.flush()
         self.header.write_text(header_text(self.comment, self.grid.bounds, (self.grid.rows, self.grid.cols)))
 
 
