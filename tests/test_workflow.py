@@ -289,3 +289,11 @@ def test_nightly_entry_point_publishes_and_recovers(slovenia_run: Path) -> None:
     assert failed.returncode != 0
     assert "s2ecosg-nightly FAILED run=nightly-entry" in (slovenia_run / "logs" / "nightly-entry.log").read_text()
     assert (published / "latest").resolve() == (published / dated[-1]).resolve()
+
+
+def test_slurm_profile_is_valid_for_the_plugin(workdir: Path) -> None:
+    """The site profile parses with the installed SLURM executor plugin (a dry run submits nothing)."""
+    result = run(["snakemake", "--profile", "profiles/slurm", "--configfile", "tests/workflow/config.yaml", "-n"],
+                 cwd=workdir, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "inventory" in result.stdout + result.stderr
