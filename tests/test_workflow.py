@@ -231,6 +231,9 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     assert cover.stat().st_mtime_ns > first_cover
     scenes = json.loads((slovenia_run / "results" / "nightly" / "stage" / "scenes" / "E4674N2539.json").read_text())
     assert "S2L1C_2015-09-10_13bands" in [scene["scene_id"] for scene in scenes["scenes"]]
+    inventory = json.loads((slovenia_run / "results" / "nightly" / "stage" / "inventory.json").read_text())
+    found = {scene["scene_id"]: scene["found"] for scene in inventory["scenes"]}
+    assert found["S2L1C_2015-09-10_13bands"] > found["S2L1C_2015-07-11_13bands"]  # first seen in the second run
 
 
 def test_stac_predict_only_run(slovenia_run: Path) -> None:

@@ -80,7 +80,9 @@ def main() -> None:
 def inventory_command(settings: str, out: str, tile_lists: str) -> None:
     """Find the scenes and the grid tiles they touch; update the per-tile scene lists that changed."""
     from s2ecosg.io import write_json
-    from s2ecosg.scenes import build_inventory, stac_inventory, write_tile_lists
+    import datetime as dt
+
+    from s2ecosg.scenes import build_inventory, record_found, stac_inventory, write_tile_lists
 
     config = sections(settings)
     imagery = config.imagery
@@ -90,6 +92,7 @@ def inventory_command(settings: str, out: str, tile_lists: str) -> None:
         inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
                                     dates=imagery.dates, aoi=imagery.aoi, max_cloud=imagery.max_cloud)
     changed = write_tile_lists(inventory, tile_lists)
+    record_found(inventory, tile_lists, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     write_json(out, inventory)
     LOG.info("%d scene(s), %d tile(s); scene lists changed for %d tile(s): %s", len(inventory["scenes"]),
              len(inventory["tiles"]), len(changed), ",".join(changed) or "none")

@@ -252,6 +252,20 @@ def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]
     return changed
 
 
+def record_found(inventory: dict[str, Any], folder: str | Path, now: str) -> None:
+    """Add to every scene of the inventory when it was first found, kept across runs in ``{folder}/found.json``."""
+    from s2ecosg.io import write_json
+
+    path = Path(folder) / "found.json"
+    found = json.loads(path.read_text()) if path.exists() else {}
+    new = {scene["scene_id"]: now for scene in inventory["scenes"] if scene["scene_id"] not in found}
+    if new:
+        write_json(path, {**found, **new})
+    for scene in inventory["scenes"]:
+        scene["found"] = found.get(scene["scene_id"], now)
+    inventory["created"] = now
+
+
 def inventory_tiles(path: str | Path) -> list[str]:
     """Tile names recorded in an ``inventory.json``."""
     from s2ecosg.io import read_json
