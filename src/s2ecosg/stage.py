@@ -24,7 +24,7 @@ from s2ecosg.clouds import cloud_mask, mask_method, rows_at_full_resolution
 from s2ecosg.grid import TargetGrid, intersect
 
 LOG = logging.getLogger(__name__)
-BLOCK_BYTES = 256 * 2**20  # float32 stack of one row block, all scenes and bands
+BLOCK_BYTES = 64 * 2**20  # float32 stack of one row block, all scenes and bands
 SATURATED = 65535
 
 
@@ -86,18 +86,19 @@ def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel median over scenes of valid observations.
 
     Args:
-        stack: (scenes, bands, rows, cols) float32, NaN where invalid.
+        stack: (scenes, bands, rows, cols) float32, NaN where invalid; a scene is valid or invalid in all bands
+            of a pixel at once (as :func:`scene_block` makes it). Sorted in place.
 
     Returns:
         (bands, rows, cols) uint16 composite (0 where no scene is valid) and (rows, cols) uint8 count.
     """
     count = np.isfinite(stack[:, 0]).sum(axis=0)
-    composite = np.zeros(stack.shape[1:], dtype=np.uint16)
-    valid = count > 0
-    if valid.any():
-        with np.errstate(all="ignore"):
-            median = np.nanmedian(stack[:, :, valid], axis=0)
-        composite[:, valid] = np.clip(np.rint(median), 1, 65535).astype(np.uint16)
+    stack.sort(axis=0)  # NaN sorts last, so the first `count` entries are the valid observations
+    low = np.broadcast_to(np.maximum(count - 1, 0) // 2, stack.shape[1:])[np.newaxis]
+    high = np.broadcast_to(count // 2, stack.shape[1:])[np.newaxis]
+    high = np.minimum(high, stack.shape[0] - 1)
+    median = (np.take_along_axis(stack, low, axis=0)[0] + np.take_along_axis(stack, high, axis=0)[0]) / 2
+    composite = np.where(count > 0, np.clip(np.rint(np.nan_to_num(median)), 1, 65535), 0).astype(np.uint16)
     return composite, np.minimum(count, 255).astype(np.uint8)
 
 
@@ -126,13 +127,12 @@ def composite_scenes(scenes: list[dict[str, Any]], bands: list[str], grid: Targe
         touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
         if not touching:
             continue
-        stack = np.stack([
-            scene_block(scene, bands, window, settings, pool,
-                        rows_at_full_resolution(clouds[scene["scene_id"]], row, rows, size, grid.resolution)
-                        if scene["scene_id"] in clouds else None)
-            for scene in touching])
-        for scene, layer in zip(touching, stack, strict=True):
-            seen[scene["scene_id"]] += int(np.isfinite(layer[0]).sum())
+        stack = np.empty((len(touching), len(bands), rows, size), dtype=np.float32)
+        for index, scene in enumerate(touching):
+            clouds_here = (rows_at_full_resolution(clouds[scene["scene_id"]], row, rows, size, grid.resolution)
+                           if scene["scene_id"] in clouds else None)
+            stack[index] = scene_block(scene, bands, window, settings, pool, clouds_here)
+            seen[scene["scene_id"]] += int(np.isfinite(stack[index, 0]).sum())
         composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
     for scene_id in (scene_id for scene_id, pixels in seen.items() if pixels == 0):
         LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene_id, tile)
