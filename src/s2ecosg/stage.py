@@ -6,9 +6,10 @@ Outputs: ``stage/{tile}.tif`` — uint16 reflectance × 10000 after the radiomet
 valid observations per pixel.
 
 Each band is warped straight from its native 10/20/60 m grid to the 10 m target grid (bilinear), so
-resampling and reprojection are one interpolation. A pixel of a scene is invalid when a band has no data
-or is saturated, or its Sen2Cor class (SCL, nearest) is one of ``imagery.scl_invalid``. Work goes by
-row blocks sized so that all scenes of a block fit a fixed memory budget, whatever the number of scenes.
+resampling and reprojection are one interpolation, done once per band and tile. A pixel of a scene is invalid
+when a band has no data or is saturated, or its Sen2Cor class (SCL, nearest) is one of ``imagery.scl_invalid``,
+or s2cloudless calls it cloudy. Warped scenes are spooled to an anonymous temporary file and the median is
+taken by row blocks sized to a fixed memory budget, so memory does not depend on the number of scenes.
 """
 
 from __future__ import annotations
@@ -59,26 +60,31 @@ def warp(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: 
     return destination
 
 
-def scene_block(scene: dict[str, Any], bands: list[str], window: tuple[Affine, tuple[int, int], str], settings: Any,
-                pool: ThreadPoolExecutor, clouds: np.ndarray | None = None) -> np.ndarray:
-    """All bands of one scene on a target window: (bands, rows, cols) float32 reflectance × 10000, NaN = invalid.
+def scene_reflectance(scene: dict[str, Any], band: str, transform: Affine, shape: tuple[int, int], crs: str) -> np.ndarray:
+    """One band of a scene on the tile: uint16 reflectance × 10000 after offset and gain, 0 where invalid."""
+    values = warp(*scene["bands"][band], transform, shape, crs)
+    values = (values + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
+    # Reflectance 0 is nodata in the composite: dark valid pixels are kept at 1.
+    return np.where(np.isfinite(values), np.clip(np.rint(values), 1, 65535), 0).astype(np.uint16)
 
-    A pixel is kept only when every band is valid and its SCL class is not excluded, so the composite never
+
+def scene_tile(scene: dict[str, Any], bands: list[str], tile: tuple[Affine, tuple[int, int], str], settings: Any,
+               pool: ThreadPoolExecutor, clouds: np.ndarray | None) -> np.ndarray:
+    """All bands of one scene on the whole tile: (bands, n, n) uint16, 0 = invalid.
+
+    Each band is warped once for the whole tile (one decode, one warp). A pixel is kept only when every band
+    is valid, its SCL class is not excluded and s2cloudless (if used) calls it clear, so the composite never
     mixes clear and cloudy observations of one scene within a pixel.
     """
-    transform, shape, crs = window
-    warped = list(pool.map(lambda band: warp(*scene["bands"][band], transform, shape, crs), bands))
-    stack = np.stack(warped)
-    for index, band in enumerate(bands):
-        stack[index] = (stack[index] + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
-    np.maximum(stack, 1.0, out=stack, where=np.isfinite(stack))  # reflectance 0 is nodata in the composite
-    invalid = np.isnan(stack).any(axis=0)
+    transform, shape, crs = tile
+    stack = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, transform, shape, crs), bands)))
+    invalid = (stack == 0).any(axis=0)
     if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
         classes = warp(scene["scl"], 1, transform, shape, crs, nearest=True)
         invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
     if clouds is not None:
         invalid |= clouds
-    stack[:, invalid] = np.nan
+    stack[:, invalid] = 0
     return stack
 
 
@@ -107,35 +113,52 @@ def block_rows(n_scenes: int, n_bands: int, width: int) -> int:
     return int(max(8, min(1024, BLOCK_BYTES // max(1, n_scenes * n_bands * width * 4))))
 
 
+def read_rows(handle: Any, n_scenes: int, n_bands: int, size: int, row: int, rows: int) -> np.ndarray:
+    """(scenes, bands, rows, size) float32 of the spooled scene tiles, NaN where invalid."""
+    stack = np.empty((n_scenes, n_bands, rows, size), dtype=np.float32)
+    for scene in range(n_scenes):
+        for band in range(n_bands):
+            handle.seek(((scene * n_bands + band) * size + row) * size * 2)
+            stack[scene, band] = np.fromfile(handle, dtype=np.uint16, count=rows * size).reshape(rows, size)
+    stack[stack == 0] = np.nan
+    return stack
+
+
 def composite_scenes(scenes: list[dict[str, Any]], bands: list[str], grid: TargetGrid, tile: str, settings: Any,
-                     pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
-    """Median composite of a set of scenes on one tile: ((bands, n, n) uint16, (n, n) uint8 count)."""
+                     pool: ThreadPoolExecutor, spool_folder: str) -> tuple[np.ndarray, np.ndarray]:
+    """Median composite of a set of scenes on one tile: ((bands, n, n) uint16, (n, n) uint8 count).
+
+    Each scene is warped once for the whole tile and spooled to an anonymous temporary file (uint16, deleted on
+    close or crash); the median then reads row blocks of all scenes back. Memory holds one scene's tile or one
+    row block of all scenes, never all scenes' tiles.
+    """
+    import tempfile
+
     from tqdm import tqdm
 
     size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
+    box = grid.tile_bounds(tile)
+    scenes = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
     composite = np.zeros((len(bands), size, size), dtype=np.uint16)
     count = np.zeros((size, size), dtype=np.uint8)
-    seen = dict.fromkeys((scene["scene_id"] for scene in scenes), 0)
-    step = block_rows(len(scenes), len(bands), size)
-    clouds = {scene["scene_id"]: cloud_mask(scene, tile_transform, grid.tile_size, grid.crs) for scene in scenes
-              if mask_method(scene, settings.cloud_mask) == "s2cloudless"}
-    for row in tqdm(range(0, size, step), desc=f"stage {tile}", unit="block", mininterval=10):
-        rows = min(step, size - row)
-        window = (tile_transform @ Affine.translation(0, row), (rows, size), grid.crs)
-        box = (tile_transform.c, tile_transform.f - (row + rows) * grid.resolution,
-               tile_transform.c + grid.tile_size, tile_transform.f - row * grid.resolution)
-        touching = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
-        if not touching:
-            continue
-        stack = np.empty((len(touching), len(bands), rows, size), dtype=np.float32)
-        for index, scene in enumerate(touching):
-            clouds_here = (rows_at_full_resolution(clouds[scene["scene_id"]], row, rows, size, grid.resolution)
-                           if scene["scene_id"] in clouds else None)
-            stack[index] = scene_block(scene, bands, window, settings, pool, clouds_here)
-            seen[scene["scene_id"]] += int(np.isfinite(stack[index, 0]).sum())
-        composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
-    for scene_id in (scene_id for scene_id, pixels in seen.items() if pixels == 0):
-        LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene_id, tile)
+    if not scenes:
+        return composite, count
+    with tempfile.TemporaryFile(dir=spool_folder) as handle:
+        for scene in tqdm(scenes, desc=f"warp {tile}", unit="scene", mininterval=10):
+            clouds = None
+            if mask_method(scene, settings.cloud_mask) == "s2cloudless":
+                mask = cloud_mask(scene, tile_transform, grid.tile_size, grid.crs)
+                clouds = rows_at_full_resolution(mask, 0, size, size, grid.resolution)
+            warped = scene_tile(scene, bands, (tile_transform, (size, size), grid.crs), settings, pool, clouds)
+            if not warped[0].any():
+                LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene["scene_id"], tile)
+            handle.write(warped.tobytes())
+        handle.flush()
+        step = block_rows(len(scenes), len(bands), size)
+        for row in range(0, size, step):
+            rows = min(step, size - row)
+            stack = read_rows(handle, len(scenes), len(bands), size, row, rows)
+            composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
     return composite, count
 
 
@@ -144,7 +167,8 @@ def in_season(scene: dict[str, Any], season: tuple[Any, Any] | None) -> bool:
     return season is None or season[0].isoformat() <= scene.get("date", "") <= season[1].isoformat()
 
 
-def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2,
+                   spool_folder: str = ".") -> tuple[np.ndarray, np.ndarray]:
     """Composite of one tile: per season (``imagery.seasons``, else one window) stacked as bands.
 
     Returns:
@@ -159,7 +183,7 @@ def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2) -
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for season in getattr(settings, "seasons", None) or [None]:
             chosen = [scene for scene in scenes if in_season(scene, season)]
-            composite, count = composite_scenes(chosen, bands, grid, tile, settings, pool)
+            composite, count = composite_scenes(chosen, bands, grid, tile, settings, pool, spool_folder)
             composites.append(composite)
             counts.append(count)
     LOG.info("tile %s: %d scene(s), %.1f %% of pixels valid", tile, len(scenes), 100 * (counts[0] > 0).mean())
@@ -179,7 +203,11 @@ def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: s
 
     tile_list = read_json(tile_list_path)
     grid = TargetGrid(**tile_list["grid"])
-    composite, count = composite_tile(tile_list, settings, threads)
+    from pathlib import Path
+
+    spool = Path(image_path).parent
+    spool.mkdir(parents=True, exist_ok=True)
+    composite, count = composite_tile(tile_list, settings, threads, str(spool))
     transform = grid.tile_transform(tile_list["tile"])
     seasons = getattr(settings, "seasons", None)
     names = band_names(tile_list["bands"], seasons)
