@@ -198,3 +198,22 @@ def test_climate_variants_by_latitude_and_zone(class_raster: Path, tmp_path: Pat
     assert (cover == 16).any() and not (cover == 17).any()
     fixed = CoverMapping.from_legend(legend, CoverConfig(climate="boreal"))
     assert fixed.covers(forest, np.array([38.0, 38.0, 38.0])).tolist() == [7, 7, 7]
+
+
+def test_geotiff_fill_file(class_raster: Path, tmp_path: Path) -> None:
+    """A GeoTIFF ECOSG fill (any resolution) is sampled at the cell centres like a DIRECT pair."""
+    from affine import Affine
+
+    _, values, _ = synthetic_ecosg(tmp_path)
+    fill = tmp_path / "ecosg_fill.tif"
+    with rasterio.open(fill, "w", driver="GTiff", width=360, height=360, count=1, dtype="uint8", crs="EPSG:4326",
+                       transform=Affine(1 / 360, 0, -4.0, 0, -1 / 360, 37.5), nodata=0) as destination:
+        destination.write(values, 1)
+    domain = DomainConfig(name="LANJARON", harmonie=LANJARON, margin=1)
+    covers = {}
+    for name, path in (("DIRECT", tmp_path / "ECOSG_FILL"), ("GTIFF", fill)):
+        settings = CoverConfig(resolution_deg="1/1200", fill=str(path))
+        run_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(tmp_path / name), PROVENANCE)
+        covers[name], _ = read_cover(tmp_path / name)
+    np.testing.assert_array_equal(covers["DIRECT"], covers["GTIFF"])
+    assert (covers["GTIFF"] > 0).all()

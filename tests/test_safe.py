@@ -134,3 +134,10 @@ def test_s2cloudless_masks_the_bright_clouds_of_the_l1c_scene(tmp_path: Path) ->
     expected = rows_at_full_resolution(cloud_mask(scene, grid.tile_transform("E4490N3260"), grid.tile_size, grid.crs),
                                        0, 1000, 1000, 10.0)
     np.testing.assert_array_equal(removed, expected & (everything > 0))
+
+
+def test_scene_outside_the_aoi_is_dropped() -> None:
+    """With an AOI around Brandenburg, the Alpine scene is left out of the inventory; the German one stays."""
+    inventory = build_inventory([str(BARBELLINO / "S2A2A_20170703_022_Barbellino_BOA_10.tif"), str(DEMO / "IMG_DATA" / "*.jp2")],
+                                ["B02", "B03"], TargetGrid(), stack_bands=L2A_BANDS, aoi=(12.5, 52.4, 12.8, 52.6))
+    assert [scene["scene_id"] for scene in inventory["scenes"]] == ["T33UUU_20170216T102101"]
