@@ -41,9 +41,21 @@ def write_classes(path: Path, pixels: int) -> None:
     from affine import Affine
     from rasterio.windows import Window
 
-    profile = {"driver": "GTiff", "width": pixels, "height": pixels, "count": 1, "dtype": "uint8", "crs": "EPSG:3035",
-               "transform": Affine(10, 0, 3000000, 0, -10, 3300000), "nodata": 0, "tiled": True,
-               "blockxsize": 512, "blockysize": 512, "compress": "deflate", "BIGTIFF": "YES"}
+    profile = {
+        "driver": "GTiff",
+        "width": pixels,
+        "height": pixels,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:3035",
+        "transform": Affine(10, 0, 3000000, 0, -10, 3300000),
+        "nodata": 0,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "YES",
+    }
     with rasterio.open(path, "w", **profile) as destination:
         for row in range(0, pixels, 2048):
             rows = min(2048, pixels - row)
@@ -55,8 +67,14 @@ def write_classes(path: Path, pixels: int) -> None:
 def measure(path: Path, base: Path) -> dict[str, float]:
     """Run the aggregation in its own process (GDAL_CACHEMAX = 256 MB) and return time and peak RSS."""
     environment = dict(os.environ, GDAL_CACHEMAX="256")
-    output = subprocess.run([sys.executable, "-c", CHILD, str(path), str(base)], env=environment, check=True,
-                            capture_output=True, text=True, timeout=7200).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(base)],
+        env=environment,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -78,8 +96,10 @@ def main() -> None:
             print(f"{pixels}² px raster ready in {time.perf_counter() - start:.0f} s", flush=True)
             results[pixels] = measure(path, folder / f"BENCH{pixels}")
             rate = pixels * pixels / results[pixels]["seconds"] / 1e6
-            print(f"{pixels}² px: {results[pixels]['seconds']:.1f} s, {rate:.2f} Mpx/s, peak {results[pixels]['peak_mb']:.0f} MB",
-                  flush=True)
+            print(
+                f"{pixels}² px: {results[pixels]['seconds']:.1f} s, {rate:.2f} Mpx/s, peak {results[pixels]['peak_mb']:.0f} MB",
+                flush=True,
+            )
     ratio = results[2 * args.pixels]["peak_mb"] / results[args.pixels]["peak_mb"]
     print(f"peak memory ratio 4× input / 1× input: {ratio:.2f} (target ≤ 1.2)")
 

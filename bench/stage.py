@@ -90,8 +90,14 @@ def measure(mode: str, archive: Path, out: Path) -> dict[str, float]:
     """One measurement in its own process, with GDAL's block cache bounded."""
     out.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ, GDAL_CACHEMAX="128")
-    result = subprocess.run([sys.executable, "-c", CHILD, mode, str(archive), str(out)], env=environment, check=True,
-                            capture_output=True, text=True, timeout=3600)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(archive), str(out)],
+        env=environment,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -113,12 +119,18 @@ def main() -> None:
     megabytes = decode["decoded_bytes"] / 1e6
     print(f"archive: {args.scenes} scenes × 4 tiles, {megabytes:.0f} MB of decoded pixels (10 bands + SCL)")
     print(f"bare decode: {megabytes / decode['seconds']:.1f} MB/s ({decode['seconds']:.1f} s)")
-    print(f"stage (decode + warp + composite, SCL masks): {megabytes / stage['seconds']:.1f} MB/s ({stage['seconds']:.1f} s); "
-          f"ratio to bare decode {decode['seconds'] / stage['seconds']:.2f} (target ≥ 0.5)")
-    print(f"s2cloudless at 160 m: {clouds['seconds']:.1f} s for {args.scenes} scenes × 4 tiles "
-          f"({clouds['seconds'] / (4 * args.scenes):.2f} s per scene and tile)")
-    print(f"peak memory: {stage['peak_mb']:.0f} MB at {args.scenes} scenes, {stage_large['peak_mb']:.0f} MB at "
-          f"{4 * args.scenes} scenes; ratio {stage_large['peak_mb'] / stage['peak_mb']:.2f} (target ≤ 1.2)")
+    print(
+        f"stage (decode + warp + composite, SCL masks): {megabytes / stage['seconds']:.1f} MB/s ({stage['seconds']:.1f} s); "
+        f"ratio to bare decode {decode['seconds'] / stage['seconds']:.2f} (target ≥ 0.5)"
+    )
+    print(
+        f"s2cloudless at 160 m: {clouds['seconds']:.1f} s for {args.scenes} scenes × 4 tiles "
+        f"({clouds['seconds'] / (4 * args.scenes):.2f} s per scene and tile)"
+    )
+    print(
+        f"peak memory: {stage['peak_mb']:.0f} MB at {args.scenes} scenes, {stage_large['peak_mb']:.0f} MB at "
+        f"{4 * args.scenes} scenes; ratio {stage_large['peak_mb'] / stage['peak_mb']:.2f} (target ≤ 1.2)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,13 +6,25 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-
 from conftest import DEMO
 
 SCENE = "T33UUU_20170216T102101"
 ORDER = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
-RESOLUTION = {"B02": 10, "B03": 10, "B04": 10, "B08": 10, "B05": 20, "B06": 20, "B07": 20, "B8A": 20, "B11": 20,
-              "B12": 20, "B01": 60, "B09": 60, "B10": 60}
+RESOLUTION = {
+    "B02": 10,
+    "B03": 10,
+    "B04": 10,
+    "B08": 10,
+    "B05": 20,
+    "B06": 20,
+    "B07": 20,
+    "B8A": 20,
+    "B11": 20,
+    "B12": 20,
+    "B01": 60,
+    "B09": 60,
+    "B10": 60,
+}
 
 
 def metadata(level: str, baseline: str, offset: int | None, cloud: float) -> str:
@@ -20,14 +32,16 @@ def metadata(level: str, baseline: str, offset: int | None, cloud: float) -> str
     tag = "RADIO_ADD_OFFSET" if level == "L1C" else "BOA_ADD_OFFSET"
     quantification = "QUANTIFICATION_VALUE" if level == "L1C" else "BOA_QUANTIFICATION_VALUE"
     offsets = "".join(f'<{tag} band_id="{index}">{offset}</{tag}>' for index in range(13)) if offset is not None else ""
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<n1:Level-{level[1:]}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{level[1:]}.xsd">'
-            f"<n1:General_Info><Product_Info><PRODUCT_START_TIME>2017-02-16T10:21:01.026Z</PRODUCT_START_TIME>"
-            f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>"
-            f'<Product_Image_Characteristics><{quantification} unit="none">10000</{quantification}>'
-            f"<Radiometric_Offset_List>{offsets}</Radiometric_Offset_List></Product_Image_Characteristics></n1:General_Info>"
-            f"<n1:Quality_Indicators_Info><Cloud_Coverage_Assessment>{cloud}</Cloud_Coverage_Assessment>"
-            f"</n1:Quality_Indicators_Info></n1:Level-{level[1:]}_User_Product>\n")
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<n1:Level-{level[1:]}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_Level-{level[1:]}.xsd">'
+        f"<n1:General_Info><Product_Info><PRODUCT_START_TIME>2017-02-16T10:21:01.026Z</PRODUCT_START_TIME>"
+        f"<PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE></Product_Info>"
+        f'<Product_Image_Characteristics><{quantification} unit="none">10000</{quantification}>'
+        f"<Radiometric_Offset_List>{offsets}</Radiometric_Offset_List></Product_Image_Characteristics></n1:General_Info>"
+        f"<n1:Quality_Indicators_Info><Cloud_Coverage_Assessment>{cloud}</Cloud_Coverage_Assessment>"
+        f"</n1:Quality_Indicators_Info></n1:Level-{level[1:]}_User_Product>\n"
+    )
 
 
 def write_band(source: Path, target: Path, add: int) -> None:
@@ -41,8 +55,15 @@ def write_band(source: Path, target: Path, add: int) -> None:
         destination.write(values, 1)
 
 
-def make_safe(root: Path, level: str = "L1C", baseline: str = "02.04", offset: int | None = None, cloud: float = 12.5,
-              bands: list[str] | None = None, scl: np.ndarray | None = None) -> Path:
+def make_safe(
+    root: Path,
+    level: str = "L1C",
+    baseline: str = "02.04",
+    offset: int | None = None,
+    cloud: float = 12.5,
+    bands: list[str] | None = None,
+    scl: np.ndarray | None = None,
+) -> Path:
     """A SAFE folder of the Brandenburg scene; with ``offset`` = −1000 the DNs carry +1000 as from baseline 04.00."""
     product = root / f"S2A_MSI{level}_20170216T102101_N{baseline.replace('.', '')}_R065_T33UUU_20170216T102204.SAFE"
     images = product / "GRANULE" / f"{level}_T33UUU_A008600_20170216T102204" / "IMG_DATA"

@@ -16,8 +16,20 @@ from typing import Any
 import rasterio
 from rasterio.warp import transform_bounds
 
-ASSETS = {"B01": "coastal", "B02": "blue", "B03": "green", "B04": "red", "B05": "rededge1", "B06": "rededge2",
-          "B07": "rededge3", "B08": "nir", "B8A": "nir08", "B09": "nir09", "B11": "swir16", "B12": "swir22"}
+ASSETS = {
+    "B01": "coastal",
+    "B02": "blue",
+    "B03": "green",
+    "B04": "red",
+    "B05": "rededge1",
+    "B06": "rededge2",
+    "B07": "rededge3",
+    "B08": "nir",
+    "B8A": "nir08",
+    "B09": "nir09",
+    "B11": "swir16",
+    "B12": "swir22",
+}
 
 
 class StacServer:
@@ -46,22 +58,42 @@ class StacServer:
         with rasterio.open(next(iter(bands.values()))) as source:
             west, south, east, north = transform_bounds(source.crs, "EPSG:4326", *source.bounds)
         ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-        assets = {ASSETS[band]: {"href": f"{self.url}/files/{item_id}/{path.name}", "type": "image/jp2"}
-                  for band, path in bands.items()}
-        return {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": "sentinel-2-l2a",
-                "bbox": [west, south, east, north], "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {"datetime": "2017-02-16T10:21:01Z", "eo:cloud_cover": 12.5,
-                               "s2:processing_baseline": "02.04", **self.properties},
-                "assets": assets, "links": []}
+        assets = {
+            ASSETS[band]: {"href": f"{self.url}/files/{item_id}/{path.name}", "type": "image/jp2"}
+            for band, path in bands.items()
+        }
+        return {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": item_id,
+            "collection": "sentinel-2-l2a",
+            "bbox": [west, south, east, north],
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {
+                "datetime": "2017-02-16T10:21:01Z",
+                "eo:cloud_cover": 12.5,
+                "s2:processing_baseline": "02.04",
+                **self.properties,
+            },
+            "assets": assets,
+            "links": [],
+        }
 
     def landing(self) -> dict[str, Any]:
-        links = [{"rel": "self", "href": self.url + "/", "type": "application/json"},
-                 {"rel": "root", "href": self.url + "/", "type": "application/json"},
-                 {"rel": "search", "href": self.url + "/search", "type": "application/geo+json", "method": "GET"},
-                 {"rel": "search", "href": self.url + "/search", "type": "application/geo+json", "method": "POST"}]
-        return {"type": "Catalog", "id": "loopback", "stac_version": "1.0.0", "description": "test STAC API",
-                "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
-                "links": links}
+        links = [
+            {"rel": "self", "href": self.url + "/", "type": "application/json"},
+            {"rel": "root", "href": self.url + "/", "type": "application/json"},
+            {"rel": "search", "href": self.url + "/search", "type": "application/geo+json", "method": "GET"},
+            {"rel": "search", "href": self.url + "/search", "type": "application/geo+json", "method": "POST"},
+        ]
+        return {
+            "type": "Catalog",
+            "id": "loopback",
+            "stac_version": "1.0.0",
+            "description": "test STAC API",
+            "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+            "links": links,
+        }
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         outer = self

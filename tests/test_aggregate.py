@@ -45,7 +45,8 @@ def test_counts_equal_pixel_by_pixel(seed, height, width, x0, y0, step, block) -
             counts[row : row + rows, column : column + columns] = aggregate_block(sources, grid, piece, mapping).counts
     rows_index, cols_index = np.nonzero(ids)
     lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(
-        x0 + (cols_index + 0.5) * 10, y0 - (rows_index + 0.5) * 10)
+        x0 + (cols_index + 0.5) * 10, y0 - (rows_index + 0.5) * 10
+    )
     reference: dict[tuple[int, int], Counter] = {}
     for r, c, longitude, latitude in zip(rows_index, cols_index, lon, lat, strict=True):
         cell = (int((grid.north - latitude) // step), int((longitude - grid.west) // step))

@@ -12,9 +12,9 @@ import pytest
 import rasterio
 import yaml
 from click.testing import CliRunner
+from conftest import DATA, ROOT
 from pyproj import Transformer
 
-from conftest import DATA, ROOT
 from s2ecosg.cli import main
 from s2ecosg.cli_cover import validate_cover_command  # noqa: F401  (registers the commands)
 from s2ecosg.config import CoverConfig, DomainConfig
@@ -26,13 +26,26 @@ from s2ecosg.surfex import read_cover, write_cover
 CLC = DATA / "lanjaron" / "clc.tif"
 PROVENANCE = {"s2ecosg_version": "test", "bundle": "none", "config_hash": "none", "scenes": "none"}
 # A small Lambert domain (8 × 8 cells of 2.5 km) around Lanjarón, wider than the CORINE excerpt.
-LANJARON = {"nlon": 19, "nlat": 19, "lonc": -3.46, "latc": 36.96, "lon0": -3.5, "lat0": 37.0, "gsize": 2500.0, "ezone": 11}
+LANJARON = {
+    "nlon": 19,
+    "nlat": 19,
+    "lonc": -3.46,
+    "latc": 36.96,
+    "lon0": -3.5,
+    "lat0": 37.0,
+    "gsize": 2500.0,
+    "ezone": 11,
+}
 
 
 def ecosg_of_codes(climate_column: str) -> dict[int, int]:
     """CLC code → ECOSG cover read straight from the shipped CSV (variant column, else the default)."""
     with (ROOT / "src" / "s2ecosg" / "data" / "legends" / "clc.csv").open() as handle:
-        return {int(row["code"]): int(row[climate_column] or row["ecosg"]) for row in csv.DictReader(handle) if row["id"] != "0"}
+        return {
+            int(row["code"]): int(row[climate_column] or row["ecosg"])
+            for row in csv.DictReader(handle)
+            if row["id"] != "0"
+        }
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +61,9 @@ def class_raster(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def brute_force(header: dict, fill: np.ndarray | None = None, fill_header: dict | None = None) -> dict[tuple[int, int], Counter]:
+def brute_force(
+    header: dict, fill: np.ndarray | None = None, fill_header: dict | None = None
+) -> dict[tuple[int, int], Counter]:
     """Per-cell cover counts, pixel by pixel: CLC code → ECOSG (Mediterranean at 37° N) → lon/lat → cell."""
     with rasterio.open(CLC) as source:
         codes, transform, crs = source.read(1), source.transform, source.crs
@@ -124,7 +139,15 @@ def test_custom_domain_filled_and_fractions_brute_force(class_raster: Path, tmp_
                 assert cover[row, column] == value and source[row, column] == 2
             np.testing.assert_allclose(fraction[:, row, column], expected, atol=0.5 / 250 + 1e-6)
     config = tmp_path / "domain.yaml"
-    config.write_text(yaml.safe_dump({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "LANJARON", "harmonie": LANJARON, "margin": 1}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "labels": {"path": "x"},
+                "imagery": {"paths": ["x"]},
+                "domain": {"name": "LANJARON", "harmonie": LANJARON, "margin": 1},
+            }
+        )
+    )
     result = CliRunner().invoke(main, ["validate-cover", str(base), "--config", str(config)])
     assert result.exit_code == 0 and result.output.strip().endswith(": ok"), result.output
     namelist = Path(f"{base}.nam").read_text()
@@ -134,9 +157,21 @@ def test_custom_domain_filled_and_fractions_brute_force(class_raster: Path, tmp_
 def test_domain_check_finds_empty_cells(class_raster: Path, tmp_path: Path) -> None:
     domain = DomainConfig(name="LANJARON", harmonie=LANJARON, margin=1)
     base = tmp_path / "NOFILL"
-    run_cover([str(class_raster)], [None], load_legend("clc"), CoverConfig(resolution_deg="1/1200"), domain, str(base), PROVENANCE)
+    run_cover(
+        [str(class_raster)],
+        [None],
+        load_legend("clc"),
+        CoverConfig(resolution_deg="1/1200"),
+        domain,
+        str(base),
+        PROVENANCE,
+    )
     config = tmp_path / "domain.yaml"
-    config.write_text(yaml.safe_dump({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "LANJARON", "harmonie": LANJARON}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "LANJARON", "harmonie": LANJARON}}
+        )
+    )
     result = CliRunner().invoke(main, ["validate-cover", str(base), "--config", str(config)])
     assert result.exit_code == 1
     assert "of 64 domain cells have no valid pixel" in result.output
@@ -169,8 +204,17 @@ def raster_mask(folder: Path) -> Path:
     path = folder / "sea.tif"
     values = np.zeros((100, 100), dtype=np.uint8)  # 37.5° N – 36.5° N, 4° W – 3° W
     values[30:80, 30:45] = 1
-    with rasterio.open(path, "w", driver="GTiff", width=100, height=100, count=1, dtype="uint8", crs="EPSG:4326",
-                       transform=Affine(0.01, 0, -4.0, 0, -0.01, 37.5)) as destination:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=100,
+        height=100,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=Affine(0.01, 0, -4.0, 0, -0.01, 37.5),
+    ) as destination:
         destination.write(values, 1)
     return path
 
@@ -185,8 +229,17 @@ def test_climate_variants_by_latitude_and_zone(class_raster: Path, tmp_path: Pat
     forest = np.array([23, 23, 23])  # id 23 = CLC 311 broad-leaved forest
     assert mapping.covers(forest, np.array([65.0, 50.0, 38.0])).tolist() == [7, 8, 10]
     zone_file = tmp_path / "zones.tif"
-    with rasterio.open(zone_file, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:4326",
-                       transform=Affine(0.1, 0, -4.0, 0, -0.1, 37.5)) as destination:
+    with rasterio.open(
+        zone_file,
+        "w",
+        driver="GTiff",
+        width=10,
+        height=10,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=Affine(0.1, 0, -4.0, 0, -0.1, 37.5),
+    ) as destination:
         destination.write(np.full((10, 10), 2, dtype=np.uint8), 1)  # 2 = boreal everywhere
     settings = CoverConfig(climate=str(zone_file), resolution_deg="1/1200")
     zones = CoverMapping.from_legend(legend, settings)
@@ -206,8 +259,18 @@ def test_geotiff_fill_file(class_raster: Path, tmp_path: Path) -> None:
 
     _, values, _ = synthetic_ecosg(tmp_path)
     fill = tmp_path / "ecosg_fill.tif"
-    with rasterio.open(fill, "w", driver="GTiff", width=360, height=360, count=1, dtype="uint8", crs="EPSG:4326",
-                       transform=Affine(1 / 360, 0, -4.0, 0, -1 / 360, 37.5), nodata=0) as destination:
+    with rasterio.open(
+        fill,
+        "w",
+        driver="GTiff",
+        width=360,
+        height=360,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=Affine(1 / 360, 0, -4.0, 0, -1 / 360, 37.5),
+        nodata=0,
+    ) as destination:
         destination.write(values, 1)
     domain = DomainConfig(name="LANJARON", harmonie=LANJARON, margin=1)
     covers = {}

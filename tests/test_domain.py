@@ -54,8 +54,9 @@ def test_output_grid_snapped_and_containing() -> None:
 
 
 def test_polar_stereographic_domain() -> None:
-    domain = domain_from_keys("POLAR", {"nlon": 61, "nlat": 61, "lonc": 20.0, "latc": 78.0, "lon0": 20.0, "lat0": 90.0,
-                                        "gsize": 2500.0})
+    domain = domain_from_keys(
+        "POLAR", {"nlon": 61, "nlat": 61, "lonc": 20.0, "latc": 78.0, "lon0": 20.0, "lat0": 90.0, "gsize": 2500.0}
+    )
     assert "+proj=stere" in domain.proj4
     projection = Proj(proj="stere", lat_0=90, lat_ts=90, lon_0=20, R=6.37122e6)
     xc, yc = projection(20.0, 78.0)
@@ -78,4 +79,6 @@ def test_unknown_domain_and_bad_keys() -> None:
     with pytest.raises(InputError, match="unknown domain"):
         load_config({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "NOWHERE"}})
     with pytest.raises(InputError, match="bad or missing HARMONIE key"):
-        load_config({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "X", "harmonie": {"nlon": 50}}})
+        load_config(
+            {"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "X", "harmonie": {"nlon": 50}}}
+        )

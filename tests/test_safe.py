@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import DATA, DEMO
 from pyproj import Transformer
-
-from conftest import DEMO, DATA
 from safe_fixture import make_safe
+
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
@@ -29,8 +29,12 @@ def stage_all(inventory: dict, folder: Path, settings: ImageryConfig | None = No
     out = {}
     for tile in inventory["tiles"]:
         out[tile] = folder / f"{tile}.tif"
-        run_stage(str(folder / "scenes" / f"{tile}.json"), settings or ImageryConfig(paths=['unused']), str(out[tile]),
-                  str(folder / f"{tile}.count.tif"))
+        run_stage(
+            str(folder / "scenes" / f"{tile}.json"),
+            settings or ImageryConfig(paths=["unused"]),
+            str(out[tile]),
+            str(folder / f"{tile}.count.tif"),
+        )
     return out
 
 
@@ -84,8 +88,12 @@ def test_two_utm_zones_on_one_grid(tmp_path: Path) -> None:
     """Barbellino (UTM 32N, L2A stack + SCL) and Brandenburg (UTM 33N, L1C JP2) stage onto one EPSG:3035 grid."""
     grid = TargetGrid("EPSG:3035", 10.0, 1000.0)
     bands = ["B02", "B03", "B04", "B08", "B11", "B12"]
-    inventory = build_inventory([str(BARBELLINO / "S2A2A_20170703_022_Barbellino_BOA_10.tif"), str(DEMO / "IMG_DATA" / "*.jp2")],
-                                bands, grid, stack_bands=L2A_BANDS)
+    inventory = build_inventory(
+        [str(BARBELLINO / "S2A2A_20170703_022_Barbellino_BOA_10.tif"), str(DEMO / "IMG_DATA" / "*.jp2")],
+        bands,
+        grid,
+        stack_bands=L2A_BANDS,
+    )
     crs = {scene["scene_id"]: scene for scene in inventory["scenes"]}
     assert set(crs) == {"S2A2A_20170703_022_Barbellino_BOA_10", "T33UUU_20170216T102101"}
     assert crs["S2A2A_20170703_022_Barbellino_BOA_10"]["scl"].endswith("_SCL_10.tif")
@@ -97,7 +105,7 @@ def test_two_utm_zones_on_one_grid(tmp_path: Path) -> None:
         scl = source.read(1)
     to_utm = Transformer.from_crs("EPSG:3035", "EPSG:32632", always_xy=True)
     checked = 0
-    for tile, path in paths.items():
+    for path in paths.values():
         with rasterio.open(path) as staged:
             assert staged.crs.to_epsg() == 3035 and staged.transform.c % 1000 == 0 and staged.transform.f % 1000 == 0
             image, transform = staged.read(1), staged.transform
@@ -109,7 +117,10 @@ def test_two_utm_zones_on_one_grid(tmp_path: Path) -> None:
             # Bilinear: the staged value lies between its four source neighbours.
             assert neighbours.min() - 1 <= image[row, column] <= neighbours.max() + 1
             # Never a cloudy pixel: SCL (20 m) at that place is not 8/9.
-            assert scl[min(int((boa_transform.f - y) // 20), 20), min(int((x - boa_transform.c) // 20), 11)] not in (8, 9)
+            assert scl[min(int((boa_transform.f - y) // 20), 20), min(int((x - boa_transform.c) // 20), 11)] not in (
+                8,
+                9,
+            )
             checked += 1
     assert checked > 500
 
@@ -121,23 +132,33 @@ def test_s2cloudless_masks_the_bright_clouds_of_the_l1c_scene(tmp_path: Path) ->
     grid = TargetGrid()
     inventory = build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], ["B02", "B03", "B04"], grid)
     scene = inventory["scenes"][0]
-    assert sorted(scene["cloud_bands"]) == sorted(["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"])
+    assert sorted(scene["cloud_bands"]) == sorted(
+        ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
+    )
     tiles = {"E4490N3260": inventory["tiles"]["E4490N3260"]}
     masked_run = stage_all({**inventory, "tiles": tiles}, tmp_path / "auto")["E4490N3260"]
-    clear_run = stage_all({**inventory, "tiles": tiles}, tmp_path / "none", ImageryConfig(paths=["x"], cloud_mask="none"))["E4490N3260"]
+    clear_run = stage_all(
+        {**inventory, "tiles": tiles}, tmp_path / "none", ImageryConfig(paths=["x"], cloud_mask="none")
+    )["E4490N3260"]
     with rasterio.open(masked_run) as masked_file, rasterio.open(clear_run) as clear_file:
         masked, everything = masked_file.read(1).astype(float), clear_file.read(1).astype(float)
     removed = (masked == 0) & (everything > 0)
     assert 0.02 < removed.sum() / (everything > 0).sum() < 0.4
     assert everything[removed].mean() > 1.15 * everything[masked > 0].mean()  # clouds are bright in B02
     assert np.array_equal(masked[masked > 0], everything[masked > 0])
-    expected = rows_at_full_resolution(cloud_mask(scene, grid.tile_transform("E4490N3260"), grid.tile_size, grid.crs),
-                                       0, 1000, 1000, 10.0)
+    expected = rows_at_full_resolution(
+        cloud_mask(scene, grid.tile_transform("E4490N3260"), grid.tile_size, grid.crs), 0, 1000, 1000, 10.0
+    )
     np.testing.assert_array_equal(removed, expected & (everything > 0))
 
 
 def test_scene_outside_the_aoi_is_dropped() -> None:
     """With an AOI around Brandenburg, the Alpine scene is left out of the inventory; the German one stays."""
-    inventory = build_inventory([str(BARBELLINO / "S2A2A_20170703_022_Barbellino_BOA_10.tif"), str(DEMO / "IMG_DATA" / "*.jp2")],
-                                ["B02", "B03"], TargetGrid(), stack_bands=L2A_BANDS, aoi=(12.5, 52.4, 12.8, 52.6))
+    inventory = build_inventory(
+        [str(BARBELLINO / "S2A2A_20170703_022_Barbellino_BOA_10.tif"), str(DEMO / "IMG_DATA" / "*.jp2")],
+        ["B02", "B03"],
+        TargetGrid(),
+        stack_bands=L2A_BANDS,
+        aoi=(12.5, 52.4, 12.8, 52.6),
+    )
     assert [scene["scene_id"] for scene in inventory["scenes"]] == ["T33UUU_20170216T102101"]

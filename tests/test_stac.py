@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import DEMO
+from stac_server import StacServer
+
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
 from s2ecosg.scenes import stac_inventory, write_tile_lists
 from s2ecosg.stage import run_stage
-from stac_server import StacServer
 
 SCENE = "T33UUU_20170216T102101"
 BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]
@@ -26,8 +26,12 @@ def items() -> dict[str, dict[str, Path]]:
 
 
 def imagery(url: str, cache: Path, **stac: float) -> ImageryConfig:
-    return ImageryConfig(source="stac", bands=BANDS, aoi=AOI,
-                         stac={"url": url, "cache": str(cache), "retries": 2, "backoff": 0.05, "timeout": 2, **stac})
+    return ImageryConfig(
+        source="stac",
+        bands=BANDS,
+        aoi=AOI,
+        stac={"url": url, "cache": str(cache), "retries": 2, "backoff": 0.05, "timeout": 2, **stac},
+    )
 
 
 def test_stac_end_to_end_with_retries(tmp_path: Path) -> None:
@@ -40,11 +44,15 @@ def test_stac_end_to_end_with_retries(tmp_path: Path) -> None:
         assert inventory["scenes"][0]["bands"]["B02"][0].startswith(server.url)
         write_tile_lists(inventory, tmp_path / "scenes")
         assert "E332N5816" in inventory["tiles"]
-        run_stage(str(tmp_path / "scenes" / "E332N5816.json"), settings, str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
+        run_stage(
+            str(tmp_path / "scenes" / "E332N5816.json"), settings, str(tmp_path / "t.tif"), str(tmp_path / "c.tif")
+        )
         assert server.requests.count(f"/files/{SCENE}/{SCENE}_B04.jp2") == 3
     with rasterio.open(tmp_path / "t.tif") as staged, rasterio.open(DEMO / "IMG_DATA" / f"{SCENE}_B04.jp2") as source:
         np.testing.assert_array_equal(staged.read(3), source.read(1, window=((404, 604), (200, 400))))
-    assert sorted(path.name for path in (tmp_path / "cache" / SCENE).iterdir()) == sorted(f"{SCENE}_{b}.jp2" for b in BANDS)
+    assert sorted(path.name for path in (tmp_path / "cache" / SCENE).iterdir()) == sorted(
+        f"{SCENE}_{b}.jp2" for b in BANDS
+    )
 
 
 def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
@@ -63,10 +71,15 @@ def test_asset_time_out_leaves_no_partial_file(tmp_path: Path) -> None:
         write_tile_lists(inventory, tmp_path / "scenes")
         server.delays[f"/files/{SCENE}/{SCENE}_B08.jp2"] = 1.0
         with pytest.raises(InputError, match="unreachable after 3 tries") as error:
-            run_stage(str(tmp_path / "scenes" / "E332N5816.json"), settings, str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
+            run_stage(
+                str(tmp_path / "scenes" / "E332N5816.json"), settings, str(tmp_path / "t.tif"), str(tmp_path / "c.tif")
+            )
         assert f"{SCENE}_B08.jp2" in str(error.value)
     assert not (tmp_path / "t.tif").exists()
-    assert not list((tmp_path / "cache").rglob("*.tmp*")) and not (tmp_path / "cache" / SCENE / f"{SCENE}_B08.jp2").exists()
+    assert (
+        not list((tmp_path / "cache").rglob("*.tmp*"))
+        and not (tmp_path / "cache" / SCENE / f"{SCENE}_B08.jp2").exists()
+    )
 
 
 def test_missing_asset_is_one_line(tmp_path: Path) -> None:
@@ -76,7 +89,9 @@ def test_missing_asset_is_one_line(tmp_path: Path) -> None:
         inventory = stac_inventory(settings, TargetGrid("EPSG:32633", 10.0, 2000.0))
         write_tile_lists(inventory, tmp_path / "scenes")
         with pytest.raises(InputError, match="HTTP 404"):
-            run_stage(str(tmp_path / "scenes" / "E332N5816.json"), settings, str(tmp_path / "t.tif"), str(tmp_path / "c.tif"))
+            run_stage(
+                str(tmp_path / "scenes" / "E332N5816.json"), settings, str(tmp_path / "t.tif"), str(tmp_path / "c.tif")
+            )
 
 
 def test_post_2022_items_get_the_offset() -> None:

@@ -17,7 +17,7 @@ from s2ecosg.scenes import build_inventory, write_tile_lists
 from s2ecosg.stage import median_composite, run_stage
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
-SETTINGS = ImageryConfig(paths=['unused'])
+SETTINGS = ImageryConfig(paths=["unused"])
 
 
 def stage_tile(inventory: dict, tile: str, folder: Path) -> tuple[Path, Path]:
@@ -108,7 +108,9 @@ def test_seasonal_windows_stack_as_bands(tmp_path: Path) -> None:
     july, late = (dt.date(2015, 7, 1), dt.date(2015, 7, 31)), (dt.date(2015, 8, 1), dt.date(2015, 9, 30))
     write_tile_lists(inventory, tmp_path / "scenes")
     seasons = ImageryConfig(paths=["x"], seasons=[july, late], cloud_mask="none")
-    run_stage(str(tmp_path / "scenes" / f"{tile}.json"), seasons, str(tmp_path / "s.tif"), str(tmp_path / "s.count.tif"))
+    run_stage(
+        str(tmp_path / "scenes" / f"{tile}.json"), seasons, str(tmp_path / "s.tif"), str(tmp_path / "s.count.tif")
+    )
     with rasterio.open(tmp_path / "s.tif") as staged, rasterio.open(tmp_path / "s.count.tif") as counts:
         assert list(staged.descriptions) == [f"{band}_s{index}" for index in (1, 2) for band in BANDS]
         both, count = staged.read(), counts.read()

@@ -221,8 +221,11 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     dry = run([*command, "-n"], cwd=slovenia_run, timeout=120)
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
-    crop_stack(slovenia_run / "tests" / "data" / "slovenia" / "S2L1C_2015-09-09_13bands.tif",
-               archive / "S2L1C_2015-09-10_13bands.tif", columns=25)
+    crop_stack(
+        slovenia_run / "tests" / "data" / "slovenia" / "S2L1C_2015-09-09_13bands.tif",
+        archive / "S2L1C_2015-09-10_13bands.tif",
+        columns=25,
+    )
     result = run(command, cwd=slovenia_run, timeout=600)
     second = jobs_run(result.stdout + result.stderr)
     assert [tile for rule, tile in second if rule == "stage_tile"] == ["E4674N2539"]
@@ -238,9 +241,8 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
 
 def test_stac_predict_only_run(slovenia_run: Path) -> None:
     """The whole workflow from a STAC API on loopback: search, download in the stage jobs, predict, cover."""
-    from stac_server import StacServer
-
     from conftest import DEMO
+    from stac_server import StacServer
 
     scene = "T33UUU_20170216T102101"
     bands = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
@@ -251,8 +253,11 @@ def test_stac_predict_only_run(slovenia_run: Path) -> None:
     config["labels"] = {"path": None}
     config["grid"]["tile_size"] = 2000
     with StacServer(items) as server:
-        config["imagery"] = {"source": "stac", "aoi": [12.53, 52.48, 12.55, 52.49],
-                             "stac": {"url": server.url, "cache": "resources/stac", "backoff": 0.05}}
+        config["imagery"] = {
+            "source": "stac",
+            "aoi": [12.53, 52.48, 12.55, 52.49],
+            "stac": {"url": server.url, "cache": "resources/stac", "backoff": 0.05},
+        }
         (slovenia_run / "stac.yaml").write_text(yaml.safe_dump(config))
         result = run([*SNAKEMAKE, "--configfile", "stac.yaml"], cwd=slovenia_run, timeout=600)
     jobs = jobs_run(result.stdout + result.stderr)
@@ -275,9 +280,23 @@ def test_nightly_entry_point_publishes_and_recovers(slovenia_run: Path) -> None:
         (published / stamp).mkdir(parents=True)
     locks = slovenia_run / ".snakemake" / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    (locks / "0.output.lock").write_text(str(slovenia_run / "results" / "nightly-entry" / "cover" / "S2ECOSG_SLO.dir") + "\n")
-    command = ["s2ecosg", "nightly", "--config", "entry.yaml", "--profile", "profiles/local", "--publish", "published",
-               "--keep", "3", "--log", "logs/nightly-entry.log"]
+    (locks / "0.output.lock").write_text(
+        str(slovenia_run / "results" / "nightly-entry" / "cover" / "S2ECOSG_SLO.dir") + "\n"
+    )
+    command = [
+        "s2ecosg",
+        "nightly",
+        "--config",
+        "entry.yaml",
+        "--profile",
+        "profiles/local",
+        "--publish",
+        "published",
+        "--keep",
+        "3",
+        "--log",
+        "logs/nightly-entry.log",
+    ]
     run(command, cwd=slovenia_run, timeout=600)
     log = (slovenia_run / "logs" / "nightly-entry.log").read_text()
     assert "s2ecosg-nightly OK run=nightly-entry" in log
@@ -296,7 +315,11 @@ def test_nightly_entry_point_publishes_and_recovers(slovenia_run: Path) -> None:
 
 def test_slurm_profile_is_valid_for_the_plugin(workdir: Path) -> None:
     """The site profile parses with the installed SLURM executor plugin (a dry run submits nothing)."""
-    result = run(["snakemake", "--profile", "profiles/slurm", "--configfile", "tests/workflow/config.yaml", "-n"],
-                 cwd=workdir, timeout=120, check=False)
+    result = run(
+        ["snakemake", "--profile", "profiles/slurm", "--configfile", "tests/workflow/config.yaml", "-n"],
+        cwd=workdir,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "inventory" in result.stdout + result.stderr

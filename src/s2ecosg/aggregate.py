@@ -42,7 +42,9 @@ def open_sources(paths: list[str], confidence: list[str | None]) -> list[Source]
     for path, confidence_path in zip(paths, confidence, strict=True):
         with open_raster(path) as raster:
             footprint = transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
-            sources.append(Source(path, confidence_path, raster.crs, raster.transform, raster.height, raster.width, footprint))
+            sources.append(
+                Source(path, confidence_path, raster.crs, raster.transform, raster.height, raster.width, footprint)
+            )
     return sources
 
 
@@ -75,9 +77,15 @@ class CoverMapping:
         from s2ecosg.config import CLIMATES
 
         mode = settings.climate if settings.climate in CLIMATES else "zones"
-        return cls(legend.ecosg_lookup("temperate"), legend.ecosg_lookup("boreal"), legend.ecosg_lookup("mediterranean"),
-                   mode, settings.boreal_latitude, settings.mediterranean_latitude,
-                   settings.climate if mode == "zones" else None)
+        return cls(
+            legend.ecosg_lookup("temperate"),
+            legend.ecosg_lookup("boreal"),
+            legend.ecosg_lookup("mediterranean"),
+            mode,
+            settings.boreal_latitude,
+            settings.mediterranean_latitude,
+            settings.climate if mode == "zones" else None,
+        )
 
     def covers(self, ids: np.ndarray, lat: np.ndarray, zone: np.ndarray | None = None) -> np.ndarray:
         """Covers of pixels with class ``ids`` at latitudes ``lat`` (and climate ``zone`` values)."""
@@ -103,23 +111,33 @@ class BlockCounts:
     @classmethod
     def empty(cls, rows: int, columns: int) -> BlockCounts:
         """Zeroed accumulators."""
-        return cls(np.zeros((rows, columns, N_COVERS + 1), np.int64), np.zeros((rows, columns)), np.zeros((rows, columns)))
+        return cls(
+            np.zeros((rows, columns, N_COVERS + 1), np.int64), np.zeros((rows, columns)), np.zeros((rows, columns))
+        )
 
 
 def chunk_windows(window: Any) -> list[Any]:
     """Split a rasterio window into chunks of at most CHUNK × CHUNK pixels."""
     from rasterio.windows import Window
 
-    return [Window(window.col_off + column, window.row_off + row, min(CHUNK, window.width - column), min(CHUNK, window.height - row))
-            for row in range(0, int(window.height), CHUNK) for column in range(0, int(window.width), CHUNK)]
+    return [
+        Window(
+            window.col_off + column,
+            window.row_off + row,
+            min(CHUNK, window.width - column),
+            min(CHUNK, window.height - row),
+        )
+        for row in range(0, int(window.height), CHUNK)
+        for column in range(0, int(window.width), CHUNK)
+    ]
 
 
 def source_window(source: Source, bounds: tuple[float, float, float, float]) -> Any | None:
     """Pixel window of a source that covers a lon/lat box (rounded outwards), or None if disjoint."""
+    import math
+
     from rasterio.warp import transform_bounds
     from rasterio.windows import Window, from_bounds
-
-    import math
 
     box = transform_bounds("EPSG:4326", source.crs, *bounds, densify_pts=21)
     exact = from_bounds(*box, transform=source.transform)
@@ -170,13 +188,20 @@ def zones_on_window(path: str, source: Source, window: Any) -> np.ndarray:
 
     zone = np.zeros((int(window.height), int(window.width)), dtype=np.uint8)
     with open_raster(path) as raster:
-        reproject(rasterio.band(raster, 1), zone, dst_transform=window_transform(window, source.transform),
-                  dst_crs=source.crs, resampling=Resampling.nearest, dst_nodata=0)
+        reproject(
+            rasterio.band(raster, 1),
+            zone,
+            dst_transform=window_transform(window, source.transform),
+            dst_crs=source.crs,
+            resampling=Resampling.nearest,
+            dst_nodata=0,
+        )
     return zone
 
 
-def accumulate_chunk(totals: BlockCounts, grid: LonLatGrid, block: Block, source: Source, window: Any,
-                     mapping: CoverMapping) -> None:
+def accumulate_chunk(
+    totals: BlockCounts, grid: LonLatGrid, block: Block, source: Source, window: Any, mapping: CoverMapping
+) -> None:
     """Add the valid pixels of one source chunk that fall in ``block`` to its counts."""
     chunk = read_chunk(source, window, mapping)
     if chunk is None:
@@ -191,9 +216,12 @@ def accumulate_chunk(totals: BlockCounts, grid: LonLatGrid, block: Block, source
     cells = rows[keep] * n_columns + columns[keep]
     size = n_rows * n_columns
     totals.counts += np.bincount(cells * (N_COVERS + 1) + covers, minlength=size * (N_COVERS + 1)).reshape(
-        totals.counts.shape)
+        totals.counts.shape
+    )
     if confidence is not None:
-        totals.confidence_sum += np.bincount(cells, weights=confidence[keep] / 255.0, minlength=size).reshape(n_rows, n_columns)
+        totals.confidence_sum += np.bincount(cells, weights=confidence[keep] / 255.0, minlength=size).reshape(
+            n_rows, n_columns
+        )
         totals.confidence_pixels += np.bincount(cells, minlength=size).reshape(n_rows, n_columns)
 
 

@@ -79,9 +79,9 @@ def main() -> None:
 @command
 def inventory_command(settings: str, out: str, tile_lists: str) -> None:
     """Find the scenes and the grid tiles they touch; update the per-tile scene lists that changed."""
-    from s2ecosg.io import write_json
     import datetime as dt
 
+    from s2ecosg.io import write_json
     from s2ecosg.scenes import build_inventory, record_found, stac_inventory, write_tile_lists
 
     config = sections(settings)
@@ -89,18 +89,32 @@ def inventory_command(settings: str, out: str, tile_lists: str) -> None:
     if imagery.source == "stac":
         inventory = stac_inventory(imagery, grid_of(config))
     else:
-        inventory = build_inventory(imagery.paths, imagery.bands, grid_of(config), stack_bands=imagery.stack_bands,
-                                    dates=imagery.dates, aoi=imagery.aoi, max_cloud=imagery.max_cloud)
+        inventory = build_inventory(
+            imagery.paths,
+            imagery.bands,
+            grid_of(config),
+            stack_bands=imagery.stack_bands,
+            dates=imagery.dates,
+            aoi=imagery.aoi,
+            max_cloud=imagery.max_cloud,
+        )
     changed = write_tile_lists(inventory, tile_lists)
     record_found(inventory, tile_lists, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     write_json(out, inventory)
-    LOG.info("%d scene(s), %d tile(s); scene lists changed for %d tile(s): %s", len(inventory["scenes"]),
-             len(inventory["tiles"]), len(changed), ",".join(changed) or "none")
+    LOG.info(
+        "%d scene(s), %d tile(s); scene lists changed for %d tile(s): %s",
+        len(inventory["scenes"]),
+        len(inventory["tiles"]),
+        len(changed),
+        ",".join(changed) or "none",
+    )
 
 
 @main.command("stage")
 @settings_option
-@click.option("--tile-list", required=True, type=click.Path(exists=True, dir_okay=False), help="stage/scenes/<tile>.json")
+@click.option(
+    "--tile-list", required=True, type=click.Path(exists=True, dir_okay=False), help="stage/scenes/<tile>.json"
+)
 @click.option("--image", required=True, type=click.Path(dir_okay=False), help="Composite to write.")
 @click.option("--count", required=True, type=click.Path(dir_okay=False), help="Valid-count raster to write.")
 @click.option("--threads", default=2, show_default=True, help="Bands warped in parallel.")

@@ -31,9 +31,13 @@ def cover_provenance(config: Any, bundle: str, scene_lists: list[str]) -> dict[s
     from s2ecosg.io import read_json
 
     scenes = sorted({scene["scene_id"] for path in scene_lists for scene in read_json(path)["scenes"]})
-    return {"s2ecosg_version": s2ecosg.__version__, "bundle": file_digest(Path(bundle) / "weights.pt"),
-            "config_hash": config_hash(config), "scenes": " ".join(scenes) or "unknown",
-            "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {
+        "s2ecosg_version": s2ecosg.__version__,
+        "bundle": file_digest(Path(bundle) / "weights.pt"),
+        "config_hash": config_hash(config),
+        "scenes": " ".join(scenes) or "unknown",
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 @main.command("cover")
@@ -45,7 +49,9 @@ def cover_provenance(config: Any, bundle: str, scene_lists: list[str]) -> dict[s
 @click.option("--basename", "output_basename", required=True, help="Output path without extension.")
 @log_option
 @command
-def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, scene_lists: str | None, output_basename: str) -> None:
+def cover_command(
+    settings: str, bundle: str, predict_dir: str, tiles: str, scene_lists: str | None, output_basename: str
+) -> None:
     """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair and its companions."""
     from s2ecosg.cover import run_cover
     from s2ecosg.io import read_json
@@ -53,7 +59,9 @@ def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, scen
 
     config = sections(settings)
     classes = list(tile_paths(predict_dir, tiles).values())
-    confidences = [path if Path(path).exists() else None for path in tile_paths(predict_dir, tiles, ".conf.tif").values()]
+    confidences = [
+        path if Path(path).exists() else None for path in tile_paths(predict_dir, tiles, ".conf.tif").values()
+    ]
     legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
     lists = list(tile_paths(scene_lists, tiles, ".json").values()) if scene_lists else []
     provenance = cover_provenance(config, bundle, [path for path in lists if Path(path).exists()])
@@ -63,7 +71,9 @@ def cover_command(settings: str, bundle: str, predict_dir: str, tiles: str, scen
 
 @main.command("domain")
 @click.argument("name", required=False)
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config.")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config."
+)
 @command
 def domain_command(name: str | None, config_path: str | None) -> None:
     """Print a HARMONIE domain's extent, the output grid and the PGD grid namelists."""
@@ -80,18 +90,31 @@ def domain_command(name: str | None, config_path: str | None) -> None:
         raise InputError(config_path or "domain", "no HARMONIE domain given (a name or domain.harmonie keys)")
     extent = domain.lonlat_extent(domain_settings.margin)
     grid = snap_grid(extent, degrees(cover_settings.resolution_deg))
-    click.echo(f"domain {domain.name}: NIMAX {domain.nimax} × NJMAX {domain.njmax} cells of {domain.gsize} m; {domain.proj4}")
-    click.echo("extent with margin {}: west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(domain_settings.margin, *extent))
-    click.echo("output grid: {} rows × {} cols of {:.10g}°, edges west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(
-        grid.rows, grid.cols, grid.step, *grid.bounds))
+    click.echo(
+        f"domain {domain.name}: NIMAX {domain.nimax} × NJMAX {domain.njmax} cells of {domain.gsize} m; {domain.proj4}"
+    )
+    click.echo(
+        "extent with margin {}: west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(
+            domain_settings.margin, *extent
+        )
+    )
+    click.echo(
+        "output grid: {} rows × {} cols of {:.10g}°, edges west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(
+            grid.rows, grid.cols, grid.step, *grid.bounds
+        )
+    )
     click.echo(domain.namelists(), nl=False)
 
 
 @main.command("validate-cover")
 @click.argument("basename")
 @click.option("--domain", "domain_name", help="Also check that the file covers this named domain (+ margin).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config.")
-@click.option("--margin", type=int, default=None, help="Model cells around the domain that must be covered (default 2).")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config."
+)
+@click.option(
+    "--margin", type=int, default=None, help="Model cells around the domain that must be covered (default 2)."
+)
 def validate_cover_command(basename: str, domain_name: str | None, config_path: str | None, margin: int | None) -> None:
     """Check a cover pair against SURFEX's format rules (and a domain); one line per problem, exit 1 if any."""
     from s2ecosg.config import read_config_file
@@ -100,8 +123,11 @@ def validate_cover_command(basename: str, domain_name: str | None, config_path: 
 
     problems = validate_cover(basename)
     domain_settings = read_config_file(config_path).domain if config_path else None
-    domain = resolve_domain(domain_name, None) if domain_name else (
-        resolve_domain(domain_settings.name, domain_settings.harmonie) if domain_settings else None)
+    domain = (
+        resolve_domain(domain_name, None)
+        if domain_name
+        else (resolve_domain(domain_settings.name, domain_settings.harmonie) if domain_settings else None)
+    )
     if domain is not None and not problems:
         chosen_margin = margin if margin is not None else (domain_settings.margin if domain_settings else 2)
         problems += domain_problems(basename, domain, chosen_margin)

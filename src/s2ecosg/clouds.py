@@ -25,7 +25,9 @@ def mask_method(scene: dict[str, Any], choice: str) -> str:
     if choice == "auto":
         return "scl" if has_scl else ("s2cloudless" if has_bands else "none")
     if choice == "s2cloudless" and not has_bands:
-        LOG.warning("scene %s lacks bands for s2cloudless (%s): not cloud-masked", scene["scene_id"], ",".join(CLOUD_BANDS))
+        LOG.warning(
+            "scene %s lacks bands for s2cloudless (%s): not cloud-masked", scene["scene_id"], ",".join(CLOUD_BANDS)
+        )
         return "none"
     return choice if choice != "scl" or has_scl else "none"
 
@@ -43,8 +45,15 @@ def coarse_reflectance(scene: dict[str, Any], transform: Affine, size: int, crs:
         plane = np.full((size, size), np.nan, dtype=np.float32)
         with open_raster(path) as source:
             nodata = source.nodata if source.nodata is not None else 0
-            reproject(rasterio.band(source, index), plane, src_nodata=nodata, dst_transform=transform, dst_crs=crs,
-                      dst_nodata=np.nan, resampling=Resampling.average)
+            reproject(
+                rasterio.band(source, index),
+                plane,
+                src_nodata=nodata,
+                dst_transform=transform,
+                dst_crs=crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.average,
+            )
         offset = scene.get("offsets", {}).get(band, scene.get("cloud_offset", 0))
         planes.append((plane + offset) * scene.get("gain", 1.0) / 10000.0)
     return np.nan_to_num(np.stack(planes, axis=-1), nan=0.0)

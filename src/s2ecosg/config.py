@@ -39,7 +39,9 @@ class RunConfig(Section):
 class DomainConfig(Section):
     """Area the cover file must cover: a HARMONIE domain (named or by its keys), a lon/lat box, or the imagery."""
 
-    name: str | None = Field(None, description="Named HARMONIE domain (data/domains.csv) or the label of harmonie keys.")
+    name: str | None = Field(
+        None, description="Named HARMONIE domain (data/domains.csv) or the label of harmonie keys."
+    )
     harmonie: dict[str, float] | None = Field(
         None, description="Custom domain keys: nlon, nlat, lonc, latc, lon0, lat0, gsize (m), ezone (default 11)."
     )
@@ -193,14 +195,18 @@ class CoverConfig(Section):
 
     basename: str = Field("S2ECOSG", max_length=24, pattern=r"^[A-Za-z0-9_.-]+$", description="Cover base name.")
     resolution_deg: float | str = Field("1/1800", description="Output cell size in degrees (number or 'a/b').")
-    fill: str | None = Field(None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) for cells without data.")
+    fill: str | None = Field(
+        None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) for cells without data."
+    )
     sea_mask: str | None = Field(None, description="Land-sea mask: raster (sea where = sea_value) or sea polygons.")
     sea_value: float = Field(1, description="Value of sea pixels in a raster sea_mask.")
     climate: str = Field(
         "latitude", description="latitude (bands below), temperate, boreal, mediterranean, or a zone raster path."
     )
     boreal_latitude: float = Field(60.0, ge=0, le=90, description="|latitude| from which pixels use boreal covers.")
-    mediterranean_latitude: float = Field(42.0, ge=0, le=90, description="|latitude| up to which pixels use Mediterranean covers.")
+    mediterranean_latitude: float = Field(
+        42.0, ge=0, le=90, description="|latitude| up to which pixels use Mediterranean covers."
+    )
 
     @field_validator("climate")
     @classmethod

@@ -50,8 +50,12 @@ def valid_pixel_box(source: Source) -> tuple[float, float, float, float] | None:
     if first_row == np.inf:
         return None
     transform = source.transform
-    return (transform.c + first_column * transform.a, transform.f + (last_row + 1) * transform.e,
-            transform.c + (last_column + 1) * transform.a, transform.f + first_row * transform.e)
+    return (
+        transform.c + first_column * transform.a,
+        transform.f + (last_row + 1) * transform.e,
+        transform.c + (last_column + 1) * transform.a,
+        transform.f + first_row * transform.e,
+    )
 
 
 def predicted_extent(sources: list[Source]) -> tuple[float, float, float, float]:
@@ -91,8 +95,9 @@ def namelist(basename: str, domain: Any) -> str:
     return lines + (domain.namelists() if domain is not None else "")
 
 
-def block_values(sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping,
-                 filler: GapFiller) -> dict[str, np.ndarray]:
+def block_values(
+    sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping, filler: GapFiller
+) -> dict[str, np.ndarray]:
     """Everything written for one block: cover, source flag, fractions, majority share, model confidence."""
     totals = aggregate_block(sources, grid, block, mapping)
     predicted = majority(totals.counts)
@@ -105,12 +110,24 @@ def block_values(sources: list[Source], grid: LonLatGrid, block: Block, mapping:
     with np.errstate(invalid="ignore", divide="ignore"):
         majority_share = np.where(pixels > 0, totals.counts[..., 1:].max(axis=-1) / pixels, np.nan)
         confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
-    return {"cover": cover, "source": flags, "fraction": share, "majority_share": majority_share,
-            "model_confidence": confidence}
+    return {
+        "cover": cover,
+        "source": flags,
+        "fraction": share,
+        "majority_share": majority_share,
+        "model_confidence": confidence,
+    }
 
 
-def run_cover(classes: list[str], confidences: list[str | None], legend: Any, settings: Any, domain_settings: Any,
-              basename: str, provenance: dict[str, str]) -> dict[str, int]:
+def run_cover(
+    classes: list[str],
+    confidences: list[str | None],
+    legend: Any,
+    settings: Any,
+    domain_settings: Any,
+    basename: str,
+    provenance: dict[str, str],
+) -> dict[str, int]:
     """Aggregate class rasters and write every cover output; return the number of cells by origin."""
     from tqdm import tqdm
 
@@ -124,8 +141,10 @@ def run_cover(classes: list[str], confidences: list[str | None], legend: Any, se
     filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
     name = Path(basename).name
     scenes = len(provenance.get("scenes", "").split())
-    comment = (f"{name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} "
-               f"config {provenance.get('config_hash', '')} scenes {scenes}")
+    comment = (
+        f"{name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} "
+        f"config {provenance.get('config_hash', '')} scenes {scenes}"
+    )
     origin = np.zeros(4, dtype=np.int64)
     quicklook = QuickLook(grid)
     with contextlib.ExitStack() as stack:
@@ -150,8 +169,14 @@ def run_cover(classes: list[str], confidences: list[str | None], legend: Any, se
     return counts
 
 
-def write_side_files(basename: str, grid: LonLatGrid, domain: Any, provenance: dict[str, str], counts: dict[str, int],
-                     quicklook: QuickLook) -> None:
+def write_side_files(
+    basename: str,
+    grid: LonLatGrid,
+    domain: Any,
+    provenance: dict[str, str],
+    counts: dict[str, int],
+    quicklook: QuickLook,
+) -> None:
     """The namelist, the quick-look PNG and the README of the cover folder."""
     from s2ecosg.io import atomic_path
 

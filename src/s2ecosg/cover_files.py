@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 from importlib import resources
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -92,19 +90,39 @@ class NetcdfWriter:
         classes = data.createVariable("cover_class", "u1", ("cover_class",))
         classes[:] = np.arange(1, N_COVERS + 1)
         table = ecosg_table()
-        classes.setncatts({"long_name": "ECOCLIMAP-SG cover number",
-                           "flag_meanings": " ".join(row["name"].replace(" ", "_") for row in table)})
+        classes.setncatts(
+            {
+                "long_name": "ECOCLIMAP-SG cover number",
+                "flag_meanings": " ".join(row["name"].replace(" ", "_") for row in table),
+            }
+        )
         chunks = (min(256, grid.rows), min(256, grid.cols))
-        cover = data.createVariable("cover", "u1", ("lat", "lon"), zlib=True, complevel=4, chunksizes=chunks, fill_value=0)
-        cover.setncatts({"long_name": "majority ECOCLIMAP-SG cover", "flag_values": np.arange(1, N_COVERS + 1, dtype="u1"),
-                         "flag_meanings": classes.flag_meanings})
-        self.packed("fraction", ("cover_class", "lat", "lon"), (1, *chunks), "fraction of the cell's pixels in each cover")
+        cover = data.createVariable(
+            "cover", "u1", ("lat", "lon"), zlib=True, complevel=4, chunksizes=chunks, fill_value=0
+        )
+        cover.setncatts(
+            {
+                "long_name": "majority ECOCLIMAP-SG cover",
+                "flag_values": np.arange(1, N_COVERS + 1, dtype="u1"),
+                "flag_meanings": classes.flag_meanings,
+            }
+        )
+        self.packed(
+            "fraction", ("cover_class", "lat", "lon"), (1, *chunks), "fraction of the cell's pixels in each cover"
+        )
         self.packed("majority_share", ("lat", "lon"), chunks, "fraction of the cell's pixels in the majority cover")
         self.packed("model_confidence", ("lat", "lon"), chunks, "mean maximum softmax probability of the cell's pixels")
         source = data.createVariable("source", "u1", ("lat", "lon"), zlib=True, complevel=4, chunksizes=chunks)
-        source.setncatts({"long_name": "origin of the cell's cover", "flag_values": np.arange(4, dtype="u1"),
-                          "flag_meanings": "none prediction ecosg_fill sea_mask"})
-        data.setncatts({"Conventions": "CF-1.8", "title": "ECOCLIMAP-SG covers from Sentinel-2 (s2ecosg)", **provenance})
+        source.setncatts(
+            {
+                "long_name": "origin of the cell's cover",
+                "flag_values": np.arange(4, dtype="u1"),
+                "flag_meanings": "none prediction ecosg_fill sea_mask",
+            }
+        )
+        data.setncatts(
+            {"Conventions": "CF-1.8", "title": "ECOCLIMAP-SG covers from Sentinel-2 (s2ecosg)", **provenance}
+        )
         # Blocks are written once, in order: a small chunk cache per variable keeps memory flat as the grid grows.
         for variable in data.variables.values():
             if variable.chunking() != "contiguous":
@@ -112,7 +130,9 @@ class NetcdfWriter:
 
     def packed(self, name: str, dimensions: tuple[str, ...], chunks: tuple[int, ...], long_name: str) -> None:
         """A 0..1 variable packed as uint8 with scale 1/250 and fill value 255."""
-        variable = self.dataset.createVariable(name, "u1", dimensions, zlib=True, complevel=4, chunksizes=chunks, fill_value=255)
+        variable = self.dataset.createVariable(
+            name, "u1", dimensions, zlib=True, complevel=4, chunksizes=chunks, fill_value=255
+        )
         variable.setncatts({"long_name": long_name, "units": "1", "scale_factor": FRACTION_SCALE, "add_offset": 0.0})
 
     def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
@@ -159,29 +179,54 @@ class QuickLook:
         aspect = 1 / max(np.cos(np.radians((north + south) / 2)), 0.1)
         height = min(12.0, max(3.0, 10.0 * aspect * (north - south) / max(east - west, 1e-9)))
         figure, axis = plt.subplots(figsize=(10, height + 1.5), constrained_layout=True)
-        axis.imshow(self.picture, cmap=cmap, vmin=-0.5, vmax=N_COVERS + 0.5, interpolation="nearest",
-                    extent=(west, east, south, north), aspect=aspect)
+        axis.imshow(
+            self.picture,
+            cmap=cmap,
+            vmin=-0.5,
+            vmax=N_COVERS + 0.5,
+            interpolation="nearest",
+            extent=(west, east, south, north),
+            aspect=aspect,
+        )
         axis.set_title(title)
         axis.set_xlabel("longitude (°E)")
         axis.set_ylabel("latitude (°N)")
         present = [int(value) for value in np.unique(self.picture) if value]
         handles = [plt.Rectangle((0, 0), 1, 1, color=table[value - 1]["colour"]) for value in present]
-        figure.legend(handles, [f"{value} {table[value - 1]['name']}" for value in present], loc="outside lower center", ncol=4, fontsize=8)
+        figure.legend(
+            handles,
+            [f"{value} {table[value - 1]['name']}" for value in present],
+            loc="outside lower center",
+            ncol=4,
+            fontsize=8,
+        )
         with atomic_path(path) as temporary:
             figure.savefig(temporary, format="png", dpi=100)
         plt.close(figure)
 
 
-def readme_text(basename: str, grid: LonLatGrid, provenance: dict[str, str], namelist: str, counts: dict[str, int]) -> str:
+def readme_text(
+    basename: str, grid: LonLatGrid, provenance: dict[str, str], namelist: str, counts: dict[str, int]
+) -> str:
     """The cover folder's README: what each file is, how to use it, provenance and fill statistics."""
     west, south, east, north = grid.bounds
-    lines = [f"# ECOCLIMAP-SG cover file {basename}", "",
-             f"- `{basename}.dir` + `{basename}.hdr`: SURFEX DIRECT, uint8, nodata 0, covers 1..33, row 1 = north;",
-             f"  {grid.rows} rows × {grid.cols} columns of {grid.step:.10g}°, edges W {west:.6f} S {south:.6f} E {east:.6f} N {north:.6f}.",
-             f"- `{basename}.nc`: CF-1.8 netCDF with majority cover, 33 fractions, majority share, model confidence, source.",
-             f"- `{basename}.nam`: PGD namelist lines; `{basename}.png`: quick-look.", "",
-             "Use: link the `.dir` and `.hdr` into the PGD working directory and add to the PGD namelist:", "",
-             "```fortran", namelist.rstrip(), "```", "", "## Cells by origin", ""]
+    lines = [
+        f"# ECOCLIMAP-SG cover file {basename}",
+        "",
+        f"- `{basename}.dir` + `{basename}.hdr`: SURFEX DIRECT, uint8, nodata 0, covers 1..33, row 1 = north;",
+        f"  {grid.rows} rows × {grid.cols} columns of {grid.step:.10g}°, edges W {west:.6f} S {south:.6f} E {east:.6f} N {north:.6f}.",
+        f"- `{basename}.nc`: CF-1.8 netCDF with majority cover, 33 fractions, majority share, model confidence, source.",
+        f"- `{basename}.nam`: PGD namelist lines; `{basename}.png`: quick-look.",
+        "",
+        "Use: link the `.dir` and `.hdr` into the PGD working directory and add to the PGD namelist:",
+        "",
+        "```fortran",
+        namelist.rstrip(),
+        "```",
+        "",
+        "## Cells by origin",
+        "",
+    ]
     lines += [f"- {name}: {count}" for name, count in counts.items()]
     lines += ["", "## Provenance", ""] + [f"- {key}: {value}" for key, value in provenance.items()]
     return "\n".join(lines) + "\n"

@@ -50,14 +50,18 @@ class HarmonieDomain:
         """PROJ string of the domain's projection."""
         if abs(self.lat0) == 90:
             return f"+proj=stere +lat_0={self.lat0} +lat_ts={self.lat0} +lon_0={self.lon0} +R={EARTH_RADIUS} +units=m +no_defs"
-        return (f"+proj=lcc +lat_0={self.lat0} +lon_0={self.lon0} +lat_1={self.lat0} +lat_2={self.lat0} "
-                f"+R={EARTH_RADIUS} +units=m +no_defs")
+        return (
+            f"+proj=lcc +lat_0={self.lat0} +lon_0={self.lon0} +lat_1={self.lat0} +lat_2={self.lat0} "
+            f"+R={EARTH_RADIUS} +units=m +no_defs"
+        )
 
     def cell_edges(self, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """x and y of the cell edges (projection metres), grown by ``margin`` cells on every side."""
+        """X and y of the cell edges (projection metres), grown by ``margin`` cells on every side."""
         from pyproj import Transformer
 
-        x_centre, y_centre = Transformer.from_crs("EPSG:4326", self.proj4, always_xy=True).transform(self.lonc, self.latc)
+        x_centre, y_centre = Transformer.from_crs("EPSG:4326", self.proj4, always_xy=True).transform(
+            self.lonc, self.latc
+        )
         x_edges = x_centre + (np.arange(-margin, self.nimax + margin + 1) - self.nimax / 2) * self.gsize
         y_edges = y_centre + (np.arange(-margin, self.njmax + margin + 1) - self.njmax / 2) * self.gsize
         return x_edges, y_edges
@@ -94,9 +98,15 @@ def domain_from_keys(name: str, keys: dict) -> HarmonieDomain:
     lower = {key.lower(): value for key, value in keys.items()}
     try:
         return HarmonieDomain(
-            name=name, nlon=int(lower["nlon"]), nlat=int(lower["nlat"]), lonc=float(lower["lonc"]),
-            latc=float(lower["latc"]), lon0=float(lower["lon0"]), lat0=float(lower["lat0"]),
-            gsize=float(lower["gsize"]), ezone=int(lower.get("ezone", 11) or 11),
+            name=name,
+            nlon=int(lower["nlon"]),
+            nlat=int(lower["nlat"]),
+            lonc=float(lower["lonc"]),
+            latc=float(lower["latc"]),
+            lon0=float(lower["lon0"]),
+            lat0=float(lower["lat0"]),
+            gsize=float(lower["gsize"]),
+            ezone=int(lower.get("ezone", 11) or 11),
         )
     except (KeyError, ValueError) as error:
         raise InputError(f"domain {name}", f"bad or missing HARMONIE key ({error})") from None

@@ -57,8 +57,14 @@ def sample_raster(path: str, grid: LonLatGrid, block: Block) -> np.ndarray:
 
     values = np.zeros(block[2:], dtype=np.float64)
     with open_raster(path) as raster:
-        reproject(rasterio.band(raster, 1), values, dst_transform=grid.block_transform(block), dst_crs="EPSG:4326",
-                  resampling=Resampling.nearest, dst_nodata=0)
+        reproject(
+            rasterio.band(raster, 1),
+            values,
+            dst_transform=grid.block_transform(block),
+            dst_crs="EPSG:4326",
+            resampling=Resampling.nearest,
+            dst_nodata=0,
+        )
     return values
 
 
@@ -99,8 +105,13 @@ class GapFiller:
         chosen = polygons.iloc[polygons.sindex.query(box(*grid.block_bounds(block)))]
         if chosen.empty:
             return np.zeros(block[2:], dtype=bool)
-        burnt = rasterize([(geometry, 1) for geometry in chosen.geometry], out_shape=block[2:],
-                          transform=grid.block_transform(block), fill=0, dtype="uint8")
+        burnt = rasterize(
+            [(geometry, 1) for geometry in chosen.geometry],
+            out_shape=block[2:],
+            transform=grid.block_transform(block),
+            fill=0,
+            dtype="uint8",
+        )
         return burnt.astype(bool)
 
     def sea_polygons(self) -> Any:

@@ -78,7 +78,9 @@ def run_nightly(config: str, profile: str, publish_to: str, keep: int, timeout: 
         snakemake([*common, "--unlock"], timeout=300)
         status = snakemake([*common, "--forcerun", "inventory", "--rerun-incomplete"], timeout)
         if status != 0:
-            LOG.error("s2ecosg-nightly FAILED run=%s exit=%d (see logs/%s/)", settings.run.name, status, settings.run.name)
+            LOG.error(
+                "s2ecosg-nightly FAILED run=%s exit=%d (see logs/%s/)", settings.run.name, status, settings.run.name
+            )
             return status
         target = publish(cover, Path(publish_to), keep, dt.datetime.now(dt.UTC))
         LOG.info("s2ecosg-nightly OK run=%s published=%s", settings.run.name, target)

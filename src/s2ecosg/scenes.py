@@ -89,9 +89,17 @@ def safe_scene(product: Path) -> Scene:
     from s2ecosg.safe import read_product
 
     record = read_product(product)
-    return Scene(product.stem, record["date"], {band: [path, 1] for band, path in record["bands"].items()},
-                 offsets=record["offsets"], gain=10000.0 / record["quantification"], scl=record["scl"],
-                 cloud=record.get("cloud"), level=record["level"], baseline=record["baseline"])
+    return Scene(
+        product.stem,
+        record["date"],
+        {band: [path, 1] for band, path in record["bands"].items()},
+        offsets=record["offsets"],
+        gain=10000.0 / record["quantification"],
+        scl=record["scl"],
+        cloud=record.get("cloud"),
+        level=record["level"],
+        baseline=record["baseline"],
+    )
 
 
 def group_scenes(paths: list[Path], stack_bands: list[str] | None) -> list[Scene]:
@@ -129,8 +137,13 @@ def stack_scene(path: Path, stack_bands: list[str] | None) -> Scene:
     bands = {name: [str(path), index] for index, name in enumerate(names, start=1)}
     scl = path.with_name(path.name.replace("BOA", "SCL")) if "BOA" in path.name else None
     # Float stacks hold reflectance 0..1; integer stacks already hold reflectance × 10000.
-    return Scene(path.stem, date_from_name(path.name), bands, gain=10000.0 if floating else 1.0,
-                 scl=str(scl) if scl is not None and scl.is_file() else None)
+    return Scene(
+        path.stem,
+        date_from_name(path.name),
+        bands,
+        gain=10000.0 if floating else 1.0,
+        scl=str(scl) if scl is not None and scl.is_file() else None,
+    )
 
 
 def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
@@ -194,7 +207,9 @@ def build_inventory(
     Returns:
         ``{"grid": ..., "bands": [...], "scenes": [...], "tiles": {tile: [scene_id, ...]}}``.
     """
-    scenes = [scene for scene in group_scenes(expand_patterns(patterns), stack_bands) if keep_scene(scene, dates, max_cloud)]
+    scenes = [
+        scene for scene in group_scenes(expand_patterns(patterns), stack_bands) if keep_scene(scene, dates, max_cloud)
+    ]
     for scene in scenes:
         locate(scene, bands, grid)
     return tile_scenes(scenes, bands, grid, aoi_in_grid(aoi, grid), patterns[0])
@@ -216,7 +231,9 @@ def stac_inventory(imagery: Any, grid: TargetGrid) -> dict[str, Any]:
     return tile_scenes(scenes, imagery.bands, grid, aoi_in_grid(imagery.aoi, grid), imagery.stac.url)
 
 
-def tile_scenes(scenes: list[Scene], bands: list[str], grid: TargetGrid, aoi_box: Bounds | None, source: str) -> dict[str, Any]:
+def tile_scenes(
+    scenes: list[Scene], bands: list[str], grid: TargetGrid, aoi_box: Bounds | None, source: str
+) -> dict[str, Any]:
     """List, per grid tile, the located scenes touching it (scenes outside the AOI are dropped)."""
     tiles: dict[str, list[str]] = {}
     for scene in scenes:
@@ -228,8 +245,12 @@ def tile_scenes(scenes: list[Scene], bands: list[str], grid: TargetGrid, aoi_box
     if not tiles:
         raise InputError(source, "no scene overlaps the area of interest (imagery.aoi)")
     grid_record = {"crs": grid.crs, "resolution": grid.resolution, "tile_size": grid.tile_size}
-    return {"grid": grid_record, "bands": bands, "scenes": [asdict(scene) for scene in scenes if scene.tiles],
-            "tiles": dict(sorted(tiles.items()))}
+    return {
+        "grid": grid_record,
+        "bands": bands,
+        "scenes": [asdict(scene) for scene in scenes if scene.tiles],
+        "tiles": dict(sorted(tiles.items())),
+    }
 
 
 def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]:
@@ -242,8 +263,12 @@ def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]
     by_id = {scene["scene_id"]: scene for scene in inventory["scenes"]}
     changed = []
     for tile, scene_ids in inventory["tiles"].items():
-        content = {"grid": inventory["grid"], "bands": inventory["bands"], "tile": tile,
-                   "scenes": [by_id[scene_id] for scene_id in scene_ids]}
+        content = {
+            "grid": inventory["grid"],
+            "bands": inventory["bands"],
+            "tile": tile,
+            "scenes": [by_id[scene_id] for scene_id in scene_ids],
+        }
         path = Path(folder) / f"{tile}.json"
         if path.exists() and json.loads(path.read_text()) == json.loads(json.dumps(content)):
             continue

@@ -90,8 +90,9 @@ def search(settings: Any, imagery: Any) -> list[Any]:
 
     def run() -> list[Any]:
         client = Client.open(stac.url, timeout=stac.timeout)
-        found = client.search(collections=[stac.collection], bbox=imagery.aoi, datetime=dates, query=query,
-                              max_items=stac.max_items)
+        found = client.search(
+            collections=[stac.collection], bbox=imagery.aoi, datetime=dates, query=query, max_items=stac.max_items
+        )
         return list(found.items())
 
     return with_retries(run, stac.url, stac.retries, stac.backoff)
@@ -104,14 +105,19 @@ def item_scene(item: Any, bands: list[str], keys: dict[str, str]) -> dict[str, A
         raise InputError(item.self_href or item.id, f"item {item.id} has no asset for band {', '.join(missing)}")
     offset = item_offset(item.properties)
     scl = item.assets.get(keys.get("SCL", ""))
-    return {"scene_id": item.id, "date": str(item.properties.get("datetime", ""))[:10],
-            "bands": {band: [item.assets[keys[band]].href, 1] for band in bands},
-            "offsets": dict.fromkeys(bands, offset), "scl": scl.href if scl is not None else None,
-            "cloud": item.properties.get("eo:cloud_cover")}
+    return {
+        "scene_id": item.id,
+        "date": str(item.properties.get("datetime", ""))[:10],
+        "bands": {band: [item.assets[keys[band]].href, 1] for band in bands},
+        "offsets": dict.fromkeys(bands, offset),
+        "scl": scl.href if scl is not None else None,
+        "cloud": item.properties.get("eo:cloud_cover"),
+    }
 
 
 def localise(scene: dict[str, Any], settings: Any) -> dict[str, Any]:
     """The scene with every http(s) asset replaced by its copy in the cache (downloaded when missing)."""
+
     def local(url: str | None) -> str | None:
         if not url or not url.startswith(("http://", "https://")):
             return url

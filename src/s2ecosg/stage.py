@@ -29,7 +29,9 @@ BLOCK_BYTES = 64 * 2**20  # float32 stack of one row block, all scenes and bands
 SATURATED = 65535
 
 
-def warp(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: str, nearest: bool = False) -> np.ndarray:
+def warp(
+    path: str, index: int, transform: Affine, shape: tuple[int, int], crs: str, nearest: bool = False
+) -> np.ndarray:
     """Warp one band onto a target window: float32, NaN where the source has no data (or is saturated).
 
     Args:
@@ -50,9 +52,15 @@ def warp(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: 
     with open_raster(path) as source:
         nodata = source.nodata if source.nodata is not None else 0
         try:
-            reproject(rasterio.band(source, index), destination, src_nodata=nodata, dst_transform=transform,
-                      dst_crs=crs, dst_nodata=np.nan,
-                      resampling=Resampling.nearest if nearest else Resampling.bilinear)
+            reproject(
+                rasterio.band(source, index),
+                destination,
+                src_nodata=nodata,
+                dst_transform=transform,
+                dst_crs=crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.nearest if nearest else Resampling.bilinear,
+            )
         except rasterio.errors.RasterioError as error:
             raise InputError(path, f"cannot read band {index} ({str(error).splitlines()[0]})") from error
     if not nearest:
@@ -60,7 +68,9 @@ def warp(path: str, index: int, transform: Affine, shape: tuple[int, int], crs: 
     return destination
 
 
-def scene_reflectance(scene: dict[str, Any], band: str, transform: Affine, shape: tuple[int, int], crs: str) -> np.ndarray:
+def scene_reflectance(
+    scene: dict[str, Any], band: str, transform: Affine, shape: tuple[int, int], crs: str
+) -> np.ndarray:
     """One band of a scene on the tile: uint16 reflectance × 10000 after offset and gain, 0 where invalid."""
     values = warp(*scene["bands"][band], transform, shape, crs)
     values = (values + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
@@ -68,8 +78,14 @@ def scene_reflectance(scene: dict[str, Any], band: str, transform: Affine, shape
     return np.where(np.isfinite(values), np.clip(np.rint(values), 1, 65535), 0).astype(np.uint16)
 
 
-def scene_tile(scene: dict[str, Any], bands: list[str], tile: tuple[Affine, tuple[int, int], str], settings: Any,
-               pool: ThreadPoolExecutor, clouds: np.ndarray | None) -> np.ndarray:
+def scene_tile(
+    scene: dict[str, Any],
+    bands: list[str],
+    tile: tuple[Affine, tuple[int, int], str],
+    settings: Any,
+    pool: ThreadPoolExecutor,
+    clouds: np.ndarray | None,
+) -> np.ndarray:
     """All bands of one scene on the whole tile: (bands, n, n) uint16, 0 = invalid.
 
     Each band is warped once for the whole tile (one decode, one warp). A pixel is kept only when every band
@@ -124,8 +140,15 @@ def read_rows(handle: Any, n_scenes: int, n_bands: int, size: int, row: int, row
     return stack
 
 
-def composite_scenes(scenes: list[dict[str, Any]], bands: list[str], grid: TargetGrid, tile: str, settings: Any,
-                     pool: ThreadPoolExecutor, spool_folder: str) -> tuple[np.ndarray, np.ndarray]:
+def composite_scenes(
+    scenes: list[dict[str, Any]],
+    bands: list[str],
+    grid: TargetGrid,
+    tile: str,
+    settings: Any,
+    pool: ThreadPoolExecutor,
+    spool_folder: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """Median composite of a set of scenes on one tile: ((bands, n, n) uint16, (n, n) uint8 count).
 
     Each scene is warped once for the whole tile and spooled to an anonymous temporary file (uint16, deleted on
@@ -167,14 +190,20 @@ def in_season(scene: dict[str, Any], season: tuple[Any, Any] | None) -> bool:
     return season is None or season[0].isoformat() <= scene.get("date", "") <= season[1].isoformat()
 
 
-def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2,
-                   spool_folder: str = ".") -> tuple[np.ndarray, np.ndarray]:
+def composite_tile(
+    tile_list: dict[str, Any], settings: Any, threads: int = 2, spool_folder: str = "."
+) -> tuple[np.ndarray, np.ndarray]:
     """Composite of one tile: per season (``imagery.seasons``, else one window) stacked as bands.
 
     Returns:
         (bands × seasons, n, n) uint16 composite and (seasons, n, n) uint8 valid-observation counts.
     """
-    grid, bands, tile, scenes = TargetGrid(**tile_list["grid"]), tile_list["bands"], tile_list["tile"], tile_list["scenes"]
+    grid, bands, tile, scenes = (
+        TargetGrid(**tile_list["grid"]),
+        tile_list["bands"],
+        tile_list["tile"],
+        tile_list["scenes"],
+    )
     if getattr(settings, "stac", None) is not None:
         from s2ecosg.stac import localise
 
@@ -191,7 +220,7 @@ def composite_tile(tile_list: dict[str, Any], settings: Any, threads: int = 2,
 
 
 def band_names(bands: list[str], seasons: list[Any] | None) -> list[str]:
-    """Band descriptions of the composite: ``B02`` or, with seasons, ``B02_s1``, ``B03_s1``, …, ``B02_s2``, …"""
+    """Band descriptions of the composite: ``B02``, or with seasons ``B02_s1``, ``B03_s1`` … ``B02_s2`` and so on."""
     if not seasons:
         return list(bands)
     return [f"{band}_s{index}" for index in range(1, len(seasons) + 1) for band in bands]

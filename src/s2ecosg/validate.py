@@ -105,8 +105,10 @@ def domain_problems(basename: str | Path, domain: Any, margin: int = 2, chunk_ro
     need = domain.lonlat_extent(margin)
     problems = []
     if need[0] < west or need[1] < south or need[2] > east or need[3] > north:
-        problems.append("file extent W {:.4f} S {:.4f} E {:.4f} N {:.4f} does not contain domain {} + {} cells: "
-                        "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(west, south, east, north, domain.name, margin, *need))
+        problems.append(
+            "file extent W {:.4f} S {:.4f} E {:.4f} N {:.4f} does not contain domain {} + {} cells: "
+            "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(west, south, east, north, domain.name, margin, *need)
+        )
     rows, cols = int(header["rows"]), int(header["cols"])
     data = np.memmap(f"{basename}.dir", dtype=np.uint8, mode="r", shape=(rows, cols))
     step_lat, step_lon = (north - south) / rows, (east - west) / cols
