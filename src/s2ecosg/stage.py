@@ -78,6 +78,18 @@ def scene_reflectance(
     return np.where(np.isfinite(values), np.clip(np.rint(values), 1, 65535), 0).astype(np.uint16)
 
 
+def footprint_window(footprint: tuple[float, ...], transform: Affine, size: int) -> tuple[slice, slice] | None:
+    """Rows and columns of a tile that a scene footprint (target CRS) can reach, one pixel of slack; None if none."""
+    left, bottom, right, top = footprint
+    column0 = max(0, int(np.floor((left - transform.c) / transform.a)) - 1)
+    column1 = min(size, int(np.ceil((right - transform.c) / transform.a)) + 1)
+    row0 = max(0, int(np.floor((transform.f - top) / -transform.e)) - 1)
+    row1 = min(size, int(np.ceil((transform.f - bottom) / -transform.e)) + 1)
+    if column0 >= column1 or row0 >= row1:
+        return None
+    return slice(row0, row1), slice(column0, column1)
+
+
 def scene_tile(
     scene: dict[str, Any],
     bands: list[str],
@@ -88,19 +100,27 @@ def scene_tile(
 ) -> np.ndarray:
     """All bands of one scene on the whole tile: (bands, n, n) uint16, 0 = invalid.
 
-    Each band is warped once for the whole tile (one decode, one warp). A pixel is kept only when every band
-    is valid, its SCL class is not excluded and s2cloudless (if used) calls it clear, so the composite never
-    mixes clear and cloudy observations of one scene within a pixel.
+    Each band is warped once per tile (one decode, one warp), and only over the part of the tile the scene's
+    footprint reaches. A pixel is kept only when every band is valid, its SCL class is not excluded and
+    s2cloudless (if used) calls it clear, so the composite never mixes clear and cloudy observations.
     """
-    transform, shape, crs = tile
-    stack = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, transform, shape, crs), bands)))
-    invalid = (stack == 0).any(axis=0)
+    tile_transform, (size, _), crs = tile
+    stack = np.zeros((len(bands), size, size), dtype=np.uint16)
+    window = footprint_window(tuple(scene["footprint"]), tile_transform, size)
+    if window is None:
+        return stack
+    rows, columns = window
+    transform = tile_transform @ Affine.translation(columns.start, rows.start)
+    shape = (rows.stop - rows.start, columns.stop - columns.start)
+    part = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, transform, shape, crs), bands)))
+    invalid = (part == 0).any(axis=0)
     if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
         classes = warp(scene["scl"], 1, transform, shape, crs, nearest=True)
         invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
     if clouds is not None:
-        invalid |= clouds
-    stack[:, invalid] = 0
+        invalid |= clouds[rows, columns]
+    part[:, invalid] = 0
+    stack[:, rows, columns] = part
     return stack
 
 
