@@ -78,24 +78,7 @@ class NetcdfWriter:
     def define(self, grid: LonLatGrid, provenance: dict[str, str]) -> None:
         """Dimensions, coordinates, variables and attributes."""
         data = self.dataset
-        data.createDimension("lat", grid.rows)
-        data.createDimension("lon", grid.cols)
-        data.createDimension("cover_class", N_COVERS)
-        lat = data.createVariable("lat", "f8", ("lat",))
-        lat.setncatts({"standard_name": "latitude", "units": "degrees_north", "long_name": "cell centre latitude"})
-        lat[:] = grid.north - (np.arange(grid.rows) + 0.5) * grid.step
-        lon = data.createVariable("lon", "f8", ("lon",))
-        lon.setncatts({"standard_name": "longitude", "units": "degrees_east", "long_name": "cell centre longitude"})
-        lon[:] = grid.west + (np.arange(grid.cols) + 0.5) * grid.step
-        classes = data.createVariable("cover_class", "u1", ("cover_class",))
-        classes[:] = np.arange(1, N_COVERS + 1)
-        table = ecosg_table()
-        classes.setncatts(
-            {
-                "long_name": "ECOCLIMAP-SG cover number",
-                "flag_meanings": " ".join(row["name"].replace(" ", "_") for row in table),
-            }
-        )
+        meanings = self.define_coordinates(grid)
         chunks = (min(256, grid.rows), min(256, grid.cols))
         cover = data.createVariable(
             "cover", "u1", ("lat", "lon"), zlib=True, complevel=4, chunksizes=chunks, fill_value=0
@@ -104,7 +87,7 @@ class NetcdfWriter:
             {
                 "long_name": "majority ECOCLIMAP-SG cover",
                 "flag_values": np.arange(1, N_COVERS + 1, dtype="u1"),
-                "flag_meanings": classes.flag_meanings,
+                "flag_meanings": meanings,
             }
         )
         self.packed(
@@ -127,6 +110,24 @@ class NetcdfWriter:
         for variable in data.variables.values():
             if variable.chunking() != "contiguous":
                 variable.set_var_chunk_cache(size=4 * 2**20, nelems=521, preemption=1.0)
+
+    def define_coordinates(self, grid: LonLatGrid) -> str:
+        """Dimensions and the lat, lon and cover_class coordinates; returns the covers' flag meanings."""
+        data = self.dataset
+        data.createDimension("lat", grid.rows)
+        data.createDimension("lon", grid.cols)
+        data.createDimension("cover_class", N_COVERS)
+        lat = data.createVariable("lat", "f8", ("lat",))
+        lat.setncatts({"standard_name": "latitude", "units": "degrees_north", "long_name": "cell centre latitude"})
+        lat[:] = grid.north - (np.arange(grid.rows) + 0.5) * grid.step
+        lon = data.createVariable("lon", "f8", ("lon",))
+        lon.setncatts({"standard_name": "longitude", "units": "degrees_east", "long_name": "cell centre longitude"})
+        lon[:] = grid.west + (np.arange(grid.cols) + 0.5) * grid.step
+        classes = data.createVariable("cover_class", "u1", ("cover_class",))
+        classes[:] = np.arange(1, N_COVERS + 1)
+        meanings = " ".join(row["name"].replace(" ", "_") for row in ecosg_table())
+        classes.setncatts({"long_name": "ECOCLIMAP-SG cover number", "flag_meanings": meanings})
+        return meanings
 
     def packed(self, name: str, dimensions: tuple[str, ...], chunks: tuple[int, ...], long_name: str) -> None:
         """A 0..1 variable packed as uint8 with scale 1/250 and fill value 255."""
