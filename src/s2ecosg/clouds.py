@@ -34,27 +34,12 @@ def mask_method(scene: dict[str, Any], choice: str) -> str:
 
 def coarse_reflectance(scene: dict[str, Any], transform: Affine, size: int, crs: str) -> np.ndarray:
     """(size, size, 10) top-of-atmosphere reflectance 0..1 of the cloud bands, averaged to the coarse grid."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    from s2ecosg.io import open_raster
+    from s2ecosg.io import warp
 
     planes = []
     for band in CLOUD_BANDS:
-        path, index = scene["cloud_bands"][band]
-        plane = np.full((size, size), np.nan, dtype=np.float32)
-        with open_raster(path) as source:
-            nodata = source.nodata if source.nodata is not None else 0
-            reproject(
-                rasterio.band(source, index),
-                plane,
-                src_nodata=nodata,
-                dst_transform=transform,
-                dst_crs=crs,
-                dst_nodata=np.nan,
-                resampling=Resampling.average,
-            )
-        offset = scene.get("offsets", {}).get(band, scene.get("cloud_offset", 0))
+        plane = warp(*scene["cloud_bands"][band], transform, (size, size), crs, resampling="average")
+        offset = scene.get("offsets", {}).get(band, 0)
         planes.append((plane + offset) * scene.get("gain", 1.0) / 10000.0)
     return np.nan_to_num(np.stack(planes, axis=-1), nan=0.0)
 

@@ -98,3 +98,43 @@ def write_raster(
             destination.write(data)
             for index, name in enumerate(descriptions or [], start=1):
                 destination.set_band_description(index, name)
+
+
+SATURATED = 65535  # Sentinel-2 DN of saturated pixels
+
+
+def warp(
+    path: str, index: int, transform: Any, shape: tuple[int, int], crs: str, resampling: str = "bilinear"
+) -> np.ndarray:
+    """Warp one band of a raster onto a target window: float32, NaN where the source has no data.
+
+    Args:
+        path: Source raster (JP2 or GeoTIFF).
+        index: 1-based band index in ``path``.
+        transform: Target window transform (upper-left origin).
+        shape: Target window (rows, cols).
+        crs: Target CRS.
+        resampling: ``bilinear`` (reflectance; values ≤ 0 or saturated become NaN), ``nearest`` (class rasters
+            such as SCL) or ``average`` (downsampling).
+    """
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    destination = np.full(shape, np.nan, dtype=np.float32)
+    with open_raster(path) as source:
+        nodata = source.nodata if source.nodata is not None else 0
+        try:
+            reproject(
+                rasterio.band(source, index),
+                destination,
+                src_nodata=nodata,
+                dst_transform=transform,
+                dst_crs=crs,
+                dst_nodata=np.nan,
+                resampling=Resampling[resampling],
+            )
+        except rasterio.errors.RasterioError as error:
+            raise InputError(path, f"cannot read band {index} ({str(error).splitlines()[0]})") from error
+    if resampling == "bilinear":
+        destination[(destination <= 0) | (destination >= SATURATED - 0.5)] = np.nan
+    return destination

@@ -23,49 +23,10 @@ from affine import Affine
 
 from s2ecosg.clouds import cloud_mask, mask_method, rows_at_full_resolution
 from s2ecosg.grid import TargetGrid, intersect
+from s2ecosg.io import warp
 
 LOG = logging.getLogger(__name__)
 BLOCK_BYTES = 64 * 2**20  # float32 stack of one row block, all scenes and bands
-SATURATED = 65535
-
-
-def warp(
-    path: str, index: int, transform: Affine, shape: tuple[int, int], crs: str, nearest: bool = False
-) -> np.ndarray:
-    """Warp one band onto a target window: float32, NaN where the source has no data (or is saturated).
-
-    Args:
-        path: Source raster (JP2 or GeoTIFF).
-        index: 1-based band index in ``path``.
-        transform: Target window transform (upper-left origin).
-        shape: Target window (rows, cols).
-        crs: Target CRS.
-        nearest: Nearest-neighbour (class rasters such as SCL) instead of bilinear.
-    """
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    from s2ecosg.errors import InputError
-    from s2ecosg.io import open_raster
-
-    destination = np.full(shape, np.nan, dtype=np.float32)
-    with open_raster(path) as source:
-        nodata = source.nodata if source.nodata is not None else 0
-        try:
-            reproject(
-                rasterio.band(source, index),
-                destination,
-                src_nodata=nodata,
-                dst_transform=transform,
-                dst_crs=crs,
-                dst_nodata=np.nan,
-                resampling=Resampling.nearest if nearest else Resampling.bilinear,
-            )
-        except rasterio.errors.RasterioError as error:
-            raise InputError(path, f"cannot read band {index} ({str(error).splitlines()[0]})") from error
-    if not nearest:
-        destination[(destination <= 0) | (destination >= SATURATED - 0.5)] = np.nan
-    return destination
 
 
 def scene_reflectance(
@@ -115,7 +76,7 @@ def scene_tile(
     part = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, transform, shape, crs), bands)))
     invalid = (part == 0).any(axis=0)
     if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
-        classes = warp(scene["scl"], 1, transform, shape, crs, nearest=True)
+        classes = warp(scene["scl"], 1, transform, shape, crs, resampling="nearest")
         invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
     if clouds is not None:
         invalid |= clouds[rows, columns]
