@@ -5,6 +5,7 @@ import shlex
 
 from s2ecosg.config import CLIMATES, load_config
 from s2ecosg.errors import InputError
+from s2ecosg.launch import launch_prefix
 from s2ecosg.scenes import expand_patterns, inventory_tiles
 
 try:
@@ -67,6 +68,14 @@ def input_folder(name):
 def output_folder(name):
     """Params function: the folder of output ``name``."""
     return lambda wildcards, output: os.path.dirname(output[name])
+
+
+def train_launcher(wildcards, resources):
+    """Params function: the launcher prefix of the train command for the job's GPUs and nodes."""
+    try:
+        return launch_prefix(CONFIG.train.backend, resources.gpu, resources.nodes, CONFIG.train.processes)
+    except ValueError as error:
+        raise SystemExit(f"error: train: {error}")
 
 
 def cover_fill_files():

@@ -1,4 +1,6 @@
 # train: U-Net on the shards → model bundle. Left out of the DAG when model.bundle names an existing bundle.
+# One SLURM job (tasks_per_gpu=0: the plugin starts the command once); the command itself starts one process
+# per GPU through the launcher of train.backend (torchrun, horovodrun, or srun across nodes).
 
 if not PREDICT_ONLY:
 
@@ -13,6 +15,7 @@ if not PREDICT_ONLY:
             checkpoints=f"{RESULTS}/train/checkpoints",
             shards=input_folder("stats"),
             bundle=output_folder("card"),
+            launch=train_launcher,
         log:
             f"{LOGS}/train.log",
         benchmark:
@@ -23,8 +26,9 @@ if not PREDICT_ONLY:
         resources:
             mem_mb=16000,
             runtime=720,
-            gpu=1,
+            gpu=0 if CONFIG.train.device == "cpu" else 1,
+            nodes=1,
             tasks_per_gpu=0,
         shell:
-            "s2ecosg train --settings {params.settings} --shards {params.shards}"
+            "{params.launch} s2ecosg train --settings {params.settings} --shards {params.shards}"
             " --checkpoints {params.checkpoints} --bundle {params.bundle} --log {log}"

@@ -63,6 +63,6 @@ def test_demo_metrics_and_picture(demo: Path) -> None:
     assert metrics["validation"]["classes"]["agreement"] > 0.2  # 1/9 would be chance over the 9 trained classes
     assert (results / "evaluate" / "panels.png").stat().st_size > 50000
     card = json.loads((results / "model" / "bundle.json").read_text())
-    assert card["encoder"] == "resnet50" and card["epochs_trained"] == 4
+    assert card["encoder"] == "resnet50" and card["epochs_trained"] == 4 and 1 <= card["best_epoch"] <= 4
     summary = run(["s2ecosg", "summary", "config.yaml"], cwd=demo, timeout=120).stdout
     assert "cover file: results/demo/cover/S2ECOSG_DEMO.dir" in summary and "format check: ok" in summary

@@ -12,8 +12,10 @@ import torchvision
 
 from s2ecosg.config import DEFAULT_BANDS
 from s2ecosg.errors import InputError
-from s2ecosg.model import UNet, load_encoder_weights, widen_first_conv
+from s2ecosg.model import UNet
 from s2ecosg.predict import predict_array
+from s2ecosg.transfer import load_pretrained as load_encoder_weights
+from s2ecosg.transfer import widen_first_conv
 
 
 @pytest.fixture(scope="module")
@@ -67,5 +69,5 @@ def test_bad_weight_files(tmp_path: Path, resnet50_file: Path) -> None:
         load_encoder_weights(model, resnet50_file, DEFAULT_BANDS)
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"no torch file")
-    with pytest.raises(InputError, match="cannot read encoder weights"):
+    with pytest.raises(InputError, match="cannot read weights"):
         load_encoder_weights(model, broken, DEFAULT_BANDS)

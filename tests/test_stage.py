@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,12 @@ import pytest
 import rasterio
 from conftest import DATA, DEMO
 
+from s2ecosg.composite import median_composite
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
 from s2ecosg.scenes import build_inventory, write_tile_lists
-from s2ecosg.stage import median_composite, run_stage
+from s2ecosg.stage import run_stage
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]
 SETTINGS = ImageryConfig(paths=["unused"])
@@ -29,13 +31,32 @@ def stage_tile(inventory: dict, tile: str, folder: Path) -> tuple[Path, Path]:
 
 
 def test_median_of_valid_observations() -> None:
-    stack = np.full((3, 1, 2, 2), np.nan, dtype=np.float32)
+    stack = np.zeros((3, 1, 2, 3), dtype=np.uint16)
     stack[:, 0, 0, 0] = [100, 300, 200]
-    stack[:2, 0, 0, 1] = [100, 400]
+    stack[:2, 0, 0, 1] = [100, 401]  # 250.5 rounds to the even 250, as np.rint does
+    stack[:2, 0, 0, 2] = [65535, 65533]  # the top of the scale is not confused with the invalid marker
+    stack[2, 0, 1, 2] = 7
     composite, count = median_composite(stack)
     assert composite.dtype == np.uint16
-    assert composite[0].tolist() == [[200, 250], [0, 0]]
-    assert count.tolist() == [[3, 2], [0, 0]]
+    assert composite[0].tolist() == [[200, 250, 65534], [0, 0, 7]]
+    assert count.tolist() == [[3, 2, 2], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("scenes", [1, 2, 5, 8, 17, 24, 25, 40])
+def test_median_equals_numpy_for_any_number_of_scenes(scenes: int) -> None:
+    """The sorting network (≤ 24 scenes) and np.sort (more) give NumPy's median of the valid observations."""
+    generator = np.random.default_rng(scenes)
+    stack = generator.integers(1, 4000, (scenes, 2, 6, 7)).astype(np.uint16)
+    invalid = generator.random((scenes, 1, 6, 7)) < 0.3  # a scene is invalid in all bands of a pixel at once
+    stack[np.broadcast_to(invalid, stack.shape)] = 0
+    valid = stack[:, 0] != 0
+    expected = np.where(valid[:, np.newaxis], stack.astype(float), np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference = np.rint(np.nanmedian(expected, axis=0))
+    composite, count = median_composite(stack.copy())
+    np.testing.assert_array_equal(count, valid.sum(axis=0))
+    np.testing.assert_array_equal(composite, np.nan_to_num(reference).astype(np.uint16))
 
 
 def test_scene_grid_bands_equal_direct_reads(tmp_path: Path) -> None:

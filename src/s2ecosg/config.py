@@ -155,23 +155,48 @@ class ModelConfig(Section):
 
     arch: Literal["unet"] = Field("unet", description="Segmentation architecture.")
     encoder: Literal["resnet18", "resnet34", "resnet50"] = Field("resnet50", description="torchvision encoder.")
-    weights: str | None = Field(None, description="Encoder weights file (torchvision ResNet state dict); no download.")
+    weights: str | None = Field(
+        None,
+        description="Pretrained weights, never downloaded: torchvision ImageNet ResNet state dict, BigEarthNet v2 "
+        "ResNet checkpoint (.safetensors/.ckpt), or a bundle folder.",
+    )
     bundle: str | None = Field(None, description="Existing model bundle folder: predict-only run, no training.")
 
 
 class TrainConfig(Section):
     """Training loop settings."""
 
-    backend: Literal["single", "ddp", "horovod"] = Field("single", description="Data-parallel backend.")
+    backend: Literal["single", "ddp", "horovod"] = Field(
+        "single", description="single process, or data-parallel over the job's GPUs: ddp (torchrun/srun) or horovod."
+    )
+    processes: int = Field(1, ge=1, description="Processes per node when the train job has no GPU (CPU DDP/Horovod).")
     epochs: int = Field(2, ge=1, description="Passes over the training patches.")
-    batch_size: int = Field(8, ge=1, description="Patches per step (per process).")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(8, ge=1, description="Patches per step and process (global batch = this × processes).")
+    lr: float = Field(
+        1e-3, gt=0, description="AdamW learning rate of the decoder (and encoder once unfrozen × factor)."
+    )
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     steps_per_epoch: int | None = Field(None, ge=1, description="Cap on steps per epoch (quick runs); null: all.")
-    schedule: Literal["constant", "cosine"] = Field("cosine", description="Learning-rate schedule.")
-    seed: int = Field(0, description="Seed of weights init and patch order.")
+    schedule: Literal["constant", "cosine"] = Field("cosine", description="Learning-rate schedule over epochs.")
+    freeze_encoder_epochs: int = Field(0, ge=0, description="Epochs with the pretrained encoder frozen (Ulmas & Liiv).")
+    encoder_lr_factor: float = Field(
+        1.0, gt=0, le=1, description="Encoder learning rate / lr once unfrozen (0.1 with pretrained weights)."
+    )
+    loss: Literal["ce", "dice_ce"] = Field("ce", description="Cross-entropy, or cross-entropy + soft Dice.")
+    class_weights: Literal["none", "inverse_sqrt"] = Field(
+        "none", description="Cross-entropy class weights: none, or 1/sqrt(pixel share) for rare classes."
+    )
+    seed: int = Field(0, description="Seed of weights init, patch order and augmentation.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
-    workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Autocast dtype on CUDA (auto: bf16); CPU always trains in fp32."
+    )
+    channels_last: bool = Field(True, description="NHWC memory layout on CUDA (faster convolutions).")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes per training process.")
+    prefetch: int = Field(4, ge=1, description="Batches each DataLoader worker prepares ahead.")
+    checkpoint_minutes: float = Field(
+        30.0, gt=0, description="Write train/checkpoints/last.pt at least this often (and after every epoch)."
+    )
 
 
 class PredictConfig(Section):
@@ -267,7 +292,6 @@ class Config(Section):
 
 
 UNSUPPORTED = {  # settings that have a place in the config but no implementation yet: refused, never ignored
-    ("train", "backend"): ("single", "data-parallel training (ddp, horovod) is not available yet"),
     ("evaluate", "ecosg"): (None, "the side-by-side ECOSG comparison is not available yet"),
 }
 

@@ -22,6 +22,7 @@ GEOTIFF_PROFILE: dict[str, Any] = {
     "compress": "deflate",
     "interleave": "band",
     "BIGTIFF": "IF_SAFER",
+    "NUM_THREADS": "ALL_CPUS",  # GDAL compresses blocks in parallel (it counts the CPUs the job may use)
 }
 
 
@@ -104,37 +105,64 @@ SATURATED = 65535  # Sentinel-2 DN of saturated pixels
 
 
 def warp(
-    path: str, index: int, transform: Any, shape: tuple[int, int], crs: str, resampling: str = "bilinear"
+    path: str,
+    index: int,
+    transform: Any,
+    shape: tuple[int, int],
+    crs: str,
+    resampling: str = "bilinear",
+    part: tuple[slice, slice] | None = None,
 ) -> np.ndarray:
     """Warp one band of a raster onto a target window: float32, NaN where the source has no data.
+
+    North-up sources are sampled through a pixel mapping shared by all bands on the same source CRS
+    (:mod:`s2ecosg.resample`); other sources and ``average`` go through GDAL's warper.
 
     Args:
         path: Source raster (JP2 or GeoTIFF).
         index: 1-based band index in ``path``.
-        transform: Target window transform (upper-left origin).
-        shape: Target window (rows, cols).
+        transform: Target tile transform (upper-left origin).
+        shape: Target tile (rows, cols).
         crs: Target CRS.
         resampling: ``bilinear`` (reflectance; values ≤ 0 or saturated become NaN), ``nearest`` (class rasters
             such as SCL) or ``average`` (downsampling).
+        part: Rows and columns of the tile to fill (default: all); the result has this part's shape.
     """
     import rasterio
-    from rasterio.warp import Resampling, reproject
 
-    destination = np.full(shape, np.nan, dtype=np.float32)
+    from s2ecosg.resample import is_north_up, sample
+
+    part = part or (slice(0, shape[0]), slice(0, shape[1]))
     with open_raster(path) as source:
-        nodata = source.nodata if source.nodata is not None else 0
         try:
-            reproject(
-                rasterio.band(source, index),
-                destination,
-                src_nodata=nodata,
-                dst_transform=transform,
-                dst_crs=crs,
-                dst_nodata=np.nan,
-                resampling=Resampling[resampling],
-            )
+            if resampling in ("bilinear", "nearest") and is_north_up(source.transform):
+                destination = sample(source, index, (transform, shape, crs), part, resampling)
+            else:
+                destination = gdal_warp(source, index, transform, part, crs, resampling)
         except rasterio.errors.RasterioError as error:
             raise InputError(path, f"cannot read band {index} ({str(error).splitlines()[0]})") from error
     if resampling == "bilinear":
         destination[(destination <= 0) | (destination >= SATURATED - 0.5)] = np.nan
+    return destination
+
+
+def gdal_warp(
+    source: Any, index: int, transform: Any, part: tuple[slice, slice], crs: str, resampling: str
+) -> np.ndarray:
+    """GDAL's warp of one band of an open dataset onto ``part`` of a target tile: float32, NaN = no data."""
+    import rasterio
+    from affine import Affine
+    from rasterio.warp import Resampling, reproject
+
+    rows, columns = part
+    destination = np.full((rows.stop - rows.start, columns.stop - columns.start), np.nan, dtype=np.float32)
+    reproject(
+        rasterio.band(source, index),
+        destination,
+        src_nodata=source.nodata if source.nodata is not None else 0,
+        dst_transform=transform @ Affine.translation(columns.start, rows.start),
+        dst_crs=crs,
+        dst_nodata=np.nan,
+        resampling=Resampling[resampling],
+    )
     return destination

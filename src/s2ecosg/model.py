@@ -7,13 +7,9 @@ Shapes: input (batch, bands, H, W) float32 normalised reflectance with H, W mult
 from __future__ import annotations
 
 import logging
-import pickle
-from pathlib import Path
 
 import torch
 from torch import nn
-
-from s2ecosg.errors import InputError
 
 LOG = logging.getLogger(__name__)
 # Channels of the stem and of layer1..layer4 for each encoder.
@@ -23,7 +19,6 @@ ENCODER_CHANNELS = {
     "resnet50": (64, 256, 512, 1024, 2048),
 }
 DECODER_CHANNELS = (256, 128, 64, 32, 16)
-RGB_BANDS = ("B04", "B03", "B02")  # ImageNet's R, G, B input planes
 
 
 def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -53,7 +48,9 @@ class UNet(nn.Module):
 
         backbone = getattr(torchvision.models, encoder)(weights=None)
         backbone.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        backbone.fc = nn.Identity()  # the classifier is never used, and DDP refuses parameters without gradients
         self.encoder = backbone
+        self.encoder_name = encoder
         stem, *skips = ENCODER_CHANNELS[encoder]
         widths = [skips[3], *DECODER_CHANNELS]
         skip_channels = [skips[2], skips[1], skips[0], stem, 0]
@@ -76,44 +73,6 @@ class UNet(nn.Module):
                 features = torch.cat([features, skip], dim=1)
             features = block(features)
         return self.head(features)
-
-
-def widen_first_conv(weight: torch.Tensor, bands: list[str]) -> torch.Tensor:
-    """Turn an RGB first-conv weight (64, 3, 7, 7) into one for ``bands``.
-
-    B04/B03/B02 get the R/G/B filters; every other band the mean of the three. The result is scaled
-    by 3 / N so a pixel of equal normalised values gives the same activation as with RGB.
-    """
-    mean = weight.mean(dim=1)
-    planes = [weight[:, RGB_BANDS.index(band)] if band in RGB_BANDS else mean for band in bands]
-    return torch.stack(planes, dim=1) * (3.0 / len(bands))
-
-
-def load_encoder_weights(model: UNet, path: str | Path, bands: list[str]) -> None:
-    """Load a torchvision ResNet state dict (ImageNet-style, 3-band conv1) into the encoder.
-
-    The classifier (``fc``) is dropped; conv1 is widened by :func:`widen_first_conv`. No download:
-    the file must exist locally.
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
-        raise InputError(path, f"cannot read encoder weights ({str(error).splitlines()[0]})") from error
-    state = state.get("state_dict", state)
-    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-    if "conv1.weight" not in state:
-        raise InputError(path, "not a ResNet state dict (no conv1.weight)")
-    if state["conv1.weight"].shape[1] == 3:
-        state["conv1.weight"] = widen_first_conv(state["conv1.weight"], bands)
-    expected = model.encoder.state_dict()
-    wrong = [key for key, value in state.items() if key in expected and expected[key].shape != value.shape]
-    if wrong:
-        raise InputError(path, f"weights do not fit encoder (shape of {wrong[0]})")
-    missing, _ = model.encoder.load_state_dict(state, strict=False)
-    missing = [key for key in missing if not key.startswith("fc.")]
-    if missing:
-        raise InputError(path, f"weights lack encoder tensors, e.g. {missing[0]}")
-    LOG.info("encoder weights loaded from %s", path)
 
 
 def pick_device(choice: str) -> torch.device:

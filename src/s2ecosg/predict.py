@@ -33,7 +33,9 @@ def load_bundle(folder: str | Path, device: torch.device) -> tuple[UNet, dict[st
     card = read_json(Path(folder) / "bundle.json")
     model = UNet(card["encoder"], len(card["bands"]), card["n_classes"])
     try:
-        model.load_state_dict(torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True))
+        state = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
+        # Bundles written before the encoder's unused classifier was dropped still carry it.
+        model.load_state_dict({key: value for key, value in state.items() if not key.startswith("encoder.fc.")})
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise InputError(Path(folder) / "weights.pt", f"cannot load weights ({str(error).splitlines()[0]})") from error
     return model.to(device).eval(), card

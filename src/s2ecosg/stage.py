@@ -22,18 +22,18 @@ import numpy as np
 from affine import Affine
 
 from s2ecosg.clouds import cloud_mask, mask_method, rows_at_full_resolution
+from s2ecosg.composite import block_rows, median_composite
 from s2ecosg.grid import TargetGrid, intersect
 from s2ecosg.io import warp
 
 LOG = logging.getLogger(__name__)
-BLOCK_BYTES = 64 * 2**20  # float32 stack of one row block, all scenes and bands
 
 
 def scene_reflectance(
-    scene: dict[str, Any], band: str, transform: Affine, shape: tuple[int, int], crs: str
+    scene: dict[str, Any], band: str, tile: tuple[Affine, tuple[int, int], str], part: tuple[slice, slice]
 ) -> np.ndarray:
-    """One band of a scene on the tile: uint16 reflectance × 10000 after offset and gain, 0 where invalid."""
-    values = warp(*scene["bands"][band], transform, shape, crs)
+    """One band of a scene on part of a tile: uint16 reflectance × 10000 after offset and gain, 0 where invalid."""
+    values = warp(*scene["bands"][band], *tile, part=part)
     values = (values + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
     # Reflectance 0 is nodata in the composite: dark valid pixels are kept at 1.
     return np.where(np.isfinite(values), np.clip(np.rint(values), 1, 65535), 0).astype(np.uint16)
@@ -58,67 +58,102 @@ def scene_tile(
     settings: Any,
     pool: ThreadPoolExecutor,
     clouds: np.ndarray | None,
-) -> np.ndarray:
-    """All bands of one scene on the whole tile: (bands, n, n) uint16, 0 = invalid.
+) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """All bands of one scene on the part of a tile its footprint reaches: ((bands, h, w) uint16, 0 = invalid, part).
 
-    Each band is warped once per tile (one decode, one warp), and only over the part of the tile the scene's
-    footprint reaches. A pixel is kept only when every band is valid, its SCL class is not excluded and
-    s2cloudless (if used) calls it clear, so the composite never mixes clear and cloudy observations.
+    Each band is warped once per tile (one decode, one resampling). A pixel is kept only when every band is
+    valid, its SCL class is not excluded and s2cloudless (if used) calls it clear, so the composite never
+    mixes clear and cloudy observations. None when the footprint misses the tile.
     """
-    tile_transform, (size, _), crs = tile
-    stack = np.zeros((len(bands), size, size), dtype=np.uint16)
+    tile_transform, (size, _), _ = tile
     window = footprint_window(tuple(scene["footprint"]), tile_transform, size)
     if window is None:
-        return stack
+        return None
     rows, columns = window
-    transform = tile_transform @ Affine.translation(columns.start, rows.start)
-    shape = (rows.stop - rows.start, columns.stop - columns.start)
-    part = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, transform, shape, crs), bands)))
+    part = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, tile, window), bands)))
     invalid = (part == 0).any(axis=0)
     if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
-        classes = warp(scene["scl"], 1, transform, shape, crs, resampling="nearest")
+        classes = warp(scene["scl"], 1, *tile, resampling="nearest", part=window)
         invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
     if clouds is not None:
         invalid |= clouds[rows, columns]
     part[:, invalid] = 0
-    stack[:, rows, columns] = part
-    return stack
+    return part, window
 
 
-def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel median over scenes of valid observations.
+class Spool:
+    """Warped scenes of one tile in an anonymous temporary file: (scenes, bands, n, n) uint16, 0 = invalid.
 
-    Args:
-        stack: (scenes, bands, rows, cols) float32, NaN where invalid; a scene is valid or invalid in all bands
-            of a pixel at once (as :func:`scene_block` makes it). Sorted in place.
-
-    Returns:
-        (bands, rows, cols) uint16 composite (0 where no scene is valid) and (rows, cols) uint8 count.
+    The file is sparse: rows a scene does not reach are never written and read back as 0. It is deleted on
+    close or crash.
     """
-    count = np.isfinite(stack[:, 0]).sum(axis=0)
-    stack.sort(axis=0)  # NaN sorts last, so the first `count` entries are the valid observations
-    low = np.broadcast_to(np.maximum(count - 1, 0) // 2, stack.shape[1:])[np.newaxis]
-    high = np.broadcast_to(count // 2, stack.shape[1:])[np.newaxis]
-    high = np.minimum(high, stack.shape[0] - 1)
-    median = (np.take_along_axis(stack, low, axis=0)[0] + np.take_along_axis(stack, high, axis=0)[0]) / 2
-    composite = np.where(count > 0, np.clip(np.rint(np.nan_to_num(median)), 1, 65535), 0).astype(np.uint16)
-    return composite, np.minimum(count, 255).astype(np.uint8)
+
+    def __init__(self, folder: str, n_scenes: int, n_bands: int, size: int) -> None:
+        import tempfile
+
+        self.handle = tempfile.TemporaryFile(dir=folder)
+        self.handle.truncate(n_scenes * n_bands * size * size * 2)
+        self.n_bands, self.size, self.scenes = n_bands, size, 0
+        self.rows: tuple[int, int] | None = None
+        self.columns: tuple[int, int] | None = None
+
+    def add(self, part: np.ndarray, window: tuple[slice, slice]) -> None:
+        """Store one scene's (bands, h, w) part of the tile at ``window``, as full-width rows."""
+        import os
+
+        rows, columns = window
+        for band in range(self.n_bands):
+            buffer = np.zeros((rows.stop - rows.start, self.size), dtype=np.uint16)
+            buffer[:, columns] = part[band]
+            os.pwrite(self.handle.fileno(), buffer, self.offset(self.scenes, band, rows.start))
+        self.scenes += 1
+        self.rows = union(self.rows, (rows.start, rows.stop))
+        self.columns = union(self.columns, (columns.start, columns.stop))
+
+    def offset(self, scene: int, band: int, row: int) -> int:
+        """Byte offset of a row of one scene's band."""
+        return ((scene * self.n_bands + band) * self.size + row) * self.size * 2
+
+    def read(self, row: int, rows: int) -> np.ndarray:
+        """(scenes, bands, rows, columns) uint16 of the stored scenes over the columns any scene reaches."""
+        import os
+
+        column0, column1 = self.columns or (0, 0)
+        stack = np.empty((self.scenes, self.n_bands, rows, column1 - column0), dtype=np.uint16)
+        buffer = np.empty((rows, self.size), dtype=np.uint16)
+        for scene in range(self.scenes):
+            for band in range(self.n_bands):
+                os.preadv(self.handle.fileno(), [buffer], self.offset(scene, band, row))
+                stack[scene, band] = buffer[:, column0:column1]
+        return stack
+
+    def close(self) -> None:
+        """Delete the file."""
+        self.handle.close()
 
 
-def block_rows(n_scenes: int, n_bands: int, width: int) -> int:
-    """Rows per block so that the float32 stack of all scenes stays within :data:`BLOCK_BYTES`."""
-    return int(max(8, min(1024, BLOCK_BYTES // max(1, n_scenes * n_bands * width * 4))))
+def union(span: tuple[int, int] | None, other: tuple[int, int]) -> tuple[int, int]:
+    """Smallest half-open range holding both."""
+    return other if span is None else (min(span[0], other[0]), max(span[1], other[1]))
 
 
-def read_rows(handle: Any, n_scenes: int, n_bands: int, size: int, row: int, rows: int) -> np.ndarray:
-    """(scenes, bands, rows, size) float32 of the spooled scene tiles, NaN where invalid."""
-    stack = np.empty((n_scenes, n_bands, rows, size), dtype=np.float32)
-    for scene in range(n_scenes):
-        for band in range(n_bands):
-            handle.seek(((scene * n_bands + band) * size + row) * size * 2)
-            stack[scene, band] = np.fromfile(handle, dtype=np.uint16, count=rows * size).reshape(rows, size)
-    stack[stack == 0] = np.nan
-    return stack
+def warp_scenes(
+    scenes: list[dict[str, Any]], bands: list[str], grid: TargetGrid, tile: str, settings: Any, spool: Spool, pool: Any
+) -> None:
+    """Warp every scene onto the tile, mask it and store it in ``spool``; scenes with no valid pixel are skipped."""
+    from tqdm import tqdm
+
+    size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
+    for scene in tqdm(scenes, desc=f"warp {tile}", unit="scene", mininterval=10):
+        clouds = None
+        if mask_method(scene, settings.cloud_mask) == "s2cloudless":
+            mask = cloud_mask(scene, tile_transform, grid.tile_size, grid.crs)
+            clouds = rows_at_full_resolution(mask, 0, size, size, grid.resolution)
+        warped = scene_tile(scene, bands, (tile_transform, (size, size), grid.crs), settings, pool, clouds)
+        if warped is None or not warped[0][0].any():
+            LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene["scene_id"], tile)
+            continue
+        spool.add(*warped)
 
 
 def composite_scenes(
@@ -132,37 +167,30 @@ def composite_scenes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Median composite of a set of scenes on one tile: ((bands, n, n) uint16, (n, n) uint8 count).
 
-    Each scene is warped once for the whole tile and spooled to an anonymous temporary file (uint16, deleted on
-    close or crash); the median then reads row blocks of all scenes back. Memory holds one scene's tile or one
-    row block of all scenes, never all scenes' tiles.
+    Each scene is warped once for the whole tile and spooled to disk; the median then reads row blocks of all
+    scenes back, over the rows and columns some scene reaches. Memory holds one scene's tile or one row block
+    of all scenes, never all scenes' tiles.
     """
-    import tempfile
-
-    from tqdm import tqdm
-
-    size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
+    size = grid.tile_pixels
     box = grid.tile_bounds(tile)
     scenes = [scene for scene in scenes if intersect(tuple(scene["footprint"]), box)]
     composite = np.zeros((len(bands), size, size), dtype=np.uint16)
     count = np.zeros((size, size), dtype=np.uint8)
     if not scenes:
         return composite, count
-    with tempfile.TemporaryFile(dir=spool_folder) as handle:
-        for scene in tqdm(scenes, desc=f"warp {tile}", unit="scene", mininterval=10):
-            clouds = None
-            if mask_method(scene, settings.cloud_mask) == "s2cloudless":
-                mask = cloud_mask(scene, tile_transform, grid.tile_size, grid.crs)
-                clouds = rows_at_full_resolution(mask, 0, size, size, grid.resolution)
-            warped = scene_tile(scene, bands, (tile_transform, (size, size), grid.crs), settings, pool, clouds)
-            if not warped[0].any():
-                LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene["scene_id"], tile)
-            handle.write(warped.tobytes())
-        handle.flush()
-        step = block_rows(len(scenes), len(bands), size)
-        for row in range(0, size, step):
-            rows = min(step, size - row)
-            stack = read_rows(handle, len(scenes), len(bands), size, row, rows)
-            composite[:, row : row + rows], count[row : row + rows] = median_composite(stack)
+    spool = Spool(spool_folder, len(scenes), len(bands), size)
+    try:
+        warp_scenes(scenes, bands, grid, tile, settings, spool, pool)
+        if spool.rows is None or spool.columns is None:
+            return composite, count
+        (row0, row1), (column0, column1) = spool.rows, spool.columns
+        step = block_rows(spool.scenes, len(bands), column1 - column0)
+        for row in range(row0, row1, step):
+            rows = min(step, row1 - row)
+            block = median_composite(spool.read(row, rows))
+            composite[:, row : row + rows, column0:column1], count[row : row + rows, column0:column1] = block
+    finally:
+        spool.close()
     return composite, count
 
 

@@ -1,17 +1,24 @@
-"""Train: fit the U-Net on the shards and write the model bundle.
+"""Train: fit the U-Net on the shards, on one process or data-parallel over many, and write the model bundle.
 
-Inputs: ``shards/`` (patch arrays, ``stats.json``), the legend, optional encoder weights.
-Outputs: ``train/checkpoints/{last,best}.pt`` (resumable: model, optimizer, scheduler, epoch, RNG) and
-the bundle ``model/weights.pt`` + ``model/bundle.json`` (everything prediction needs: arch, encoder,
-bands, band mean/std, legend, patch size, config hash, versions).
+Inputs: ``shards/`` (patch arrays, ``stats.json``), the legend, optional pretrained weights (:mod:`s2ecosg.transfer`).
+Outputs: ``train/checkpoints/{last,best}.pt`` + ``history.json`` (resumable, :mod:`s2ecosg.checkpoint`) and the
+bundle ``model/weights.pt`` + ``model/bundle.json``.
 
-Plain torch loop; cross-entropy that ignores id 0; AdamW; CUDA with mixed precision when present.
+One entry point whatever the launcher (:mod:`s2ecosg.launch`): each process joins its backend's group
+(:mod:`s2ecosg.distributed`), trains on its slice of every global batch (:class:`s2ecosg.data.EpochBatches`),
+and rank 0 alone writes checkpoints, history, bundle and log file. SIGUSR1/SIGTERM (SLURM's warning before a
+time limit or preemption) make every rank stop at the next step: rank 0 writes ``last.pt`` and all exit with
+:data:`EXIT_STOPPED`, and the resubmitted job resumes exactly there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import random
+import math
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,178 +26,310 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from s2ecosg.data import PatchDataset
+from s2ecosg import checkpoint
+from s2ecosg.data import EpochBatches, PatchDataset
+from s2ecosg.distributed import World, join
+from s2ecosg.losses import class_weights, labelled_weight, step_loss
 from s2ecosg.metrics import confusion, scores
-from s2ecosg.model import UNet, load_encoder_weights, pick_device
+from s2ecosg.model import UNet, pick_device
 
 LOG = logging.getLogger(__name__)
+EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped on request with last.pt written; rerun the job to resume
+STOP_AFTER_STEP = "S2ECOSG_STOP_AFTER_STEP"  # test hook: stop like a preempted job after this global step
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+class StopRequest:
+    """Set by SIGUSR1/SIGTERM (or the test hook) and honoured by every rank at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        after = os.environ.get(STOP_AFTER_STEP)
+        self.after_step = int(after) if after else None
+        for number in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(number, self.handle)
+
+    def handle(self, number: int, _frame: Any) -> None:
+        """Signal handler: remember the request (the step in flight finishes first)."""
+        LOG.warning("signal %d received: stopping after this step, then last.pt for a resume", number)
+        self.requested = True
+
+    def wanted(self, global_step: int) -> bool:
+        """True when this rank wants to stop after ``global_step`` optimizer steps."""
+        return self.requested or (self.after_step is not None and global_step >= self.after_step)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write a checkpoint atomically (a preempted job never leaves a truncated ``last.pt``)."""
-    from s2ecosg.io import atomic_path
+@dataclasses.dataclass
+class Parts:
+    """What a training step needs."""
 
-    with atomic_path(path) as temporary:
-        torch.save(state, temporary)
+    model: torch.nn.Module
+    optimizer: Any
+    schedule: Any
+    scaler: Any
+    world: World
+    device: torch.device
+    weights: torch.Tensor | None
+    settings: Any
+    autocast_dtype: torch.dtype | None
 
 
-def train_epoch(model: UNet, loader: DataLoader, optimizer: Any, settings: Any, device: torch.device) -> float:
-    """One pass (capped at ``settings.steps_per_epoch``); returns the mean loss."""
+def autocast_dtype(settings: Any, device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype: bf16 (auto) / fp16 on CUDA, None (fp32) on CPU or when asked."""
+    if device.type != "cuda" or settings.precision == "fp32":
+        return None
+    return torch.float16 if settings.precision == "fp16" else torch.bfloat16
+
+
+def lr_factors(settings: Any) -> list[Any]:
+    """Per-epoch learning-rate factors for the [encoder, decoder] groups: frozen encoder first, then × factor."""
+
+    def shape(epoch: int) -> float:
+        if settings.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / settings.epochs))
+        return 1.0
+
+    def encoder(epoch: int) -> float:
+        return 0.0 if epoch < settings.freeze_encoder_epochs else settings.encoder_lr_factor * shape(epoch)
+
+    return [encoder, shape]
+
+
+def build_parts(model: UNet, settings: Any, world: World, device: torch.device, weights: Any) -> Parts:
+    """Model on its device and wrapped for the backend, AdamW over [encoder, decoder] groups, schedule, scaler."""
+    model = model.to(device)
+    if device.type == "cuda" and settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    encoder = list(model.encoder.parameters())
+    encoder_ids = {id(parameter) for parameter in encoder}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in encoder_ids]
+    groups = [{"params": encoder, "name": "encoder"}, {"params": rest, "name": "decoder"}]
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = world.wrap_optimizer(optimizer, model)
+    world.synchronise(model, optimizer)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(settings))
+    dtype = autocast_dtype(settings, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Parts(world.wrap(model, device), optimizer, schedule, scaler, world, device, weights, settings, dtype)
+
+
+def make_loader(dataset: PatchDataset, batches: EpochBatches, settings: Any, device: torch.device) -> DataLoader:
+    """Loader with workers, pinned memory and prefetch (the batch sampler runs in this process)."""
+    workers = settings.workers
+    extra = {"prefetch_factor": settings.prefetch, "persistent_workers": True} if workers else {}
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda", **extra)
+
+
+def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: bool) -> tuple[float, bool]:
+    """One optimizer step on this rank's batch; returns (loss, whether any rank asked to stop)."""
+    image = image.to(parts.device, non_blocking=True)
+    label = label.to(parts.device, non_blocking=True)
+    if parts.device.type == "cuda" and parts.settings.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    local = torch.stack([labelled_weight(label, parts.weights), torch.tensor(float(stop), device=parts.device)])
+    reduced = parts.world.sum(local)
+    with torch.autocast(
+        parts.device.type, dtype=parts.autocast_dtype or torch.float32, enabled=bool(parts.autocast_dtype)
+    ):
+        logits = parts.model(image)
+    loss = step_loss(logits, label, parts.weights, reduced[0], parts.world.size, parts.settings.loss)
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    if parts.world.backend == "horovod" and parts.scaler.is_enabled():
+        parts.optimizer.synchronize()  # Horovod + fp16: reduce before unscaling, then step without reducing again
+        parts.scaler.unscale_(parts.optimizer)
+        with parts.optimizer.skip_synchronize():
+            parts.scaler.step(parts.optimizer)
+    else:
+        parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    return float(loss.detach()), bool(reduced[1] > 0)
+
+
+def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
+    """Keep the encoder's batch-norm statistics fixed while its weights are frozen (lr 0)."""
+    encoder = getattr(model, "module", model).encoder
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.train(not frozen)
+
+
+def train_epoch(parts: Parts, loader: DataLoader, epoch: int, progress: dict[str, Any], stop: StopRequest) -> bool:
+    """Train one epoch from ``progress["step"]``; False when stopped for a resume (last.pt then written)."""
     from tqdm import tqdm
 
-    model.train()
-    loss_function = torch.nn.CrossEntropyLoss(ignore_index=0)
-    steps = min(len(loader), settings.steps_per_epoch or len(loader))
-    losses = []
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    for step, (image, label) in enumerate(tqdm(loader, total=steps, desc="train", mininterval=10)):
-        if step >= steps:
+    batches, settings, world = loader.batch_sampler, parts.settings, parts.world
+    steps = min(batches.steps(), settings.steps_per_epoch or batches.steps())
+    partial = progress["partial"] or {"loss": 0.0, "steps": 0}
+    last_save = time.monotonic()
+    parts.model.train()
+    set_encoder_frozen(parts.model, epoch < settings.freeze_encoder_epochs)
+    bar = tqdm(total=steps, initial=progress["step"], desc=f"epoch {epoch + 1}", disable=not world.main, mininterval=10)
+    for image, label in loader:
+        if progress["step"] >= steps:
             break
-        image, label = image.to(device, non_blocking=True), label.to(device, non_blocking=True)
-        with autocast:
-            loss = loss_function(model(image).float(), label)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    return float(np.mean(losses)) if losses else float("nan")
+        global_step = epoch * steps + progress["step"] + 1
+        loss, stopping = train_step(parts, image, label, stop.wanted(global_step))
+        progress["step"] += 1
+        partial = {"loss": partial["loss"] + loss, "steps": partial["steps"] + 1}
+        bar.update()
+        if stopping or time.monotonic() - last_save > 60 * settings.checkpoint_minutes:
+            progress["partial"] = partial
+            checkpoint.save(
+                progress["folder"] / "last.pt", checkpoint.training_state(parts, saved(progress, epoch)), world.main
+            )
+            last_save = time.monotonic()
+        if stopping:
+            LOG.warning(
+                "stopped in epoch %d after step %d: last.pt written, rerun to resume", epoch + 1, progress["step"]
+            )
+            return False
+    bar.close()
+    progress["partial"] = partial
+    return True
+
+
+def saved(progress: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """Progress counters as stored in a checkpoint."""
+    return {key: progress[key] for key in ("step", "best", "history", "partial")} | {"epoch": epoch}
 
 
 @torch.no_grad()
-def validate(model: UNet, loader: DataLoader, n_classes: int, device: torch.device) -> dict[str, Any]:
-    """Confusion-matrix scores of the model on the validation patches."""
-    model.eval()
+def validate(parts: Parts, loader: DataLoader, n_classes: int) -> dict[str, Any]:
+    """Scores of the model on the validation patches, confusion matrices summed over ranks."""
+    parts.model.eval()
     matrix = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
     for image, label in loader:
-        logits = model(image.to(device))
+        image = image.to(parts.device)
+        if parts.device.type == "cuda" and parts.settings.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            parts.device.type, dtype=parts.autocast_dtype or torch.float32, enabled=bool(parts.autocast_dtype)
+        ):
+            logits = parts.model(image)
         prediction = logits[:, 1:].argmax(dim=1) + 1
         matrix += confusion(label.numpy(), prediction.cpu().numpy(), n_classes)
-    return scores(matrix)
+    total = parts.world.sum(torch.from_numpy(matrix).to(parts.device)).cpu().numpy()
+    return scores(total) | {"pixels": int(total.sum())}
 
 
-def build_model(encoder: str, bands: list[str], n_classes: int, weights: str | None) -> UNet:
-    """The U-Net, with encoder weights from a local file when given."""
-    model = UNet(encoder, len(bands), n_classes)
-    if weights:
-        load_encoder_weights(model, weights, bands)
-    return model
-
-
-def make_loaders(shards: str, stats: dict[str, Any], settings: Any) -> tuple[DataLoader, DataLoader]:
-    """Shuffled training loader and sequential validation loader."""
-    generator = torch.Generator().manual_seed(settings.seed)
-    train_set = PatchDataset(shards, "train", stats["mean"], stats["std"], augment=True)
-    val_set = PatchDataset(shards, "val", stats["mean"], stats["std"])
-    common = {
-        "batch_size": settings.batch_size,
-        "num_workers": settings.workers,
-        "pin_memory": torch.cuda.is_available(),
+def epoch_record(
+    epoch: int, progress: dict[str, Any], metrics: dict[str, Any], samples: int, parts: Parts
+) -> dict[str, Any]:
+    """One line of the training history."""
+    partial = progress["partial"]
+    return {
+        "epoch": epoch + 1,
+        "loss": partial["loss"] / max(1, partial["steps"]),
+        "steps": partial["steps"],
+        "samples": samples,
+        "processes": parts.world.size,
+        "learning_rates": [group["lr"] for group in parts.optimizer.param_groups],
+        "validation_mean_iou": metrics.get("mean_iou"),
+        "validation_agreement": metrics.get("agreement"),
+        "validation_pixels": metrics.get("pixels", 0),
     }
-    return (
-        DataLoader(
-            train_set, shuffle=True, generator=generator, drop_last=len(train_set) > settings.batch_size, **common
-        ),
-        DataLoader(val_set, shuffle=False, **common),
+
+
+def finish_epoch(
+    parts: Parts, epoch: int, progress: dict[str, Any], loaders: tuple[DataLoader, DataLoader], n_classes: int
+) -> None:
+    """Schedule step, validation, history, best.pt and last.pt after a complete epoch."""
+    from s2ecosg.io import write_json
+
+    train_loader, val_loader = loaders
+    steps = progress["partial"]["steps"]
+    samples = int(
+        parts.world.sum(torch.tensor([counted_samples(train_loader.batch_sampler, epoch, steps)], device=parts.device))[
+            0
+        ]
     )
+    metrics = validate(parts, val_loader, n_classes) if len(val_loader.dataset) else {}
+    record = epoch_record(epoch, progress, metrics, samples, parts)
+    parts.schedule.step()
+    LOG.info(
+        "epoch %d/%d: loss %.4f, %d patches, validation mIoU %s, agreement %s",
+        epoch + 1,
+        parts.settings.epochs,
+        record["loss"],
+        samples,
+        metrics.get("mean_iou"),
+        metrics.get("agreement"),
+    )
+    progress["history"].append(record)
+    score = metrics.get("mean_iou") or 0.0
+    progress.update(step=0, partial={})
+    folder = progress["folder"]
+    if score >= progress["best"]:
+        progress["best"] = score
+        checkpoint.save(
+            folder / "best.pt", checkpoint.training_state(parts, saved(progress, epoch + 1)), parts.world.main
+        )
+    checkpoint.save(folder / "last.pt", checkpoint.training_state(parts, saved(progress, epoch + 1)), parts.world.main)
+    if parts.world.main:
+        write_json(folder / "history.json", progress["history"])
+
+
+def counted_samples(batches: EpochBatches, epoch: int, steps: int) -> int:
+    """Patches this rank counted in the first ``steps`` steps of ``epoch`` (padding repeats excluded)."""
+    batches.set_epoch(epoch)
+    counted = sum(item[2] for _, batch in zip(range(steps), iter(batches), strict=False) for item in batch)
+    return int(counted)
 
 
 def run_train(
     shards: str, legend_name: str, model_settings: Any, settings: Any, checkpoints: str, bundle: str, config_digest: str
 ) -> None:
-    """Train (resuming from ``checkpoints/last.pt`` when present) and write the bundle."""
+    """Train (resuming from ``checkpoints/last.pt`` when present) and write the bundle (rank 0)."""
     from s2ecosg.io import read_json
     from s2ecosg.legend import load_legend
+    from s2ecosg.transfer import load_pretrained
 
-    seed_everything(settings.seed)
-    stats = read_json(Path(shards) / "stats.json")
-    legend = load_legend(legend_name)
     device = pick_device(settings.device)
-    model = build_model(model_settings.encoder, stats["bands"], legend.n_classes, model_settings.weights).to(device)
-    train_loader, val_loader = make_loaders(shards, stats, settings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    schedule = make_schedule(optimizer, settings)
-    state = resume(Path(checkpoints) / "last.pt", model, optimizer, schedule)
-    for epoch in range(state["epoch"], settings.epochs):
-        loss = train_epoch(model, train_loader, optimizer, settings, device)
-        schedule.step()
-        metrics = validate(model, val_loader, legend.n_classes, device) if len(val_loader.dataset) else {}
-        score = metrics.get("mean_iou") or 0.0
-        LOG.info(
-            "epoch %d/%d: loss %.4f, validation mIoU %.4f, agreement %s",
-            epoch + 1,
-            settings.epochs,
-            loss,
-            score,
-            metrics.get("agreement"),
-        )
-        state = {
-            "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "best": max(state["best"], score),
-            "rng": torch.get_rng_state(),
-        }
-        if score >= state["best"]:
-            save_checkpoint(Path(checkpoints) / "best.pt", state)
-        save_checkpoint(Path(checkpoints) / "last.pt", state)
-    write_bundle(Path(checkpoints) / "best.pt", bundle, model_settings, legend, stats, config_digest)
-
-
-def make_schedule(optimizer: Any, settings: Any) -> Any:
-    """Per-epoch learning-rate schedule: constant or cosine decay to zero."""
-    if settings.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-def resume(path: Path, model: UNet, optimizer: Any, schedule: Any) -> dict[str, Any]:
-    """Restore state from a checkpoint if one exists; return the epoch to start from and best score."""
-    if not path.exists():
-        return {"epoch": 0, "best": -1.0}
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(state["schedule"])
-    torch.set_rng_state(state["rng"])
-    LOG.info("resumed from %s at epoch %d", path, state["epoch"])
-    return {"epoch": state["epoch"], "best": state["best"]}
-
-
-def write_bundle(
-    checkpoint: Path, bundle: str, model_settings: Any, legend: Any, stats: dict[str, Any], config_digest: str
-) -> None:
-    """Write ``weights.pt`` and ``bundle.json`` from a checkpoint."""
-    import s2ecosg
-    from s2ecosg.io import atomic_path, write_json
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    with atomic_path(Path(bundle) / "weights.pt") as temporary:
-        torch.save(state["model"], temporary)
-    write_json(
-        Path(bundle) / "bundle.json",
-        {
-            "arch": model_settings.arch,
-            "encoder": model_settings.encoder,
-            "bands": stats["bands"],
-            "mean": stats["mean"],
-            "std": stats["std"],
-            "n_classes": legend.n_classes,
-            "legend": legend.to_records(),
-            "trained_classes": sorted(int(key) for key in stats["class_pixels"]["train"]),
-            "patch": stats["patch"],
-            "epochs_trained": state["epoch"],
-            "validation_mean_iou": state["best"],
-            "config_hash": config_digest,
-            "s2ecosg_version": s2ecosg.__version__,
-            "torch_version": torch.__version__,
-        },
+    world = join(settings.backend, device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    torch.manual_seed(settings.seed)
+    stats, legend = read_json(Path(shards) / "stats.json"), load_legend(legend_name)
+    model = UNet(model_settings.encoder, len(stats["bands"]), legend.n_classes)
+    if model_settings.weights:
+        load_pretrained(model, model_settings.weights, stats["bands"])
+    weights = class_weights(stats["class_pixels"]["train"], legend.n_classes, settings.class_weights)
+    parts = build_parts(model, settings, world, device, weights)
+    loaders = make_loaders(shards, stats, settings, world, device)
+    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts) | {"folder": Path(checkpoints)}
+    LOG.info(
+        "training on %d process(es) (%s), %s, global batch %d",
+        world.size,
+        world.backend,
+        device,
+        settings.batch_size * world.size,
     )
-    LOG.info("bundle written to %s", bundle)
+    stop = StopRequest()
+    for epoch in range(progress["epoch"], settings.epochs):
+        loaders[0].batch_sampler.set_epoch(epoch, progress["step"])
+        if not train_epoch(parts, loaders[0], epoch, progress, stop):
+            world.barrier()
+            raise SystemExit(EXIT_STOPPED)
+        finish_epoch(parts, epoch, progress, loaders, legend.n_classes)
+    if world.main:
+        extra = {
+            "epochs_trained": settings.epochs,
+            "config_hash": config_digest,
+            "processes": world.size,
+            "backend": world.backend,
+        }
+        checkpoint.write_bundle(Path(checkpoints) / "best.pt", bundle, model_settings, legend, stats, extra)
+    world.barrier()
+    world.close()
+
+
+def make_loaders(
+    shards: str, stats: dict[str, Any], settings: Any, world: World, device: torch.device
+) -> tuple[DataLoader, DataLoader]:
+    """Training loader (shuffled, augmented) and validation loader, each over this rank's slice."""
+    train_set = PatchDataset(shards, "train", stats["mean"], stats["std"], augment=True, seed=settings.seed)
+    val_set = PatchDataset(shards, "val", stats["mean"], stats["std"])
+    batches = EpochBatches(len(train_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=True)
+    val_batches = EpochBatches(len(val_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=False)
+    return make_loader(train_set, batches, settings, device), make_loader(val_set, val_batches, settings, device)

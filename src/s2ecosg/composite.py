@@ -1,0 +1,84 @@
+"""Per-pixel median composite of the valid observations of a stack of scenes.
+
+The scenes of a tile arrive as a (scenes, bands, rows, cols) uint16 stack with 0 where a scene is invalid.
+Shifting by −1 (uint16 wraps, so 0 becomes 65535) makes invalid observations sort after every valid one;
+the median is then read at the middle of the first ``count`` sorted values. Up to :data:`NETWORK_SCENES` scenes
+are sorted by a sorting network of whole-plane minimum/maximum operations (4× faster than ``np.sort`` along a
+non-contiguous axis at 8 scenes), more by ``np.sort``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+BLOCK_BYTES = 64 * 2**20  # uint16 stack of one row block, all scenes and bands, and its sorted copy
+NETWORK_SCENES = 24  # above this, np.sort beats the sorting network (measured on 10 × 200 × 700 planes)
+
+
+@functools.cache
+def sorting_network(size: int) -> tuple[tuple[int, int], ...]:
+    """Comparators (low index, high index) of Batcher's odd–even merge sort for ``size`` elements.
+
+    Built for the next power of two and pruned of comparators that reach past ``size``: padding elements
+    would be +∞ and such comparators never move them, so the pruned network still sorts.
+    """
+    pairs = []
+    padded = 1 << max(0, (size - 1).bit_length())
+    span = 1
+    while span < padded:
+        distance = span
+        while distance >= 1:
+            for start in range(distance % span, padded - distance, 2 * distance):
+                for offset in range(min(distance, padded - start - distance)):
+                    low = start + offset
+                    if low // (2 * span) == (low + distance) // (2 * span):
+                        pairs.append((low, low + distance))
+            distance //= 2
+        span *= 2
+    return tuple((low, high) for low, high in pairs if high < size)
+
+
+def sort_scenes(stack: np.ndarray) -> np.ndarray:
+    """``stack`` sorted along its first axis (scenes); may sort in place and return ``stack`` itself."""
+    if stack.shape[0] > NETWORK_SCENES:
+        stack.sort(axis=0)
+        return stack
+    planes = list(stack)
+    spare = np.empty_like(planes[0])
+    for low, high in sorting_network(len(planes)):
+        np.minimum(planes[low], planes[high], out=spare)
+        np.maximum(planes[low], planes[high], out=planes[high])
+        planes[low], spare = spare, planes[low]
+    return np.stack(planes)
+
+
+def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median over scenes of valid observations.
+
+    Args:
+        stack: (scenes, bands, rows, cols) uint16, 0 where invalid; a scene is valid or invalid in all bands of
+            a pixel at once (as :func:`scene_tile` makes it). Overwritten.
+
+    Returns:
+        (bands, rows, cols) uint16 composite, the mean of the two middle values rounded half to even (0 where
+        no scene is valid), and (rows, cols) uint8 count.
+    """
+    count = (stack[:, 0] != 0).sum(axis=0, dtype=np.int64)
+    np.subtract(stack, 1, out=stack)  # uint16 wraps: invalid (0) becomes 65535 and sorts after every valid value
+    sorted_stack = sort_scenes(stack)
+    low = np.broadcast_to(np.maximum(count - 1, 0) // 2, stack.shape[1:])[np.newaxis]
+    high = np.minimum(np.broadcast_to(count // 2, stack.shape[1:])[np.newaxis], stack.shape[0] - 1)
+    total = np.take_along_axis(sorted_stack, low, axis=0)[0].astype(np.int64)
+    total += np.take_along_axis(sorted_stack, high, axis=0)[0]
+    total += 2
+    half = total >> 1
+    median = half + ((total & 1) & (half & 1))  # as np.rint: halves go to the even neighbour
+    composite = np.where(count > 0, np.minimum(median, 65535), 0).astype(np.uint16)
+    return composite, np.minimum(count, 255).astype(np.uint8)
+
+
+def block_rows(n_scenes: int, n_bands: int, width: int) -> int:
+    """Rows per block so that the uint16 stack of all scenes (and its sort) stays within :data:`BLOCK_BYTES`."""
+    return int(max(8, min(1024, BLOCK_BYTES // max(1, n_scenes * n_bands * width * 4))))
