@@ -1,6 +1,7 @@
 # train: U-Net on the shards → model bundle. Left out of the DAG when model.bundle names an existing bundle.
 # One SLURM job (tasks_per_gpu=0: the plugin starts the command once); the command itself starts one process
-# per GPU through the launcher of train.backend (torchrun, horovodrun, or srun across nodes).
+# per GPU through the launcher of train.backend (torchrun, horovodrun, or srun across nodes). --log-path is --log
+# under a name horovodrun's parser does not take for an abbreviation of its own --log-* options.
 
 if not PREDICT_ONLY:
 
@@ -31,4 +32,4 @@ if not PREDICT_ONLY:
             tasks_per_gpu=0,
         shell:
             "{params.launch} s2ecosg train --settings {params.settings} --shards {params.shards}"
-            " --checkpoints {params.checkpoints} --bundle {params.bundle} --log {log}"
+            " --checkpoints {params.checkpoints} --bundle {params.bundle} --log-path {log}"

@@ -15,9 +15,15 @@ PYTHON="$VENV/bin/python"
 if "$PYTHON" -c "import horovod.torch" 2>/dev/null; then
   echo "horovod already installed in $VENV"; exit 0
 fi
-for tool in g++ cmake; do
-  command -v "$tool" >/dev/null || { echo "install-horovod: $tool is missing (apt-get install g++ cmake)" >&2; exit 1; }
-done
+missing=()
+for tool in g++ cmake; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++ cmake >/dev/null
+  else
+    echo "install-horovod: ${missing[*]} missing (apt-get install g++ cmake)" >&2; exit 1
+  fi
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 printf '#!/bin/sh\nexec %s "$@" -std=gnu++20\n' "$(command -v g++)" > "$WORK/gxx20"

@@ -26,9 +26,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         report.longrepr = f"skipped under CI=true, where nothing may be missing: {report.longrepr}"
 
 
-def run(command: list[str], cwd: Path, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    command: list[str], cwd: Path, timeout: int = 600, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command with the venv's bin first on PATH and a hard time limit; output captured."""
-    environment = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    environment = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {}))
     result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(

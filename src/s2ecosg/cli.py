@@ -18,7 +18,11 @@ from typing import Any
 import click
 
 LOG = logging.getLogger("s2ecosg")
-log_option = click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Log file (also to stderr).")
+# --log-path is the same option under a name no launcher mistakes for an abbreviation of its own --log-* options
+# (torchrun and horovodrun parse the whole command line; the train rule uses it behind them).
+log_option = click.option(
+    "--log", "--log-path", "log_path", type=click.Path(dir_okay=False), help="Log file (also to stderr)."
+)
 settings_option = click.option("--settings", default="{}", help="Config sections as JSON (written by the workflow).")
 tiles_option = click.option("--tiles", required=True, help="Comma-separated grid tile names.")
 

@@ -69,13 +69,17 @@ class World:
             return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
         return optimizer
 
-    def synchronise(self, model: torch.nn.Module, optimizer: Any) -> None:
-        """Give every rank rank 0's parameters and optimizer state (Horovod; DDP broadcasts when wrapping)."""
+    def synchronise(self, model: torch.nn.Module) -> None:
+        """Give every rank rank 0's parameters (Horovod; DDP broadcasts them when wrapping).
+
+        Optimizer state is not broadcast: it is empty when training starts and read from the same last.pt by
+        every rank on resume. (``hvd.broadcast_optimizer_state`` would initialise an empty state with a
+        zero-gradient step, which AdamW's weight decay turns into a real, if tiny, update.)
+        """
         if self.backend == "horovod" and self.size > 1:
             import horovod.torch as hvd
 
             hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-            hvd.broadcast_optimizer_state(optimizer, root_rank=0)
 
     def barrier(self) -> None:
         """Wait for every process."""

@@ -105,7 +105,7 @@ def build_parts(model: UNet, settings: Any, world: World, device: torch.device, 
     groups = [{"params": encoder, "name": "encoder"}, {"params": rest, "name": "decoder"}]
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     optimizer = world.wrap_optimizer(optimizer, model)
-    world.synchronise(model, optimizer)
+    world.synchronise(model)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(settings))
     dtype = autocast_dtype(settings, device)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -132,7 +132,7 @@ def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: boo
     ):
         logits = parts.model(image)
     loss = step_loss(logits, label, parts.weights, reduced[0], parts.world.size, parts.settings.loss)
-    parts.optimizer.zero_grad(set_to_none=True)
+    parts.optimizer.zero_grad()  # set_to_none by default (Horovod's optimizer takes no argument)
     parts.scaler.scale(loss).backward()
     if parts.world.backend == "horovod" and parts.scaler.is_enabled():
         parts.optimizer.synchronize()  # Horovod + fp16: reduce before unscaling, then step without reducing again
