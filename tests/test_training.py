@@ -72,3 +72,34 @@ def test_encoder_frozen_then_slower() -> None:
     assert [decoder(epoch) for epoch in range(4)] == [1.0] * 4
     cosine = lr_factors(SimpleNamespace(epochs=4, freeze_encoder_epochs=0, encoder_lr_factor=1.0, schedule="cosine"))
     assert cosine[1](2) == pytest.approx(0.5)
+
+
+def test_signal_asks_every_step_loop_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGUSR1 (SLURM's --signal before the time limit) sets the request the training loop checks each step."""
+    import os
+    import signal
+
+    from s2ecosg.train import StopRequest
+
+    monkeypatch.delenv("S2ECOSG_STOP_AFTER_STEP", raising=False)
+    previous = {number: signal.getsignal(number) for number in (signal.SIGUSR1, signal.SIGTERM)}
+    try:
+        stop = StopRequest()
+        assert not stop.wanted(10**6)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.wanted(1)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def test_dice_term() -> None:
+    from s2ecosg.losses import dice_loss
+
+    label = torch.tensor([[[1, 1], [2, 0]]])
+    perfect = torch.nn.functional.one_hot(label, 3).permute(0, 3, 1, 2).float() * 50
+    assert float(dice_loss(perfect, label)) == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.zeros(1, 3, 2, 2)
+    # Soft Dice per class with probabilities 1/3 on the 3 labelled pixels: class 1 → 2·(2/3)/(1 + 2) = 4/9,
+    # class 2 → 2·(1/3)/(1 + 1) = 1/3; loss = 1 − mean = 1 − 7/18.
+    assert float(dice_loss(uniform, label)) == pytest.approx(1 - 7 / 18, rel=1e-6)
