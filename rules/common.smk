@@ -5,6 +5,7 @@ import shlex
 
 from s2ecosg.config import CLIMATES, load_config
 from s2ecosg.errors import InputError
+from s2ecosg.grid import TargetGrid
 from s2ecosg.launch import launch_prefix
 from s2ecosg.scenes import expand_patterns, inventory_tiles
 
@@ -78,13 +79,23 @@ def train_launcher(wildcards, resources):
         raise SystemExit(f"error: train: {error}")
 
 
+def ecosg_reference_files():
+    """The ECOSG file(s) of evaluate.ecosg (both halves of a DIRECT pair, or one raster) and its table."""
+    table = [CONFIG.evaluate.ecosg_table] if CONFIG.evaluate.ecosg_table else []
+    return direct_or_raster(CONFIG.evaluate.ecosg) + table
+
+
 def cover_fill_files():
     """The ECOSG fill file(s) of cover.fill: both halves of a DIRECT pair, or one raster."""
-    fill = CONFIG.cover.fill
-    if not fill:
+    return direct_or_raster(CONFIG.cover.fill)
+
+
+def direct_or_raster(path):
+    """Both halves of a DIRECT pair named by base name, .dir or .hdr; else the raster itself; [] for None."""
+    if not path:
         return []
-    base = fill[:-4] if fill.endswith((".dir", ".hdr")) else fill
-    return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [fill]
+    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
+    return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [path]
 
 
 def tile_list(wildcards):
@@ -96,6 +107,14 @@ def tile_list(wildcards):
 def per_tile(pattern):
     """Input function: ``pattern`` expanded over the tiles."""
     return lambda wildcards: expand(pattern, tile=tiles())
+
+
+def stage_neighbours(wildcards):
+    """Input function: staged tiles around a tile that have imagery (read for the prediction halo)."""
+    present = set(tiles())
+    grid = TargetGrid(CONFIG.grid.crs, CONFIG.grid.resolution, CONFIG.grid.tile_size)
+    around = [tile for tile in grid.neighbours(wildcards.tile) if tile in present]
+    return [f"{RESULTS}/stage/{tile}.tif" for tile in around]
 
 
 def joined_tiles(wildcards):

@@ -1,4 +1,5 @@
-# evaluate: agreement with the reference labels on the validation blocks (whole area in predict-only runs).
+# evaluate: agreement with the reference labels on the validation blocks (whole area in predict-only runs), and
+# with evaluate.ecosg the original ECOSG scored on the same pixels at CLC levels 1 and 2.
 
 
 rule evaluate:
@@ -8,6 +9,7 @@ rule evaluate:
         images=per_tile(f"{RESULTS}/stage/{{tile}}.tif"),
         card=f"{BUNDLE}/bundle.json",
         split=[] if PREDICT_ONLY else f"{RESULTS}/shards/split.geojson",
+        ecosg=ecosg_reference_files(),
     output:
         metrics=f"{RESULTS}/evaluate/metrics.json",
         report=f"{RESULTS}/evaluate/metrics.md",
@@ -20,6 +22,7 @@ rule evaluate:
         stage_dir=input_folder("images"),
         out=output_folder("metrics"),
         split=lambda wildcards, input: f"--split {input.split}" if input.split else "",
+        settings=settings("evaluate"),
     log:
         f"{LOGS}/evaluate.log",
     benchmark:
@@ -31,4 +34,5 @@ rule evaluate:
         runtime=30,
     shell:
         "s2ecosg evaluate --bundle {params.bundle} --predict-dir {params.predict_dir} --labels-dir {params.labels_dir}"
-        " --stage-dir {params.stage_dir} --tiles {params.tiles} {params.split} --out {params.out} --log {log}"
+        " --stage-dir {params.stage_dir} --tiles {params.tiles} {params.split} --out {params.out}"
+        " --settings {params.settings} --log {log}"

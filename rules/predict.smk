@@ -1,4 +1,6 @@
-# predict: class ids and confidence per grid tile, and a VRT mosaic over all tiles.
+# predict: class ids and confidence per grid tile, and a VRT mosaic over all tiles. A tile is read with a halo
+# from its staged neighbours, so that tile edges are predicted like interiors (and a restaged tile re-predicts
+# its neighbours too).
 
 
 rule predict_tile:
@@ -6,12 +8,15 @@ rule predict_tile:
         weights=f"{BUNDLE}/weights.pt",
         card=f"{BUNDLE}/bundle.json",
         image=f"{RESULTS}/stage/{{tile}}.tif",
+        neighbours=stage_neighbours,
     output:
         classes=f"{RESULTS}/predict/{{tile}}.tif",
         confidence=f"{RESULTS}/predict/{{tile}}.conf.tif",
     params:
         settings=settings("predict"),
         bundle=input_folder("card"),
+        neighbours=lambda wildcards, input: ",".join(input.neighbours),
+        legend=CONFIG.labels.legend if CONFIG.labels.path else "",  # no labels: nothing to compare with
     log:
         f"{LOGS}/predict/{{tile}}.log",
     benchmark:
@@ -26,7 +31,8 @@ rule predict_tile:
         tasks_per_gpu=0,
     shell:
         "s2ecosg predict --settings {params.settings} --bundle {params.bundle} --image {input.image}"
-        " --classes {output.classes} --confidence {output.confidence} --log {log}"
+        " --classes {output.classes} --confidence {output.confidence} --neighbours '{params.neighbours}'"
+        " --legend '{params.legend}' --log {log}"
 
 
 rule mosaic:

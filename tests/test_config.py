@@ -55,7 +55,8 @@ def test_every_config_key_is_commented() -> None:
         ({"cover": {"basename": "A" * 25}}, "cover.basename"),
         ({"predict": {"window": 64, "overlap": 64}}, "overlap must be smaller"),
         ({"labels": {"path": None}}, "labels.path is needed"),
-        ({"train": {"backend": "horovod"}}, "train.backend: data-parallel training"),
+        ({"train": {"backend": "mpi"}}, "train.backend"),
+        ({"train": {"encoder_lr_factor": 2}}, "train.encoder_lr_factor"),
         ({"domain": {"name": "NOWHERE"}}, "domain: unknown domain; known: IRELAND25"),
     ],
 )

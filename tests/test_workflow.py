@@ -140,6 +140,94 @@ def test_predict_only_run_trains_nothing(slovenia_run: Path) -> None:
     assert validate_cover(slovenia_run / "results" / "slovenia-predict" / "cover" / "S2ECOSG_SLO") == []
 
 
+def test_mismatched_bundle_is_refused_naming_both(slovenia_run: Path, tmp_path: Path) -> None:
+    """Another legend in the config, or other bands in the imagery, than the bundle's: one line naming both."""
+    from s2ecosg.config import PredictConfig
+    from s2ecosg.errors import InputError
+    from s2ecosg.io import write_raster
+    from s2ecosg.predict import run_predict
+
+    results = slovenia_run / "results" / "slovenia"
+    tile = results / "stage" / "E4674N2538.tif"
+    settings = PredictConfig(window=64, overlap=16, device="cpu")
+    outputs = str(tmp_path / "c.tif"), str(tmp_path / "f.tif")
+    with pytest.raises(InputError, match="bundle legend .* differs from labels.legend clc"):
+        run_predict(str(results / "model"), str(tile), settings, *outputs, [], "clc")
+    with rasterio.open(tile) as source:
+        image, transform, names = source.read(), source.transform, list(source.descriptions)
+    swapped = [names[1], names[0], *names[2:]]
+    write_raster(tmp_path / "swapped.tif", image, crs="EPSG:3035", transform=transform, descriptions=swapped)
+    with pytest.raises(InputError) as error:
+        run_predict(str(results / "model"), str(tmp_path / "swapped.tif"), settings, *outputs)
+    assert ",".join(swapped) in str(error.value) and ",".join(names) in str(error.value)
+    assert not (tmp_path / "c.tif").exists()
+
+
+SEAM_TILES = ("E4674N2539", "E4675N2539", "E4674N2538", "E4675N2538")  # 2 × 2 km: upper-left, upper-right, …
+
+
+def predict_tiles(results: Path, folder: Path, neighbours: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The 4 seam tiles predicted one by one (with or without their neighbours), mosaicked to 200 × 200."""
+    from s2ecosg.config import PredictConfig
+    from s2ecosg.predict import run_predict
+
+    settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
+    classes, confidence = np.zeros((200, 200), np.uint8), np.zeros((200, 200), np.uint8)
+    for index, tile in enumerate(SEAM_TILES):
+        around = (
+            [str(results / "stage" / f"{other}.tif") for other in SEAM_TILES if other != tile] if neighbours else []
+        )
+        paths = folder / f"{tile}.tif", folder / f"{tile}.conf.tif"
+        run_predict(str(results / "model"), str(results / "stage" / f"{tile}.tif"), settings, *map(str, paths), around)
+        rows, columns = (
+            slice(100 * (index // 2), 100 * (index // 2) + 100),
+            slice(100 * (index % 2), 100 * (index % 2) + 100),
+        )
+        with rasterio.open(paths[0]) as source:
+            classes[rows, columns] = source.read(1)
+        with rasterio.open(paths[1]) as source:
+            confidence[rows, columns] = source.read(1)
+    return classes, confidence
+
+
+def test_four_tiles_predict_like_one(slovenia_run: Path, tmp_path: Path) -> None:
+    """Seams: 2 × 2 tiles read with their neighbours' halo equal the same 2 km predicted as one tile.
+
+    Windows sit at grid positions and the halo is one window, so every pixel sees the same windows either way;
+    what remains is float noise. Tolerance: confidence within 1/255; class ids equal wherever the one-tile
+    prediction's top probability exceeds 0.51 (then the top-2 margin exceeds 0.02).
+    """
+    from s2ecosg.config import PredictConfig
+    from s2ecosg.io import write_raster
+    from s2ecosg.predict import run_predict
+
+    results = slovenia_run / "results" / "slovenia"
+    blocks = []
+    for tile in SEAM_TILES:
+        with rasterio.open(results / "stage" / f"{tile}.tif") as source:
+            blocks.append(source.read())
+            if tile == SEAM_TILES[0]:
+                transform, crs, names = source.transform, source.crs, list(source.descriptions)
+    whole = np.concatenate([np.concatenate(blocks[:2], axis=2), np.concatenate(blocks[2:], axis=2)], axis=1)
+    write_raster(tmp_path / "whole.tif", whole, crs=crs, transform=transform, descriptions=names)
+    settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
+    run_predict(
+        str(results / "model"), str(tmp_path / "whole.tif"), settings, str(tmp_path / "c.tif"), str(tmp_path / "f.tif")
+    )
+    with rasterio.open(tmp_path / "c.tif") as source:
+        one_classes = source.read(1)
+    with rasterio.open(tmp_path / "f.tif") as source:
+        one_confidence = source.read(1)
+    assert len(set(np.unique(one_classes)) - {0}) >= 2
+    classes, confidence = predict_tiles(results, tmp_path, neighbours=True)
+    assert np.abs(confidence.astype(int) - one_confidence).max() <= 1
+    sure = one_confidence > 0.51 * 255
+    np.testing.assert_array_equal(classes[sure], one_classes[sure])
+    # Without the halo the tile edges see less context: the same comparison finds seams (the test can fail).
+    alone_classes, alone_confidence = predict_tiles(results, tmp_path, neighbours=False)
+    assert np.abs(alone_confidence.astype(int) - one_confidence).max() > 5
+
+
 def test_config_typo_is_a_one_line_error(workdir: Path) -> None:
     config = yaml.safe_load((workdir / "tests" / "workflow" / "config.yaml").read_text())
     config["shards"]["strid"] = 8

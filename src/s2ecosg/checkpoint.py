@@ -91,6 +91,7 @@ def write_bundle(
         "std": stats["std"],
         "n_classes": legend.n_classes,
         "legend": legend.to_records(),
+        "legend_name": legend.source,
         "trained_classes": sorted(int(key) for key in stats["class_pixels"]["train"]),
         "patch": stats["patch"],
         "best_epoch": state["epoch"],

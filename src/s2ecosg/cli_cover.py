@@ -146,17 +146,24 @@ def validate_cover_command(basename: str, domain_name: str | None, config_path: 
 @tiles_option
 @click.option("--split", type=click.Path(dir_okay=False), help="split.geojson with the validation blocks.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
+@settings_option
 @log_option
 @command
 def evaluate_command(
-    bundle: str, predict_dir: str, labels_dir: str, stage_dir: str, tiles: str, split: str | None, out: str
+    bundle: str,
+    predict_dir: str,
+    labels_dir: str,
+    stage_dir: str,
+    tiles: str,
+    split: str | None,
+    out: str,
+    settings: str,
 ) -> None:
-    """Agreement, IoU and F1 against the reference labels; metrics files and a picture."""
+    """Agreement, IoU and F1 against the reference labels (and the original ECOSG); metrics files and a picture."""
     from s2ecosg.evaluate import run_evaluate
 
-    run_evaluate(
-        tile_paths(predict_dir, tiles), tile_paths(labels_dir, tiles), tile_paths(stage_dir, tiles), bundle, split, out
-    )
+    paths = tile_paths(predict_dir, tiles), tile_paths(labels_dir, tiles), tile_paths(stage_dir, tiles)
+    run_evaluate(*paths, bundle, split, out, sections(settings).evaluate)
 
 
 @main.command("check-config")

@@ -205,6 +205,9 @@ class PredictConfig(Section):
     window: int = Field(256, ge=16, description="Sliding-window edge in pixels.")
     overlap: int = Field(64, ge=0, description="Overlap of neighbouring windows in pixels.")
     batch_size: int = Field(4, ge=1, description="Windows per forward pass.")
+    halo: int | None = Field(
+        None, ge=0, description="Pixels read from neighbouring tiles around a tile; null: one window (seamless)."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
 
     @model_validator(mode="after")
@@ -254,7 +257,12 @@ class EvaluateConfig(Section):
     """Evaluation references."""
 
     reference: Literal["labels"] = Field("labels", description="Reference to compare with: the run's labels.")
-    ecosg: str | None = Field(None, description="Original ECOSG cover to compare side by side (issue 7).")
+    ecosg: str | None = Field(
+        None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) scored side by side at CLC L1/L2."
+    )
+    ecosg_table: str | None = Field(
+        None, description="ECOSG cover → CLC L1/L2 table (CSV: cover, clc_l1, clc_l2); null: the shipped one."
+    )
 
 
 class Config(Section):
@@ -292,7 +300,6 @@ class Config(Section):
 
 
 UNSUPPORTED = {  # settings that have a place in the config but no implementation yet: refused, never ignored
-    ("evaluate", "ecosg"): (None, "the side-by-side ECOSG comparison is not available yet"),
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from s2ecosg.errors import InputError
 from s2ecosg.legend import LEVELS, Legend
 from s2ecosg.metrics import collapse, confusion, scores
 
@@ -34,21 +35,62 @@ def validation_mask(split_path: str | None, transform: Any, shape: tuple[int, in
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
+def read_tile(prediction_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """(prediction, reference, transform, CRS) of one tile."""
+    from s2ecosg.io import open_raster
+
+    with open_raster(prediction_path) as source:
+        prediction, transform, crs = source.read(1), source.transform, source.crs
+    with open_raster(labels_path) as source:
+        reference = source.read(1)
+    return prediction, reference, transform, crs
+
+
 def tile_confusions(
     prediction_path: str, labels_path: str, split_path: str | None, n_classes: int
 ) -> dict[str, np.ndarray]:
     """Confusion matrices of one tile: validation blocks and whole tile."""
-    from s2ecosg.io import open_raster
-
-    with open_raster(prediction_path) as source:
-        prediction, transform = source.read(1), source.transform
-    with open_raster(labels_path) as source:
-        reference = source.read(1)
+    prediction, reference, transform, _ = read_tile(prediction_path, labels_path)
     inside = validation_mask(split_path, transform, reference.shape)
     return {
         "validation": confusion(reference[inside], prediction[inside], n_classes),
         "all": confusion(reference, prediction, n_classes),
     }
+
+
+def ecosg_matrices(
+    paths: tuple[str, str], split_path: str | None, legend: Legend, ecosg: str, tables: dict[str, np.ndarray]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Model and ECOSG confusion matrices at CLC L1/L2 of one tile, on validation blocks and the whole tile."""
+    from s2ecosg.ecosg_reference import ecosg_on_tile, tile_comparison
+
+    prediction, reference, transform, crs = read_tile(*paths)
+    covers = ecosg_on_tile(ecosg, transform, reference.shape, crs)
+    inside = validation_mask(split_path, transform, reference.shape)
+    return {
+        "validation": tile_comparison(reference[inside], prediction[inside], covers[inside], legend, tables),
+        "all": tile_comparison(reference, prediction, covers, legend, tables),
+    }
+
+
+def compare_with_ecosg(
+    predictions: dict[str, str], labels: dict[str, str], split_path: str | None, legend: Legend, settings: Any
+) -> dict[str, Any]:
+    """Side-by-side scores of the model and the original ECOSG over all tiles (``evaluate.ecosg``)."""
+    from s2ecosg.ecosg_reference import COMPARED_LEVELS, load_table, summary
+
+    if not all(legend.has_level(level) for level in COMPARED_LEVELS):
+        raise InputError(settings.ecosg, f"evaluate.ecosg needs a legend with CLC levels; {legend.source} has none")
+    tables = load_table(settings.ecosg_table)
+    totals: dict[str, dict[str, np.ndarray]] = {}
+    for tile in sorted(predictions):
+        for area, levels in ecosg_matrices(
+            (predictions[tile], labels[tile]), split_path, legend, settings.ecosg, tables
+        ).items():
+            for level, stack in levels.items():
+                totals.setdefault(area, {}).setdefault(level, np.zeros_like(stack))
+                totals[area][level] += stack
+    return {area: summary(levels) for area, levels in totals.items()}
 
 
 def level_mappings(legend: Legend) -> dict[str, np.ndarray]:
@@ -104,7 +146,28 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {class_id} | {result['class_names'].get(class_id, '')} | {percent(score['iou'])} | "
             f"{percent(score['f1'])} | {score['reference_pixels']} |"
         )
+    lines += ecosg_markdown(result.get("ecosg"))
     return "\n".join(lines) + "\n"
+
+
+def ecosg_markdown(comparison: dict[str, Any] | None) -> list[str]:
+    """The table of Walsh et al. (2020): model and original ECOSG agreement with the reference at CLC L1/L2."""
+    if not comparison:
+        return []
+    lines = [
+        "",
+        "## Model and the original ECOSG against the reference (same pixels)",
+        "",
+        "| area | level | pixels | model agreement | ECOSG agreement | model mean IoU | ECOSG mean IoU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for area, levels in comparison.items():
+        for level, row in levels.items():
+            lines.append(
+                f"| {area} | {level} | {row['pixels']} | {percent(row['model_agreement'])} | "
+                f"{percent(row['ecosg_agreement'])} | {percent(row['model_mean_iou'])} | {percent(row['ecosg_mean_iou'])} |"
+            )
+    return lines
 
 
 def percent(value: float | None) -> str:
@@ -119,6 +182,7 @@ def run_evaluate(
     bundle: str,
     split_path: str | None,
     out: str,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """Accumulate confusion matrices over all tiles and write metrics and the picture."""
     from s2ecosg.io import atomic_path, read_json, write_json
@@ -132,6 +196,8 @@ def run_evaluate(
         for area, matrix in tile_confusions(predictions[tile], labels[tile], split_path, legend.n_classes).items():
             matrices[area] += matrix
     result = summarise(matrices, legend)
+    if settings is not None and settings.ecosg:
+        result["ecosg"] = compare_with_ecosg(predictions, labels, split_path, legend, settings)
     write_json(Path(out) / "metrics.json", result)
     with atomic_path(Path(out) / "metrics.md") as temporary:
         temporary.write_text(markdown(result))

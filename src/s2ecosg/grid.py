@@ -52,6 +52,13 @@ class TargetGrid:
         left, _, _, top = self.tile_bounds(name)
         return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
 
+    def neighbours(self, name: str) -> list[str]:
+        """The 8 tiles around ``name`` (whether they have data or not)."""
+        left, bottom, right, top = self.tile_bounds(name)
+        half = self.tile_size / 2
+        around = self.tiles_covering((left - half, bottom - half, right + half, top + half))
+        return [tile for tile in around if tile != name]
+
     def tiles_covering(self, bounds: Bounds) -> list[str]:
         """Names of all tiles that intersect ``bounds`` (an open intersection: touching is not enough)."""
         left, bottom, right, top = bounds

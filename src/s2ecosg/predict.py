@@ -20,7 +20,6 @@ import torch
 
 from s2ecosg.data import normalise
 from s2ecosg.errors import InputError
-from s2ecosg.grid import window_starts
 from s2ecosg.model import UNet, pick_device
 
 LOG = logging.getLogger(__name__)
@@ -47,6 +46,19 @@ def window_weight(size: int) -> np.ndarray:
     return (np.outer(ramp, ramp) + 1e-3).astype(np.float32)
 
 
+def check_legend(card: dict[str, Any], legend_name: str, bundle: str) -> None:
+    """Refuse a bundle whose class ids mean something else than in the run's legend (``labels.legend``)."""
+    from s2ecosg.legend import load_legend
+
+    own = [(row["id"], row["code"]) for row in card.get("legend", [])]
+    wanted = [(row["id"], row["code"]) for row in load_legend(legend_name).to_records()]
+    if own and own != wanted:
+        name = card.get("legend_name", "its own legend")
+        raise InputError(
+            Path(bundle) / "bundle.json", f"bundle legend {name} differs from labels.legend {legend_name} (ids/codes)"
+        )
+
+
 def check_bands(card: dict[str, Any], bands: list[str], image_path: str) -> None:
     """Refuse imagery whose bands (or order) differ from the bundle's."""
     if list(bands) != list(card["bands"]):
@@ -55,65 +67,200 @@ def check_bands(card: dict[str, Any], bands: list[str], image_path: str) -> None
         )
 
 
+def aligned_starts(length: int, size: int, stride: int, origin: int, keep: tuple[int, int]) -> list[int]:
+    """Window starts along one axis, at global pixel indices that are multiples of ``stride``.
+
+    The starts fit the image (``length`` pixels, the first at global index ``origin``) and the windows touch the
+    kept part ``keep`` (half-open). Because starts are tied to the grid and not to the tile, a pixel sees the same windows whichever tile it
+    is predicted from, provided the image carries a halo of at least one window around the kept part; a
+    smaller halo adds windows at the edges so every kept pixel is still covered.
+    """
+    if size >= length:
+        return [0]
+    first = (-origin) % stride
+    starts = [start for start in range(first, length - size + 1, stride) if start < keep[1] and start + size > keep[0]]
+    if not starts or starts[0] > keep[0]:
+        starts.insert(0, max(0, min(keep[0], length - size)))
+    if starts[-1] + size < keep[1]:
+        starts.append(min(length - size, max(0, keep[1] - size)))
+    return sorted(set(starts))
+
+
 @torch.no_grad()
 def predict_array(
-    model: UNet, card: dict[str, Any], image: np.ndarray, settings: Any, device: torch.device
+    model: UNet,
+    card: dict[str, Any],
+    image: np.ndarray,
+    settings: Any,
+    device: torch.device,
+    origin: tuple[int, int] = (0, 0),
+    keep: tuple[slice, slice] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blend window predictions over a (bands, H, W) uint16 image.
 
-    Returns:
-        (H, W) uint8 class ids (0 where the image has no data) and (H, W) uint8 confidence.
-    """
-    from tqdm import tqdm
+    Args:
+        model: Network in eval mode on ``device``.
+        card: Bundle card (n_classes, mean, std, trained_classes).
+        image: (bands, H, W) reflectance × 10000, 0 = nodata; may include a halo around the kept part.
+        settings: ``PredictConfig`` (window, overlap, batch_size).
+        device: Where the model runs.
+        origin: Global (row, column) pixel index of ``image[:, 0, 0]`` on the target grid (aligns windows).
+        keep: Rows and columns to predict (default: all); context outside it is only read.
 
+    Returns:
+        (h, w) uint8 class ids over ``keep`` (0 where the image has no data) and (h, w) uint8 confidence.
+    """
     _, height, width = image.shape
+    keep = keep or (slice(0, height), slice(0, width))
     size = min(settings.window, height, width) // 32 * 32
     stride = max(1, min(settings.window - settings.overlap, size))
     valid = (image > 0).all(axis=0)
     positions = [
         (row, column)
-        for row in window_starts(height, size, stride)
-        for column in window_starts(width, size, stride)
+        for row in aligned_starts(height, size, stride, origin[0], (keep[0].start, keep[0].stop))
+        for column in aligned_starts(width, size, stride, origin[1], (keep[1].start, keep[1].stop))
         if valid[row : row + size, column : column + size].any()
     ]
-    probabilities = np.zeros((card["n_classes"], height, width), dtype=np.float32)
-    weights = np.zeros((height, width), dtype=np.float32)
-    weight = window_weight(size)
-    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    # Classes without a single training pixel carry no evidence: they are never predicted.
-    untrained = torch.ones(card["n_classes"], dtype=torch.bool)
-    untrained[[class_id - 1 for class_id in card.get("trained_classes", range(1, card["n_classes"] + 1))]] = False
-    for start in tqdm(range(0, len(positions), settings.batch_size), desc="predict", unit="batch", mininterval=10):
+    blend = Blend(card["n_classes"], keep, size)
+    for start in tqdm_steps(len(positions), settings.batch_size):
         batch = positions[start : start + settings.batch_size]
-        tensor = torch.from_numpy(
-            np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch])
-        )
-        with autocast:
-            logits = model(tensor.to(device)).float()
-        logits = logits[:, 1:].masked_fill(untrained.to(device)[None, :, None, None], float("-inf"))
-        softmax = torch.softmax(logits, dim=1).cpu().numpy()
-        for (row, column), window_probabilities in zip(batch, softmax, strict=True):
-            probabilities[:, row : row + size, column : column + size] += window_probabilities * weight
-            weights[row : row + size, column : column + size] += weight
-    probabilities /= np.maximum(weights, 1e-12)
-    classes = (probabilities.argmax(axis=0) + 1).astype(np.uint8)
-    confidence = np.rint(probabilities.max(axis=0) * 255).astype(np.uint8)
-    covered = valid & (weights > 0)
+        for (row, column), probabilities in zip(
+            batch, window_probabilities(model, card, image, batch, size, device), strict=True
+        ):
+            blend.add(row, column, probabilities)
+    classes, confidence, weights = blend.result()
+    covered = valid[keep] & (weights > 0)
     return np.where(covered, classes, 0).astype(np.uint8), np.where(covered, confidence, 0).astype(np.uint8)
 
 
-def run_predict(bundle: str, image_path: str, settings: Any, classes_path: str, confidence_path: str) -> None:
-    """Predict one staged tile and write its class and confidence rasters."""
-    from s2ecosg.io import open_raster, write_raster
+def tqdm_steps(count: int, step: int) -> Any:
+    """Batch starts with a progress bar."""
+    from tqdm import tqdm
+
+    return tqdm(range(0, count, step), desc="predict", unit="batch", mininterval=10)
+
+
+def window_probabilities(
+    model: UNet, card: dict[str, Any], image: np.ndarray, batch: list[tuple[int, int]], size: int, device: torch.device
+) -> np.ndarray:
+    """(windows, n_classes, size, size) float32 softmax of the model over a batch of windows.
+
+    Classes without a single training pixel carry no evidence: they are never predicted.
+    """
+    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
+    tensor = torch.from_numpy(np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with autocast:
+        logits = model(tensor.to(device)).float()
+    untrained = torch.ones(card["n_classes"], dtype=torch.bool)
+    untrained[[class_id - 1 for class_id in card.get("trained_classes", range(1, card["n_classes"] + 1))]] = False
+    logits = logits[:, 1:].masked_fill(untrained.to(device)[None, :, None, None], float("-inf"))
+    return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+class Blend:
+    """Weighted sum of window probabilities over the kept part of an image (memory: classes × kept pixels)."""
+
+    def __init__(self, n_classes: int, keep: tuple[slice, slice], size: int) -> None:
+        self.keep = keep
+        rows, columns = keep[0].stop - keep[0].start, keep[1].stop - keep[1].start
+        self.probabilities = np.zeros((n_classes, rows, columns), dtype=np.float32)
+        self.weights = np.zeros((rows, columns), dtype=np.float32)
+        self.weight = window_weight(size)
+        self.size = size
+
+    def add(self, row: int, column: int, probabilities: np.ndarray) -> None:
+        """Add one window whose upper-left pixel is (row, column) of the image; only its kept part counts."""
+        top, left = max(row, self.keep[0].start), max(column, self.keep[1].start)
+        bottom = min(row + self.size, self.keep[0].stop)
+        right = min(column + self.size, self.keep[1].stop)
+        if top >= bottom or left >= right:
+            return
+        source = (slice(top - row, bottom - row), slice(left - column, right - column))
+        target = (
+            slice(top - self.keep[0].start, bottom - self.keep[0].start),
+            slice(left - self.keep[1].start, right - self.keep[1].start),
+        )
+        self.probabilities[(slice(None), *target)] += probabilities[(slice(None), *source)] * self.weight[source]
+        self.weights[target] += self.weight[source]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class ids 1..K, confidence 0..255, weights) over the kept part."""
+        self.probabilities /= np.maximum(self.weights, 1e-12)
+        classes = (self.probabilities.argmax(axis=0) + 1).astype(np.uint8)
+        confidence = np.rint(self.probabilities.max(axis=0) * 255).astype(np.uint8)
+        return classes, confidence, self.weights
+
+
+def read_padded(image_path: str, neighbours: list[str], halo: int, bands: list[str]) -> tuple[np.ndarray, Any, Any]:
+    """A tile with ``halo`` pixels around it filled from neighbouring tiles (0 where none has data).
+
+    Returns:
+        (bands, n + 2·halo, m + 2·halo) uint16 image, its affine transform and CRS.
+    """
+    from affine import Affine
+
+    from s2ecosg.io import open_raster
+
+    with open_raster(image_path) as source:
+        check_bands({"bands": bands}, list(source.descriptions), image_path)
+        transform, crs = source.transform * Affine.translation(-halo, -halo), source.crs
+        image = np.zeros((source.count, source.height + 2 * halo, source.width + 2 * halo), dtype=np.uint16)
+        paste(image, transform, source)
+    for path in neighbours:
+        with open_raster(path) as source:
+            check_bands({"bands": bands}, list(source.descriptions), path)
+            paste(image, transform, source)
+    return image, transform, crs
+
+
+def paste(image: np.ndarray, transform: Any, source: Any) -> None:
+    """Copy the part of an open raster on the same grid that falls inside ``image`` (with ``transform``)."""
+    resolution = transform.a
+    row = round((transform.f - source.transform.f) / resolution)
+    column = round((source.transform.c - transform.c) / resolution)
+    top, left = max(0, row), max(0, column)
+    bottom, right = min(image.shape[1], row + source.height), min(image.shape[2], column + source.width)
+    if top >= bottom or left >= right:
+        return
+    window = ((top - row, bottom - row), (left - column, right - column))
+    image[:, top:bottom, left:right] = source.read(window=window)
+
+
+def run_predict(
+    bundle: str,
+    image_path: str,
+    settings: Any,
+    classes_path: str,
+    confidence_path: str,
+    neighbours: list[str] = (),
+    legend_name: str | None = None,
+) -> None:
+    """Predict one staged tile (with a halo from its neighbours) and write its class and confidence rasters.
+
+    A bundle whose bands, band order or legend (when ``legend_name`` is given) differ from the run's is refused.
+    """
+    from affine import Affine
+
+    from s2ecosg.io import write_raster
 
     device = pick_device(settings.device)
     model, card = load_bundle(bundle, device)
-    with open_raster(image_path) as source:
-        check_bands(card, list(source.descriptions), image_path)
-        image, crs, transform = source.read(), source.crs, source.transform
-    classes, confidence = predict_array(model, card, image, settings, device)
-    LOG.info("%s: %.1f %% predicted", image_path, 100 * (classes > 0).mean())
+    if legend_name:
+        check_legend(card, legend_name, bundle)
+    halo = settings.window if getattr(settings, "halo", None) is None else settings.halo
+    image, transform, crs = read_padded(image_path, list(neighbours), halo, card["bands"])
+    keep = (slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo))
+    origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
+    classes, confidence = predict_array(model, card, image, settings, device, origin, keep)
+    transform = transform * Affine.translation(halo, halo)
+    LOG.info(
+        "%s: %.1f %% predicted (halo %d px from %d neighbours)",
+        image_path,
+        100 * (classes > 0).mean(),
+        halo,
+        len(neighbours),
+    )
     write_raster(classes_path, classes, crs=crs, transform=transform, nodata=0, descriptions=["class_id"])
     write_raster(confidence_path, confidence, crs=crs, transform=transform, nodata=0, descriptions=["confidence"])
 
