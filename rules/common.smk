@@ -19,6 +19,7 @@ RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 BENCHMARKS = f"benchmarks/{RUN}"
 PREDICT_ONLY = CONFIG.model.bundle is not None
+BASELINE = CONFIG.evaluate.baseline and not PREDICT_ONLY  # the baseline trains on the shards
 BUNDLE = CONFIG.model.bundle if PREDICT_ONLY else f"{RESULTS}/model"
 COVER = f"{RESULTS}/cover/{CONFIG.cover.basename}"
 

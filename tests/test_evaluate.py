@@ -73,3 +73,29 @@ def test_legend_without_clc_levels_is_refused(tmp_path: Path, tiles: tuple) -> N
     settings = SimpleNamespace(ecosg=str(tmp_path / "ecosg.tif"), ecosg_table=None)
     with pytest.raises(InputError, match="needs a legend with CLC levels"):
         compare_with_ecosg(*tiles, None, load_legend("osm_landuse"), settings)
+
+
+def test_point_samples(tmp_path: Path, tiles: tuple) -> None:
+    """Four CSV points at pixel centres of the hand-made tile (lon/lat) and one outside every tile."""
+    from pyproj import Transformer
+
+    from s2ecosg.evaluate import score_points
+
+    to_lonlat = Transformer.from_crs("EPSG:3035", "EPSG:4326", always_xy=True)
+    rows = []
+    for (row, column), code in (((0, 0), 112), ((0, 1), 112), ((1, 2), 311), ((1, 3), 231)):
+        lon, lat = to_lonlat.transform(3_150_005 + 10 * column, 1_749_995 - 10 * row)
+        rows.append(f"{lon:.9f},{lat:.9f},{code}")
+    rows.append("-3.0,40.0,211")  # far outside
+    (tmp_path / "points.csv").write_text("lon,lat,code\n" + "\n".join(rows) + "\n")
+    settings = SimpleNamespace(points=str(tmp_path / "points.csv"), points_field="code")
+    result = score_points(tiles[0], load_legend("clc"), settings)
+    # Predictions there: 112 ✓, 211 ✗ (point says 112), 311 ✓, 231 ✓.
+    assert (result["points"], result["scored"], result["without_prediction"]) == (5, 4, 1)
+    assert result["classes"]["agreement"] == pytest.approx(3 / 4)
+    assert result["clc_l1"]["agreement"] == pytest.approx(3 / 4)  # 211 is agricultural, 112 artificial
+    (tmp_path / "bad.csv").write_text("lon,lat,code\n-3.0,40.0,777\n")
+    with pytest.raises(InputError, match="class code 777 is not in legend"):
+        score_points(
+            tiles[0], load_legend("clc"), SimpleNamespace(points=str(tmp_path / "bad.csv"), points_field="code")
+        )

@@ -116,6 +116,27 @@ def test_run_tiles_and_metrics(slovenia_run: Path) -> None:
     assert card["encoder"] == "resnet18" and card["bands"][0] == "B02" and card["n_classes"] == 10
 
 
+def test_lightgbm_baseline_scored_beside_the_cnn(slovenia_run: Path) -> None:
+    """evaluate.baseline: a per-pixel LightGBM on the same shards, predicted per tile and scored on the same pixels."""
+    results = slovenia_run / "results" / "slovenia"
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    baseline = metrics["baseline"]
+    for area in ("validation", "all"):
+        assert baseline[area]["classes"]["pixels"] == metrics[area]["classes"]["pixels"]  # same pixels scored
+    assert 1 / 10 < baseline["all"]["classes"]["agreement"] <= 1
+    with (
+        rasterio.open(results / "baseline" / "E4674N2538.tif") as source,
+        rasterio.open(results / "stage" / "E4674N2538.tif") as staged,
+    ):
+        assert np.array_equal(source.read(1) > 0, (staged.read() > 0).all(axis=0))
+    card = json.loads((results / "baseline" / "card.json").read_text())
+    assert (
+        card["pixels"] <= 20000
+        and card["bands"] == json.loads((results / "model" / "bundle.json").read_text())["bands"]
+    )
+    assert "CNN and the per-pixel LightGBM baseline" in (results / "evaluate" / "metrics.md").read_text()
+
+
 def test_run_logs_and_benchmarks_for_every_rule(slovenia_run: Path) -> None:
     logs = {path.stem for path in (slovenia_run / "logs" / "slovenia").rglob("*.log")}
     benchmarks = list((slovenia_run / "benchmarks" / "slovenia").rglob("*.tsv"))
@@ -282,7 +303,7 @@ def crop_stack(source: Path, target: Path, columns: int) -> None:
 
 
 def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
-    """Predict-only 2-tile run; rerun without a new scene does nothing; a new scene on one tile redoes that tile only."""
+    """Predict-only 2-tile run; rerun without a new scene does nothing; a new scene on one tile restages that tile only."""
     import shutil
 
     archive = slovenia_run / "archive"
@@ -317,7 +338,8 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     result = run(command, cwd=slovenia_run, timeout=600)
     second = jobs_run(result.stdout + result.stderr)
     assert [tile for rule, tile in second if rule == "stage_tile"] == ["E4674N2539"]
-    assert [tile for rule, tile in second if rule == "predict_tile"] == ["E4674N2539"]
+    # Its neighbour is re-predicted too: its halo (read from the restaged tile) changed. Nothing else runs.
+    assert sorted(tile for rule, tile in second if rule == "predict_tile") == ["E4674N2539", "E4675N2539"]
     assert ("cover", "") in second and not any(rule in ("train", "shards") for rule, _ in second)
     assert cover.stat().st_mtime_ns > first_cover
     scenes = json.loads((slovenia_run / "results" / "nightly" / "stage" / "scenes" / "E4674N2539.json").read_text())

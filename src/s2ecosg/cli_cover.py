@@ -146,6 +146,7 @@ def validate_cover_command(basename: str, domain_name: str | None, config_path: 
 @tiles_option
 @click.option("--split", type=click.Path(dir_okay=False), help="split.geojson with the validation blocks.")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--baseline-dir", type=click.Path(exists=True, file_okay=False), help="Baseline predictions to score.")
 @settings_option
 @log_option
 @command
@@ -157,13 +158,42 @@ def evaluate_command(
     tiles: str,
     split: str | None,
     out: str,
+    baseline_dir: str | None,
     settings: str,
 ) -> None:
     """Agreement, IoU and F1 against the reference labels (and the original ECOSG); metrics files and a picture."""
     from s2ecosg.evaluate import run_evaluate
 
     paths = tile_paths(predict_dir, tiles), tile_paths(labels_dir, tiles), tile_paths(stage_dir, tiles)
-    run_evaluate(*paths, bundle, split, out, sections(settings).evaluate)
+    baseline = tile_paths(baseline_dir, tiles) if baseline_dir else None
+    run_evaluate(*paths, bundle, split, out, sections(settings).evaluate, baseline)
+
+
+@main.command("baseline-train")
+@click.option("--shards", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@settings_option
+@log_option
+@command
+def baseline_train_command(shards: str, out: str, settings: str) -> None:
+    """Fit the per-pixel LightGBM baseline on the training shards."""
+    from s2ecosg.baseline import run_baseline_train
+
+    config = sections(settings)
+    run_baseline_train(shards, out, config.evaluate, config.train.seed)
+
+
+@main.command("baseline-predict")
+@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--image", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--classes", required=True, type=click.Path(dir_okay=False))
+@log_option
+@command
+def baseline_predict_command(model_dir: str, image: str, classes: str) -> None:
+    """Class ids of one staged tile by the LightGBM baseline."""
+    from s2ecosg.baseline import run_baseline_predict
+
+    run_baseline_predict(model_dir, image, classes)
 
 
 @main.command("check-config")

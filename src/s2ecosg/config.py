@@ -260,6 +260,15 @@ class EvaluateConfig(Section):
     ecosg: str | None = Field(
         None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) scored side by side at CLC L1/L2."
     )
+    points: str | None = Field(
+        None,
+        description="Point samples (LUCAS-style): CSV with lon, lat and a code column, or a vector file of points.",
+    )
+    points_field: str = Field("code", description="Column of the point samples holding the legend's class codes.")
+    baseline: bool = Field(False, description="Also train and score a per-pixel LightGBM baseline on the same split.")
+    baseline_pixels: int = Field(200000, ge=100, description="Training pixels drawn for the baseline.")
+    baseline_rounds: int = Field(100, ge=1, description="Boosting rounds of the baseline.")
+    baseline_threads: int = Field(2, ge=1, description="LightGBM threads.")
     ecosg_table: str | None = Field(
         None, description="ECOSG cover → CLC L1/L2 table (CSV: cover, clc_l1, clc_l2); null: the shipped one."
     )

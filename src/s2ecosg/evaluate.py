@@ -93,6 +93,29 @@ def compare_with_ecosg(
     return {area: summary(levels) for area, levels in totals.items()}
 
 
+def score_baseline(
+    baseline: dict[str, str], labels: dict[str, str], split_path: str | None, legend: Legend
+) -> dict[str, Any]:
+    """Scores of the per-pixel LightGBM baseline on the same areas and levels as the CNN."""
+    size = legend.n_classes + 1
+    matrices = {"validation": np.zeros((size, size), np.int64), "all": np.zeros((size, size), np.int64)}
+    for tile in sorted(baseline):
+        for area, matrix in tile_confusions(baseline[tile], labels[tile], split_path, legend.n_classes).items():
+            matrices[area] += matrix
+    return summarise(matrices, legend)
+
+
+def score_points(predictions: dict[str, str], legend: Legend, settings: Any) -> dict[str, Any]:
+    """Scores against the point samples of ``evaluate.points``, per level, with the point counts."""
+    from s2ecosg.io import open_raster
+    from s2ecosg.points import point_matrix
+
+    with open_raster(next(iter(predictions.values()))) as source:
+        crs = source.crs.to_string()
+    matrix, counts = point_matrix(predictions, settings, legend, crs)
+    return summarise({"points": matrix}, legend)["points"] | counts
+
+
 def level_mappings(legend: Legend) -> dict[str, np.ndarray]:
     """Class id → dense index per level: ``classes`` itself and each CORINE level the legend has."""
     mappings = {"classes": np.arange(legend.n_classes + 1)}
@@ -147,7 +170,38 @@ def markdown(result: dict[str, Any]) -> str:
             f"{percent(score['f1'])} | {score['reference_pixels']} |"
         )
     lines += ecosg_markdown(result.get("ecosg"))
+    lines += baseline_markdown(result)
+    if "points" in result:
+        points = result["points"]
+        lines += ["", f"## Point samples: {points['scored']} of {points['points']} points scored", ""]
+        lines += [
+            f"- {level}: agreement {percent(points[level]['agreement'])}"
+            for level in points
+            if level.startswith(("classes", "clc"))
+        ]
     return "\n".join(lines) + "\n"
+
+
+def baseline_markdown(result: dict[str, Any]) -> list[str]:
+    """CNN against the per-pixel LightGBM baseline, per area and level."""
+    if "baseline" not in result:
+        return []
+    lines = [
+        "",
+        "## CNN and the per-pixel LightGBM baseline (same bands, same split)",
+        "",
+        "| area | level | CNN agreement | baseline agreement | CNN mean IoU | baseline mean IoU |",
+        "|---|---|---|---|---|---|",
+    ]
+    for area in ("validation", "all"):
+        for level, score in result[area].items():
+            if level != "confusion":
+                other = result["baseline"][area][level]
+                lines.append(
+                    f"| {area} | {level} | {percent(score['agreement'])} | {percent(other['agreement'])} | "
+                    f"{percent(score['mean_iou'])} | {percent(other['mean_iou'])} |"
+                )
+    return lines
 
 
 def ecosg_markdown(comparison: dict[str, Any] | None) -> list[str]:
@@ -183,6 +237,7 @@ def run_evaluate(
     split_path: str | None,
     out: str,
     settings: Any = None,
+    baseline: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Accumulate confusion matrices over all tiles and write metrics and the picture."""
     from s2ecosg.io import atomic_path, read_json, write_json
@@ -198,6 +253,10 @@ def run_evaluate(
     result = summarise(matrices, legend)
     if settings is not None and settings.ecosg:
         result["ecosg"] = compare_with_ecosg(predictions, labels, split_path, legend, settings)
+    if baseline:
+        result["baseline"] = score_baseline(baseline, labels, split_path, legend)
+    if settings is not None and settings.points:
+        result["points"] = score_points(predictions, legend, settings)
     write_json(Path(out) / "metrics.json", result)
     with atomic_path(Path(out) / "metrics.md") as temporary:
         temporary.write_text(markdown(result))
