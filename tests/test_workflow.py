@@ -187,7 +187,52 @@ def test_mismatched_bundle_is_refused_naming_both(slovenia_run: Path, tmp_path: 
 SEAM_TILES = ("E4674N2539", "E4675N2539", "E4674N2538", "E4675N2538")  # 2 × 2 km: upper-left, upper-right, …
 
 
-def predict_tiles(results: Path, folder: Path, neighbours: bool) -> tuple[np.ndarray, np.ndarray]:
+def two_class_bundle(stage: Path, folder: Path) -> Path:
+    """A ResNet-18 U-Net trained in a few steps to split the staged Slovenia tiles by NDVI into 2 classes.
+
+    (The Slovenia labels give the workflow's own model a single trained class; the seam test needs a model whose
+    prediction changes across the area.)
+    """
+    from s2ecosg.config import ModelConfig, TrainConfig
+    from s2ecosg.train import run_train
+
+    images, indices = [], []
+    for path in sorted(stage.glob("E*N*[0-9].tif")):
+        with rasterio.open(path) as source:
+            data, names = source.read(), list(source.descriptions)
+        red, nir = data[names.index("B04")].astype(float), data[names.index("B08")].astype(float)
+        ndvi = (nir - red) / np.maximum(nir + red, 1)
+        for row in range(0, 96, 16):
+            for column in range(0, 96, 16):
+                patch = data[:, row : row + 32, column : column + 32]
+                if patch.shape[1:] == (32, 32) and (patch > 0).all():
+                    images.append(patch)
+                    indices.append(ndvi[row : row + 32, column : column + 32])
+    threshold = np.median(np.stack(indices))  # two classes of equal size: above and below the median NDVI
+    labels = [np.where(index > threshold, 2, 1).astype(np.uint8) for index in indices]
+    shards = folder / "shards"
+    shards.mkdir(parents=True)
+    for split, part in (("train", slice(None)), ("val", slice(0, 4))):
+        np.save(shards / f"{split}_images.npy", np.stack(images)[part])
+        np.save(shards / f"{split}_labels.npy", np.stack(labels)[part])
+    stack = np.stack(images).astype(float)
+    stats = {"bands": names, "mean": stack.mean(axis=(0, 2, 3)).tolist(), "std": stack.std(axis=(0, 2, 3)).tolist()}
+    stats |= {"patch": 32, "class_pixels": {"train": {"1": 1, "2": 1}}}
+    (shards / "stats.json").write_text(json.dumps(stats))
+    settings = TrainConfig(epochs=4, batch_size=16, lr=0.003, device="cpu", schedule="constant")
+    run_train(
+        str(shards),
+        "slovenia_lulc",
+        ModelConfig(encoder="resnet18"),
+        settings,
+        str(folder / "ck"),
+        str(folder / "model"),
+        "-",
+    )
+    return folder / "model"
+
+
+def predict_tiles(bundle: Path, stage: Path, folder: Path, neighbours: bool) -> tuple[np.ndarray, np.ndarray]:
     """The 4 seam tiles predicted one by one (with or without their neighbours), mosaicked to 200 × 200."""
     from s2ecosg.config import PredictConfig
     from s2ecosg.predict import run_predict
@@ -195,11 +240,9 @@ def predict_tiles(results: Path, folder: Path, neighbours: bool) -> tuple[np.nda
     settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
     classes, confidence = np.zeros((200, 200), np.uint8), np.zeros((200, 200), np.uint8)
     for index, tile in enumerate(SEAM_TILES):
-        around = (
-            [str(results / "stage" / f"{other}.tif") for other in SEAM_TILES if other != tile] if neighbours else []
-        )
+        around = [str(stage / f"{other}.tif") for other in SEAM_TILES if other != tile] if neighbours else []
         paths = folder / f"{tile}.tif", folder / f"{tile}.conf.tif"
-        run_predict(str(results / "model"), str(results / "stage" / f"{tile}.tif"), settings, *map(str, paths), around)
+        run_predict(str(bundle), str(stage / f"{tile}.tif"), settings, *map(str, paths), around)
         rows, columns = (
             slice(100 * (index // 2), 100 * (index // 2) + 100),
             slice(100 * (index % 2), 100 * (index % 2) + 100),
@@ -222,30 +265,29 @@ def test_four_tiles_predict_like_one(slovenia_run: Path, tmp_path: Path) -> None
     from s2ecosg.io import write_raster
     from s2ecosg.predict import run_predict
 
-    results = slovenia_run / "results" / "slovenia"
+    stage = slovenia_run / "results" / "slovenia" / "stage"
+    bundle = two_class_bundle(stage, tmp_path / "trained")
     blocks = []
     for tile in SEAM_TILES:
-        with rasterio.open(results / "stage" / f"{tile}.tif") as source:
+        with rasterio.open(stage / f"{tile}.tif") as source:
             blocks.append(source.read())
             if tile == SEAM_TILES[0]:
                 transform, crs, names = source.transform, source.crs, list(source.descriptions)
     whole = np.concatenate([np.concatenate(blocks[:2], axis=2), np.concatenate(blocks[2:], axis=2)], axis=1)
     write_raster(tmp_path / "whole.tif", whole, crs=crs, transform=transform, descriptions=names)
     settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
-    run_predict(
-        str(results / "model"), str(tmp_path / "whole.tif"), settings, str(tmp_path / "c.tif"), str(tmp_path / "f.tif")
-    )
+    run_predict(str(bundle), str(tmp_path / "whole.tif"), settings, str(tmp_path / "c.tif"), str(tmp_path / "f.tif"))
     with rasterio.open(tmp_path / "c.tif") as source:
         one_classes = source.read(1)
     with rasterio.open(tmp_path / "f.tif") as source:
         one_confidence = source.read(1)
     assert len(set(np.unique(one_classes)) - {0}) >= 2
-    classes, confidence = predict_tiles(results, tmp_path, neighbours=True)
+    classes, confidence = predict_tiles(bundle, stage, tmp_path, neighbours=True)
     assert np.abs(confidence.astype(int) - one_confidence).max() <= 1
     sure = one_confidence > 0.51 * 255
     np.testing.assert_array_equal(classes[sure], one_classes[sure])
     # Without the halo the tile edges see less context: the same comparison finds seams (the test can fail).
-    alone_classes, alone_confidence = predict_tiles(results, tmp_path, neighbours=False)
+    alone_classes, alone_confidence = predict_tiles(bundle, stage, tmp_path, neighbours=False)
     assert np.abs(alone_confidence.astype(int) - one_confidence).max() > 5
 
 

@@ -54,9 +54,12 @@ def run_baseline_train(shards: str, out: str, settings: Any, seed: int) -> None:
     index = np.searchsorted(classes, targets)
     parameters = {"objective": "multiclass", "num_class": len(classes), "num_leaves": 63, "learning_rate": 0.1}
     parameters |= {"seed": seed, "verbose": -1, "num_threads": settings.baseline_threads}
-    booster = lightgbm.train(parameters, lightgbm.Dataset(features, index), num_boost_round=settings.baseline_rounds)
     with atomic_path(Path(out) / "model.txt") as temporary:
-        booster.save_model(str(temporary))
+        if len(classes) > 1:
+            booster = lightgbm.train(parameters, lightgbm.Dataset(features, index), settings.baseline_rounds)
+            booster.save_model(str(temporary))
+        else:  # one class in the training patches: LightGBM cannot fit it, and the answer is that class anyway
+            temporary.write_text(f"constant {int(classes[0])}\n")
     write_json(
         Path(out) / "card.json",
         {"bands": stats["bands"], "classes": classes.tolist(), "stats": stats, "pixels": len(targets)},
@@ -74,8 +77,9 @@ def run_baseline_predict(folder: str, image_path: str, classes_path: str) -> Non
     from s2ecosg.predict import check_bands
 
     card = read_json(Path(folder) / "card.json")
-    booster = lightgbm.Booster(model_file=str(Path(folder) / "model.txt"))
     classes = np.asarray(card["classes"], dtype=np.uint8)
+    constant = len(classes) == 1
+    booster = None if constant else lightgbm.Booster(model_file=str(Path(folder) / "model.txt"))
     with open_raster(image_path) as source:
         check_bands(card, list(source.descriptions), image_path)
         result = np.zeros(source.shape, dtype=np.uint8)
@@ -84,6 +88,9 @@ def run_baseline_predict(folder: str, image_path: str, classes_path: str) -> Non
             block = source.read(window=((row, row + rows), (0, source.width)))
             valid = (block > 0).all(axis=0)
             if valid.any():
+                if constant:
+                    result[row : row + rows][valid] = classes[0]
+                    continue
                 pixels = normalise_pixels(block[:, valid].T, card["stats"])
                 result[row : row + rows][valid] = classes[booster.predict(pixels).argmax(axis=1)]
         crs, transform = source.crs, source.transform

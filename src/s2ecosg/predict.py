@@ -204,7 +204,7 @@ def read_padded(image_path: str, neighbours: list[str], halo: int, bands: list[s
 
     with open_raster(image_path) as source:
         check_bands({"bands": bands}, list(source.descriptions), image_path)
-        transform, crs = source.transform * Affine.translation(-halo, -halo), source.crs
+        transform, crs = source.transform @ Affine.translation(-halo, -halo), source.crs
         image = np.zeros((source.count, source.height + 2 * halo, source.width + 2 * halo), dtype=np.uint16)
         paste(image, transform, source)
     for path in neighbours:
@@ -253,7 +253,7 @@ def run_predict(
     keep = (slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo))
     origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
     classes, confidence = predict_array(model, card, image, settings, device, origin, keep)
-    transform = transform * Affine.translation(halo, halo)
+    transform = transform @ Affine.translation(halo, halo)
     LOG.info(
         "%s: %.1f %% predicted (halo %d px from %d neighbours)",
         image_path,
