@@ -15,7 +15,7 @@ rule cover:
         header=f"{COVER}.hdr",
         netcdf=f"{COVER}.nc",
         namelist=f"{COVER}.nam",
-        picture=f"{COVER}.png",
+        picture=report(f"{COVER}.png", caption="../report/cover.rst", category="Cover"),
         readme=f"{RESULTS}/cover/README.md",
         validation=f"{RESULTS}/cover/validation.txt",
     params:

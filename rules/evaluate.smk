@@ -16,7 +16,8 @@ rule evaluate:
     output:
         metrics=f"{RESULTS}/evaluate/metrics.json",
         report=f"{RESULTS}/evaluate/metrics.md",
-        picture=f"{RESULTS}/evaluate/panels.png",
+        html=report(f"{RESULTS}/evaluate/metrics.html", caption="../report/metrics.rst", category="Evaluation"),
+        picture=report(f"{RESULTS}/evaluate/panels.png", caption="../report/panels.rst", category="Evaluation"),
     params:
         tiles=joined_tiles,
         bundle=input_folder("card"),

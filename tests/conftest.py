@@ -42,7 +42,7 @@ def run(
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A copy of the workflow (Snakefile, rules, envs, profiles) and test data in a temporary folder."""
-    for name in ("Snakefile", "rules", "envs", "profiles"):
+    for name in ("Snakefile", "rules", "envs", "profiles", "report"):
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, tmp_path / name)

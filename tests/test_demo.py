@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "rules", "envs", "profiles", "config.yaml", "data"):
+    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml", "data"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
     run(["snakemake", "--profile", "profiles/local", "--cores", "2"], cwd=folder, timeout=1200)
     return folder

@@ -58,7 +58,7 @@ def layered_profile(folder: Path) -> Path:
 
 
 def test_one_tile_workflow_through_sbatch(cluster: Path, tmp_path: Path) -> None:
-    for name in ("Snakefile", "rules", "envs", "profiles", "config.yaml"):
+    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     shutil.copytree(DATA / "slovenia", tmp_path / "tests" / "data" / "slovenia")
     config = yaml.safe_load((ROOT / "tests" / "workflow" / "config.yaml").read_text())

@@ -45,7 +45,7 @@ def slovenia_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from conftest import DATA
 
     folder = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "rules", "envs", "profiles", "config.yaml"):
+    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
     shutil.copytree(DATA, folder / "tests" / "data")
     shutil.copytree(ROOT / "tests" / "workflow", folder / "tests" / "workflow")
@@ -135,6 +135,19 @@ def test_lightgbm_baseline_scored_beside_the_cnn(slovenia_run: Path) -> None:
         and card["bands"] == json.loads((results / "model" / "bundle.json").read_text())["bands"]
     )
     assert "CNN and the per-pixel LightGBM baseline" in (results / "evaluate" / "metrics.md").read_text()
+
+
+def test_html_report(slovenia_run: Path) -> None:
+    """`snakemake --report`: one HTML file with the metrics tables and the pictures."""
+    run(
+        [*SNAKEMAKE, "--configfile", "tests/workflow/config.yaml", "--report", "report.html"],
+        cwd=slovenia_run,
+        timeout=300,
+    )
+    report = (slovenia_run / "report.html").read_text(errors="replace")
+    assert len(report) > 100_000 and "metrics.html" in report and "panels.png" in report
+    page = (slovenia_run / "results" / "slovenia" / "evaluate" / "metrics.html").read_text()
+    assert page.count("<table>") == page.count("</table>") >= 3 and "LightGBM" in page
 
 
 def test_run_logs_and_benchmarks_for_every_rule(slovenia_run: Path) -> None:

@@ -224,6 +224,34 @@ def ecosg_markdown(comparison: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def html(text: str) -> str:
+    """The Markdown of :func:`markdown` (headings, tables, list items) as a small HTML page for the report."""
+    from html import escape
+
+    body, table = [], False
+    for line in text.splitlines():
+        cells = [escape(cell.strip()) for cell in line.strip("|").split("|")] if line.startswith("|") else None
+        if cells is not None and set(line) <= set("|- "):
+            continue  # the Markdown separator row
+        if cells is not None:
+            body.append(
+                ("<table>" if not table else "") + "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+            )
+            table = True
+            continue
+        if table:
+            body.append("</table>")
+            table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<p>{escape(line[2:])}</p>")
+    body.append("</table>" if table else "")
+    style = "td{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}"
+    return f"<!DOCTYPE html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(body)}</body></html>"
+
+
 def percent(value: float | None) -> str:
     """0.1234 → ``12.3 %``; None → ``–``."""
     return "–" if value is None else f"{100 * value:.1f} %"
@@ -258,9 +286,12 @@ def run_evaluate(
     if settings is not None and settings.points:
         result["points"] = score_points(predictions, legend, settings)
     write_json(Path(out) / "metrics.json", result)
+    text = markdown(result)
     with atomic_path(Path(out) / "metrics.md") as temporary:
-        temporary.write_text(markdown(result))
-    panels(images, labels, predictions, legend, Path(out) / "panels.png")
+        temporary.write_text(text)
+    with atomic_path(Path(out) / "metrics.html") as temporary:
+        temporary.write_text(html(text))
+    panels(images, labels, predictions, legend, Path(out) / "panels.png", getattr(settings, "ecosg", None))
     LOG.info(
         "validation agreement %s, mean IoU %s",
         percent(result["validation"]["classes"]["agreement"]),

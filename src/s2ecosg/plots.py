@@ -1,8 +1,9 @@
-"""Quick-look pictures: RGB | reference | prediction over all tiles, decimated to a bounded size."""
+"""Quick-look pictures: RGB | reference | ECOSG | prediction | confidence over all tiles, decimated to a bounded size."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,10 +73,58 @@ def stretch(rgb: np.ndarray) -> np.ndarray:
     return picture.transpose(1, 2, 0)
 
 
+def ecosg_colours() -> Any:
+    """Matplotlib colour map of the 33 ECOSG covers (0 white), from ``data/ecosg_covers.csv``."""
+    import csv
+    from importlib import resources
+
+    from matplotlib.colors import ListedColormap
+
+    with (resources.files("s2ecosg") / "data" / "ecosg_covers.csv").open(newline="") as handle:
+        colours = ["#ffffff"] + [row["colour"] for row in csv.DictReader(handle)]
+    return ListedColormap(colours)
+
+
+def panel_data(
+    images: dict[str, str], labels: dict[str, str], predictions: dict[str, str], ecosg: str | None
+) -> list[tuple[str, np.ndarray, str]]:
+    """(title, decimated array, kind) per panel: RGB | reference | ECOSG | prediction | confidence."""
+    from rasterio.crs import CRS
+
+    from s2ecosg.io import open_raster
+
+    extent, resolution = extent_of(images)
+    step = max(1, int(np.ceil(max(extent[2] - extent[0], extent[3] - extent[1]) / resolution / MAX_PIXELS)))
+    rgb = stretch(mosaic(images, rgb_bands(next(iter(images.values()))), step, extent, resolution))
+    result = [
+        ("Sentinel-2 RGB", rgb, "rgb"),
+        ("reference", mosaic(labels, [1], step, extent, resolution)[0], "classes"),
+    ]
+    if ecosg:
+        from affine import Affine
+
+        from s2ecosg.ecosg_reference import ecosg_on_tile
+
+        with open_raster(next(iter(images.values()))) as source:
+            crs = CRS.from_user_input(source.crs)
+        transform = Affine(resolution * step, 0, extent[0], 0, -resolution * step, extent[3])
+        result.append(("original ECOSG", ecosg_on_tile(ecosg, transform, rgb.shape[:2], crs), "ecosg"))
+    result.append(("prediction", mosaic(predictions, [1], step, extent, resolution)[0], "classes"))
+    confidence = {tile: path.replace(".tif", ".conf.tif") for tile, path in predictions.items()}
+    if all(Path(path).exists() for path in confidence.values()):
+        result.append(("confidence", mosaic(confidence, [1], step, extent, resolution)[0] / 255, "confidence"))
+    return result
+
+
 def panels(
-    images: dict[str, str], labels: dict[str, str], predictions: dict[str, str], legend: Legend, output: Path
+    images: dict[str, str],
+    labels: dict[str, str],
+    predictions: dict[str, str],
+    legend: Legend,
+    output: Path,
+    ecosg: str | None = None,
 ) -> None:
-    """Write a PNG with RGB, reference and prediction side by side, with a class legend."""
+    """Write a PNG with RGB | reference | (ECOSG) | prediction | confidence side by side, with a class legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,32 +133,25 @@ def panels(
 
     from s2ecosg.io import atomic_path
 
-    extent, resolution = extent_of(images)
-    step = max(1, int(np.ceil(max(extent[2] - extent[0], extent[3] - extent[1]) / resolution / MAX_PIXELS)))
-    rgb = stretch(mosaic(images, rgb_bands(next(iter(images.values()))), step, extent, resolution))
     colours = plt.get_cmap("tab20", max(legend.n_classes, 2))
     cmap = ListedColormap([(1, 1, 1, 1)] + [colours(i) for i in range(legend.n_classes)])
-    figure, axes = plt.subplots(1, 3, figsize=(15, 5.5), constrained_layout=True)
-    for axis, title, data in zip(
-        axes,
-        ("Sentinel-2 RGB", "reference", "prediction"),
-        (rgb, mosaic(labels, [1], step, extent, resolution)[0], mosaic(predictions, [1], step, extent, resolution)[0]),
-        strict=True,
-    ):
-        if data.ndim == 3:
-            axis.imshow(data)
+    data = panel_data(images, labels, predictions, ecosg)
+    figure, axes = plt.subplots(1, len(data), figsize=(5 * len(data), 5.5), constrained_layout=True)
+    for axis, (title, values, kind) in zip(axes, data, strict=True):
+        if kind == "rgb":
+            axis.imshow(values)
+        elif kind == "ecosg":
+            axis.imshow(values, cmap=ecosg_colours(), vmin=-0.5, vmax=33.5, interpolation="nearest")
+        elif kind == "confidence":
+            axis.imshow(np.ma.masked_equal(values, 0), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         else:
-            axis.imshow(data, cmap=cmap, vmin=-0.5, vmax=legend.n_classes + 0.5, interpolation="nearest")
+            axis.imshow(values, cmap=cmap, vmin=-0.5, vmax=legend.n_classes + 0.5, interpolation="nearest")
         axis.set_title(title)
         axis.set_axis_off()
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(class_id)) for class_id in legend.classes()]
+    names = [f"{i} {row['name']}" for i, row in legend.classes().items()]
     figure.legend(
-        handles,
-        [f"{i} {row['name']}" for i, row in legend.classes().items()],
-        loc="lower center",
-        ncol=min(6, len(handles)),
-        fontsize=8,
-        bbox_to_anchor=(0.5, -0.08),
+        handles, names, loc="lower center", ncol=min(6, len(handles)), fontsize=8, bbox_to_anchor=(0.5, -0.08)
     )
     with atomic_path(output) as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
