@@ -30,7 +30,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np, torch
 from s2ecosg.config import PredictConfig
-from s2ecosg.predict import aligned_starts, load_bundle, read_padded, run_predict, window_probabilities
+from s2ecosg.predict import aligned_starts, load_bundle, read_padded, run_predict
 from s2ecosg.data import normalise
 from s2ecosg.model import pick_device
 mode, root, options = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])

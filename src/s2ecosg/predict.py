@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ def load_bundle(folder: str | Path, device: torch.device) -> tuple[UNet, dict[st
         model.load_state_dict({key: value for key, value in state.items() if not key.startswith("encoder.fc.")})
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise InputError(Path(folder) / "weights.pt", f"cannot load weights ({str(error).splitlines()[0]})") from error
-    return model.to(device).eval(), card
+    model = model.to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model, card
 
 
 def window_weight(size: int) -> np.ndarray:
@@ -122,36 +126,49 @@ def predict_array(
         if valid[row : row + size, column : column + size].any()
     ]
     blend = Blend(card["n_classes"], keep, size)
-    for start in tqdm_steps(len(positions), settings.batch_size):
-        batch = positions[start : start + settings.batch_size]
-        for (row, column), probabilities in zip(
-            batch, window_probabilities(model, card, image, batch, size, device), strict=True
-        ):
-            blend.add(row, column, probabilities)
+    batches = [
+        positions[start : start + settings.batch_size] for start in range(0, len(positions), settings.batch_size)
+    ]
+    # A thread cuts and normalises the next batch while the model runs on this one (numpy releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = loader.submit(window_batch, card, image, batches[0], size, device) if batches else None
+        for index in tqdm_steps(len(batches)):
+            tensor = pending.result()
+            if index + 1 < len(batches):
+                pending = loader.submit(window_batch, card, image, batches[index + 1], size, device)
+            for (row, column), probabilities in zip(batches[index], forward(model, card, tensor, device), strict=True):
+                blend.add(row, column, probabilities)
     classes, confidence, weights = blend.result()
     covered = valid[keep] & (weights > 0)
     return np.where(covered, classes, 0).astype(np.uint8), np.where(covered, confidence, 0).astype(np.uint8)
 
 
-def tqdm_steps(count: int, step: int) -> Any:
-    """Batch starts with a progress bar."""
+def tqdm_steps(count: int) -> Any:
+    """Batch indices with a progress bar."""
     from tqdm import tqdm
 
-    return tqdm(range(0, count, step), desc="predict", unit="batch", mininterval=10)
+    return tqdm(range(count), desc="predict", unit="batch", mininterval=10)
 
 
-def window_probabilities(
-    model: UNet, card: dict[str, Any], image: np.ndarray, batch: list[tuple[int, int]], size: int, device: torch.device
-) -> np.ndarray:
-    """(windows, n_classes, size, size) float32 softmax of the model over a batch of windows.
+def window_batch(
+    card: dict[str, Any], image: np.ndarray, batch: list[tuple[int, int]], size: int, device: torch.device
+) -> torch.Tensor:
+    """(windows, bands, size, size) float32 normalised windows, in pinned memory when going to a GPU."""
+    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
+    tensor = torch.from_numpy(np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]))
+    return tensor.pin_memory() if device.type == "cuda" else tensor
+
+
+def forward(model: UNet, card: dict[str, Any], tensor: torch.Tensor, device: torch.device) -> np.ndarray:
+    """(windows, n_classes, size, size) float32 softmax of the model (bf16 and channels-last on CUDA).
 
     Classes without a single training pixel carry no evidence: they are never predicted.
     """
-    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
-    tensor = torch.from_numpy(np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with autocast:
-        logits = model(tensor.to(device)).float()
+    tensor = tensor.to(device, non_blocking=True)
+    if device.type == "cuda":
+        tensor = tensor.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        logits = model(tensor).float()
     untrained = torch.ones(card["n_classes"], dtype=torch.bool)
     untrained[[class_id - 1 for class_id in card.get("trained_classes", range(1, card["n_classes"] + 1))]] = False
     logits = logits[:, 1:].masked_fill(untrained.to(device)[None, :, None, None], float("-inf"))
