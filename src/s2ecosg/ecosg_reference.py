@@ -52,22 +52,9 @@ def ecosg_on_tile(path: str, transform: Any, shape: tuple[int, int], crs: Any) -
         y = transform.f + columns * transform.d + rows * transform.e
         lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
         return sample_direct(path, np.asarray(lon), np.asarray(lat))
-    import rasterio
-    from rasterio.warp import Resampling, reproject
+    from s2ecosg.io import warp_classes
 
-    from s2ecosg.io import open_raster
-
-    values = np.zeros(shape, dtype=np.uint8)
-    with open_raster(path) as raster:
-        reproject(
-            rasterio.band(raster, 1),
-            values,
-            dst_transform=transform,
-            dst_crs=crs,
-            resampling=Resampling.nearest,
-            dst_nodata=0,
-        )
-    return values
+    return np.clip(warp_classes(path, transform, shape, crs, fill=0)[0], 0, 33).astype(np.uint8)
 
 
 def level_codes(legend: Legend, level: str) -> np.ndarray:

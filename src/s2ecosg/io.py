@@ -146,6 +146,32 @@ def warp(
     return destination
 
 
+def warp_classes(
+    path: str | Path, transform: Any, shape: tuple[int, int], crs: Any, fill: int
+) -> tuple[np.ndarray, Any]:
+    """Band 1 of a categorical raster on a target window (nearest): int64, ``fill`` outside it or at its nodata.
+
+    Returns:
+        The (rows, cols) codes and the source's nodata value (None when it has none).
+    """
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    with open_raster(path) as source:
+        nodata = source.nodata
+        codes = np.full(shape, fill, dtype=np.int64)
+        reproject(
+            rasterio.band(source, 1),
+            codes,
+            dst_transform=transform,
+            dst_crs=crs,
+            resampling=Resampling.nearest,
+            src_nodata=nodata,
+            dst_nodata=fill,
+        )
+    return codes, nodata
+
+
 def gdal_warp(
     source: Any, index: int, transform: Any, part: tuple[slice, slice], crs: str, resampling: str
 ) -> np.ndarray:

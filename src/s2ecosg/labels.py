@@ -39,25 +39,10 @@ def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int
     Returns:
         (rows, cols) uint8 class ids; pixels outside the source or at its nodata are 0.
     """
-    import rasterio
-    from rasterio.warp import Resampling, reproject
+    from s2ecosg.io import warp_classes
 
-    from s2ecosg.io import open_raster
-
-    with open_raster(path) as source:
-        nodata = source.nodata
-        codes = np.full(shape, -1, dtype=np.int64)
-        # GDAL leaves pixels outside the source (and at its nodata) at dst_nodata = -1.
-        reproject(
-            rasterio.band(source, 1),
-            codes,
-            dst_transform=transform,
-            dst_crs=crs,
-            resampling=Resampling.nearest,
-            src_nodata=nodata,
-            dst_nodata=-1,
-        )
     # Why -1: code 0 may be a real class in some legends, so "no source pixel" needs its own value.
+    codes, nodata = warp_classes(path, transform, shape, crs, fill=-1)
     return map_codes(codes, legend, path, nodata_codes={"-1"} | ({str(int(nodata))} if nodata is not None else set()))
 
 
