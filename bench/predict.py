@@ -63,7 +63,8 @@ elif mode == "loader":
     windows = len(places)
 else:
     image, places = positions(tiles[0])
-    window = normalise(image[:, : settings.window, : settings.window], np.float32(3000), np.float32(1700))
+    constant = np.full(10, 3000, np.float32), np.full(10, 1700, np.float32)
+    window = normalise(image[:, : settings.window, : settings.window], *constant)
     batch = torch.from_numpy(np.stack([window] * settings.batch_size)).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     with torch.no_grad(), autocast:
@@ -71,8 +72,8 @@ else:
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for _ in range(0, len(places), settings.batch_size):
-            model(batch).float().softmax(dim=1)
+        for first in range(0, len(places), settings.batch_size):
+            model(batch[: min(settings.batch_size, len(places) - first)]).float().softmax(dim=1)
         if device.type == "cuda":
             torch.cuda.synchronize()
     windows = len(places)
@@ -111,11 +112,12 @@ def measure(mode: str, root: Path, options: dict[str, object]) -> dict[str, floa
     result = subprocess.run(
         [sys.executable, "-c", CHILD, mode, str(root), json.dumps(options)],
         env=environment,
-        check=True,
         capture_output=True,
         text=True,
         timeout=3600,
     )
+    if result.returncode:
+        raise SystemExit(f"bench/predict: the {mode} measurement failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
