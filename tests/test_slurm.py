@@ -84,7 +84,7 @@ def test_one_tile_workflow_through_sbatch(cluster: Path, tmp_path: Path) -> None
     log = (tmp_path / "logs" / "slovenia" / "train.log").read_text()
     assert "[rank 0/2]" in log and "[rank 1/2]" not in log
     jobs = [
-        subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True).stdout
+        subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=60).stdout
         for job in submitted.values()
     ]
     train_job = next(job for job in jobs if "Comment=rule_train" in job)
