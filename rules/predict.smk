@@ -12,11 +12,13 @@ rule predict_tile:
     output:
         classes=f"{RESULTS}/predict/{{tile}}.tif",
         confidence=f"{RESULTS}/predict/{{tile}}.conf.tif",
+        **({"top2": f"{RESULTS}/predict/{{tile}}.top2.tif"} if CONFIG.predict.top2 else {}),
     params:
         settings=settings("predict"),
         bundle=input_folder("card"),
         neighbours=lambda wildcards, input: ",".join(input.neighbours),
         legend=CONFIG.labels.legend if CONFIG.labels.path else "",  # no labels: nothing to compare with
+        top2=lambda wildcards, output: f"--top2 {output.top2}" if CONFIG.predict.top2 else "",
     log:
         f"{LOGS}/predict/{{tile}}.log",
     benchmark:
@@ -32,7 +34,7 @@ rule predict_tile:
     shell:
         "s2ecosg predict --settings {params.settings} --bundle {params.bundle} --image {input.image}"
         " --classes {output.classes} --confidence {output.confidence} --neighbours '{params.neighbours}'"
-        " --legend '{params.legend}' --log {log}"
+        " --legend '{params.legend}' {params.top2} --log {log}"
 
 
 rule mosaic:

@@ -58,9 +58,13 @@ def test_resnet50_unet_loads_weights_trains_and_predicts(resnet50_file: Path) ->
     tile = np.random.default_rng(0).integers(1, 5000, size=(10, 96, 96), dtype=np.uint16)
     tile[:, :, :10] = 0  # a nodata strip
     settings = SimpleNamespace(window=64, overlap=16, batch_size=2)
-    classes, confidence = predict_array(model, card, tile, settings, torch.device("cpu"))
+    top = predict_array(model, card, tile, settings, torch.device("cpu"))
+    classes, confidence, second, second_confidence = top
     assert classes.shape == (96, 96) and classes[:, :10].max() == 0 and classes[:, 10:].min() >= 1
     assert classes.max() <= 5 and confidence[:, 10:].min() >= 255 // 5
+    # Top-2: another class, not more probable, and the two together at most all of it (±1 for rounding).
+    assert (second[:, 10:] != classes[:, 10:]).all() and (second_confidence <= confidence).all()
+    assert (confidence.astype(int) + second_confidence <= 256).all() and second[:, :10].max() == 0
 
 
 def test_bad_weight_files(tmp_path: Path, resnet50_file: Path) -> None:

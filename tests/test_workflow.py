@@ -107,6 +107,13 @@ def test_run_tiles_and_metrics(slovenia_run: Path) -> None:
             assert predicted.bounds == staged.bounds and predicted.dtypes[0] == "uint8"
             valid, classes = (staged.read() > 0).all(axis=0), predicted.read(1)
             assert np.array_equal(valid, classes > 0)
+        with (
+            rasterio.open(results / "predict" / f"{tile}.top2.tif") as top2,
+            rasterio.open(results / "predict" / f"{tile}.conf.tif") as confidence,
+        ):
+            pairs = top2.read()
+            assert top2.descriptions[2] == "second_class_id" and np.array_equal(pairs[0], classes)
+            assert np.array_equal(pairs[1], confidence.read(1)) and (pairs[3] <= pairs[1]).all()
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
     total = np.asarray(metrics["all"]["confusion"]).sum()
     assert metrics["all"]["classes"]["pixels"] == total > 5000

@@ -185,16 +185,24 @@ def train_command(settings: str, shards: str, checkpoints: str, bundle: str) -> 
 @click.option("--confidence", required=True, type=click.Path(dir_okay=False))
 @click.option("--neighbours", default="", help="Comma-separated staged tiles around it (read for the halo).")
 @click.option("--legend", default=None, help="The run's legend (labels.legend): a bundle with another is refused.")
+@click.option("--top2", default=None, type=click.Path(dir_okay=False), help="Also write quantised top-2 here.")
 @log_option
 @command
 def predict_command(
-    settings: str, bundle: str, image: str, classes: str, confidence: str, neighbours: str, legend: str | None
+    settings: str,
+    bundle: str,
+    image: str,
+    classes: str,
+    confidence: str,
+    neighbours: str,
+    legend: str | None,
+    top2: str | None,
 ) -> None:
     """Predict class ids and confidence for one staged tile."""
     from s2ecosg.predict import run_predict
 
     around = [path for path in neighbours.split(",") if path]
-    run_predict(bundle, image, sections(settings).predict, classes, confidence, around, legend)
+    run_predict(bundle, image, sections(settings).predict, classes, confidence, around, legend, top2)
 
 
 @main.command("mosaic")

@@ -208,6 +208,9 @@ class PredictConfig(Section):
     halo: int | None = Field(
         None, ge=0, description="Pixels read from neighbouring tiles around a tile; null: one window (seamless)."
     )
+    top2: bool = Field(
+        False, description="Also write predict/{tile}.top2.tif: quantised top-2 classes and probabilities."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
 
     @model_validator(mode="after")

@@ -99,7 +99,7 @@ def predict_array(
     device: torch.device,
     origin: tuple[int, int] = (0, 0),
     keep: tuple[slice, slice] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Blend window predictions over a (bands, H, W) uint16 image.
 
     Args:
@@ -112,7 +112,8 @@ def predict_array(
         keep: Rows and columns to predict (default: all); context outside it is only read.
 
     Returns:
-        (h, w) uint8 class ids over ``keep`` (0 where the image has no data) and (h, w) uint8 confidence.
+        (4, h, w) uint8 over ``keep``: class id, confidence (round(255 × probability)), and the runner-up's
+        class id and confidence; all 0 where the image has no data.
     """
     _, height, width = image.shape
     keep = keep or (slice(0, height), slice(0, width))
@@ -138,9 +139,8 @@ def predict_array(
                 pending = loader.submit(window_batch, card, image, batches[index + 1], size, device)
             for (row, column), probabilities in zip(batches[index], forward(model, card, tensor, device), strict=True):
                 blend.add(row, column, probabilities)
-    classes, confidence, weights = blend.result()
-    covered = valid[keep] & (weights > 0)
-    return np.where(covered, classes, 0).astype(np.uint8), np.where(covered, confidence, 0).astype(np.uint8)
+    top, weights = blend.result()
+    return np.where(valid[keep] & (weights > 0), top, 0).astype(np.uint8)
 
 
 def tqdm_steps(count: int) -> Any:
@@ -201,12 +201,18 @@ class Blend:
         self.probabilities[(slice(None), *target)] += probabilities[(slice(None), *source)] * self.weight[source]
         self.weights[target] += self.weight[source]
 
-    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(class ids 1..K, confidence 0..255, weights) over the kept part."""
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(4, h, w) uint8 top two (class id 1..K, round(255 × probability)) pairs and the weights, kept part."""
         self.probabilities /= np.maximum(self.weights, 1e-12)
-        classes = (self.probabilities.argmax(axis=0) + 1).astype(np.uint8)
-        confidence = np.rint(self.probabilities.max(axis=0) * 255).astype(np.uint8)
-        return classes, confidence, self.weights
+        if self.probabilities.shape[0] == 1:
+            order = np.zeros((2, *self.probabilities.shape[1:]), dtype=np.int64)
+        else:  # the two largest probabilities, largest first (kth=1 puts the second in place)
+            order = np.argpartition(-self.probabilities, 1, axis=0)[:2]
+        best = np.take_along_axis(self.probabilities, order, axis=0)
+        if self.probabilities.shape[0] == 1:
+            best[1] = 0.0
+        top = np.stack([order[0] + 1, np.rint(best[0] * 255), order[1] + 1, np.rint(best[1] * 255)])
+        return top.astype(np.uint8), self.weights
 
 
 def read_padded(image_path: str, neighbours: list[str], halo: int, bands: list[str]) -> tuple[np.ndarray, Any, Any]:
@@ -252,10 +258,12 @@ def run_predict(
     confidence_path: str,
     neighbours: list[str] = (),
     legend_name: str | None = None,
+    top2_path: str | None = None,
 ) -> None:
     """Predict one staged tile (with a halo from its neighbours) and write its class and confidence rasters.
 
     A bundle whose bands, band order or legend (when ``legend_name`` is given) differ from the run's is refused.
+    With ``top2_path``, the quantised top-2 probabilities go there too (class, p, runner-up class, p; uint8).
     """
     from affine import Affine
 
@@ -269,7 +277,8 @@ def run_predict(
     image, transform, crs = read_padded(image_path, list(neighbours), halo, card["bands"])
     keep = (slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo))
     origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
-    classes, confidence = predict_array(model, card, image, settings, device, origin, keep)
+    top = predict_array(model, card, image, settings, device, origin, keep)
+    classes, confidence = top[0], top[1]
     transform = transform @ Affine.translation(halo, halo)
     LOG.info(
         "%s: %.1f %% predicted (halo %d px from %d neighbours)",
@@ -280,6 +289,9 @@ def run_predict(
     )
     write_raster(classes_path, classes, crs=crs, transform=transform, nodata=0, descriptions=["class_id"])
     write_raster(confidence_path, confidence, crs=crs, transform=transform, nodata=0, descriptions=["confidence"])
+    if top2_path:
+        names = ["class_id", "probability_255", "second_class_id", "second_probability_255"]
+        write_raster(top2_path, top, crs=crs, transform=transform, nodata=0, descriptions=names)
 
 
 def write_mosaic(tiles: list[str], output: str) -> None:
