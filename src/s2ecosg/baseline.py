@@ -81,7 +81,7 @@ def run_baseline_predict(folder: str, image_path: str, classes_path: str) -> Non
     constant = len(classes) == 1
     booster = None if constant else lightgbm.Booster(model_file=str(Path(folder) / "model.txt"))
     with open_raster(image_path) as source:
-        check_bands(card, list(source.descriptions), image_path)
+        check_bands(card["bands"], list(source.descriptions), image_path)
         result = np.zeros(source.shape, dtype=np.uint8)
         for row in range(0, source.height, BLOCK_ROWS):
             rows = min(BLOCK_ROWS, source.height - row)

@@ -93,16 +93,16 @@ def compare_with_ecosg(
     return {area: summary(levels) for area, levels in totals.items()}
 
 
-def score_baseline(
-    baseline: dict[str, str], labels: dict[str, str], split_path: str | None, legend: Legend
-) -> dict[str, Any]:
-    """Scores of the per-pixel LightGBM baseline on the same areas and levels as the CNN."""
-    size = legend.n_classes + 1
+def area_matrices(
+    predictions: dict[str, str], labels: dict[str, str], split_path: str | None, n_classes: int
+) -> dict[str, np.ndarray]:
+    """Confusion matrices summed over all tiles: validation blocks and whole area."""
+    size = n_classes + 1
     matrices = {"validation": np.zeros((size, size), np.int64), "all": np.zeros((size, size), np.int64)}
-    for tile in sorted(baseline):
-        for area, matrix in tile_confusions(baseline[tile], labels[tile], split_path, legend.n_classes).items():
+    for tile in sorted(predictions):
+        for area, matrix in tile_confusions(predictions[tile], labels[tile], split_path, n_classes).items():
             matrices[area] += matrix
-    return summarise(matrices, legend)
+    return matrices
 
 
 def score_points(predictions: dict[str, str], legend: Legend, settings: Any) -> dict[str, Any]:
@@ -273,16 +273,12 @@ def run_evaluate(
     from s2ecosg.plots import panels
 
     legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
-    size = legend.n_classes + 1
-    matrices = {"validation": np.zeros((size, size), np.int64), "all": np.zeros((size, size), np.int64)}
-    for tile in sorted(predictions):
-        for area, matrix in tile_confusions(predictions[tile], labels[tile], split_path, legend.n_classes).items():
-            matrices[area] += matrix
-    result = summarise(matrices, legend)
+    result = summarise(area_matrices(predictions, labels, split_path, legend.n_classes), legend)
     if settings is not None and settings.ecosg:
         result["ecosg"] = compare_with_ecosg(predictions, labels, split_path, legend, settings)
     if baseline:
-        result["baseline"] = score_baseline(baseline, labels, split_path, legend)
+        # The per-pixel LightGBM baseline, on the same areas and levels as the CNN.
+        result["baseline"] = summarise(area_matrices(baseline, labels, split_path, legend.n_classes), legend)
     if settings is not None and settings.points:
         result["points"] = score_points(predictions, legend, settings)
     write_json(Path(out) / "metrics.json", result)

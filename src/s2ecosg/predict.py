@@ -63,12 +63,10 @@ def check_legend(card: dict[str, Any], legend_name: str, bundle: str) -> None:
         )
 
 
-def check_bands(card: dict[str, Any], bands: list[str], image_path: str) -> None:
+def check_bands(expected: list[str], bands: list[str], image_path: str) -> None:
     """Refuse imagery whose bands (or order) differ from the bundle's."""
-    if list(bands) != list(card["bands"]):
-        raise InputError(
-            image_path, f"bands {','.join(bands)} do not match the model bundle's {','.join(card['bands'])}"
-        )
+    if list(bands) != list(expected):
+        raise InputError(image_path, f"bands {','.join(bands)} do not match the model bundle's {','.join(expected)}")
 
 
 def aligned_starts(length: int, size: int, stride: int, origin: int, keep: tuple[int, int]) -> list[int]:
@@ -226,13 +224,13 @@ def read_padded(image_path: str, neighbours: list[str], halo: int, bands: list[s
     from s2ecosg.io import open_raster
 
     with open_raster(image_path) as source:
-        check_bands({"bands": bands}, list(source.descriptions), image_path)
+        check_bands(bands, list(source.descriptions), image_path)
         transform, crs = source.transform @ Affine.translation(-halo, -halo), source.crs
         image = np.zeros((source.count, source.height + 2 * halo, source.width + 2 * halo), dtype=np.uint16)
         paste(image, transform, source)
     for path in neighbours:
         with open_raster(path) as source:
-            check_bands({"bands": bands}, list(source.descriptions), path)
+            check_bands(bands, list(source.descriptions), path)
             paste(image, transform, source)
     return image, transform, crs
 

@@ -119,18 +119,22 @@ def make_loader(dataset: PatchDataset, batches: EpochBatches, settings: Any, dev
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda", **extra)
 
 
-def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: bool) -> tuple[float, bool]:
-    """One optimizer step on this rank's batch; returns (loss, whether any rank asked to stop)."""
+def run_model(parts: Parts, image: torch.Tensor) -> torch.Tensor:
+    """Logits of a batch on the training device: channels-last and autocast on CUDA as configured."""
     image = image.to(parts.device, non_blocking=True)
-    label = label.to(parts.device, non_blocking=True)
     if parts.device.type == "cuda" and parts.settings.channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
+    dtype = parts.autocast_dtype
+    with torch.autocast(parts.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        return parts.model(image)
+
+
+def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: bool) -> tuple[float, bool]:
+    """One optimizer step on this rank's batch; returns (loss, whether any rank asked to stop)."""
+    label = label.to(parts.device, non_blocking=True)
     local = torch.stack([labelled_weight(label, parts.weights), torch.tensor(float(stop), device=parts.device)])
     reduced = parts.world.sum(local)
-    with torch.autocast(
-        parts.device.type, dtype=parts.autocast_dtype or torch.float32, enabled=bool(parts.autocast_dtype)
-    ):
-        logits = parts.model(image)
+    logits = run_model(parts, image)
     loss = step_loss(logits, label, parts.weights, reduced[0], parts.world.size, parts.settings.loss)
     parts.optimizer.zero_grad()  # set_to_none by default (Horovod's optimizer takes no argument)
     parts.scaler.scale(loss).backward()
@@ -199,13 +203,7 @@ def validate(parts: Parts, loader: DataLoader, n_classes: int) -> dict[str, Any]
     parts.model.eval()
     matrix = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
     for image, label in loader:
-        image = image.to(parts.device)
-        if parts.device.type == "cuda" and parts.settings.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(
-            parts.device.type, dtype=parts.autocast_dtype or torch.float32, enabled=bool(parts.autocast_dtype)
-        ):
-            logits = parts.model(image)
+        logits = run_model(parts, image)
         prediction = logits[:, 1:].argmax(dim=1) + 1
         matrix += confusion(label.numpy(), prediction.cpu().numpy(), n_classes)
     total = parts.world.sum(torch.from_numpy(matrix).to(parts.device)).cpu().numpy()
