@@ -12,7 +12,7 @@ from pyproj import Transformer
 
 from s2ecosg.grid import TargetGrid
 from s2ecosg.io import gdal_warp, open_raster, warp
-from s2ecosg.resample import interpolation_matrix, target_in_source
+from s2ecosg.resample import bilinear, grid_key, interpolation_matrix, plan, target_in_source
 
 BAND = DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B02.jp2"
 
@@ -66,3 +66,29 @@ def test_nodata_neighbours_are_left_out(tmp_path: Path) -> None:
     assert np.isnan(result[3, 3])  # only the nodata pixel is reached
     # Row 0.25, column 0.25: weights 0.5625, 0.1875, 0.1875, (0.0625 on nodata) → renormalised over 0.9375.
     assert abs(result[1, 1] - (0.5625 * 100 + 0.1875 * 200 + 0.1875 * 300) / 0.9375) < 1e-3
+
+
+def test_packed_uint16_path_equals_the_generic_path() -> None:
+    """The one-gather uint16 bilinear gives what four float gathers give, with and without nodata neighbours."""
+    grid = TargetGrid()
+    with open_raster(BAND) as source:
+        values = source.read(1)
+        source_key = grid_key(source.transform, source.shape, source.crs)
+    tile = (tuple(grid.tile_transform("E4490N3260"))[:6], (300, 400), grid.crs)
+    sampling = plan(tile, ((0, 300), (0, 400)), source_key)
+    assert sampling is not None
+    (row0, row1), (column0, column1) = sampling.window
+    window = values[row0:row1, column0:column1].copy()
+    window[::7, ::5] = 0  # nodata holes: their neighbours renormalise
+    valid = window != 0
+    packed, generic = bilinear(window, sampling, valid), bilinear(window.astype(np.float32), sampling, valid)
+    np.testing.assert_array_equal(np.isnan(packed), np.isnan(generic))
+    np.testing.assert_allclose(packed, generic, rtol=1e-5, equal_nan=True)
+    assert np.isfinite(packed).mean() > 0.8  # the 3 × 4 km part lies mostly inside the scene
+    whole = bilinear(values[row0:row1, column0:column1], sampling, None)
+    np.testing.assert_allclose(
+        whole,
+        bilinear(values[row0:row1, column0:column1].astype(np.float32), sampling, None),
+        rtol=1e-5,
+        equal_nan=True,
+    )

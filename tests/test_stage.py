@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -160,3 +161,31 @@ def test_scene_without_valid_pixel_is_skipped_with_a_log(tmp_path: Path, caplog:
     assert "scene S2L1C_2015-07-12_13bands has no valid pixel in tile E4674N2539: skipped" in caplog.text
     with rasterio.open(image) as staged:
         assert (staged.read(1) > 0).mean() > 0.3  # the tile is partly covered by the scene
+
+
+def test_lookahead_keeps_order_and_bounds_work_in_flight() -> None:
+    """Scenes are started at most one ahead of the one being spooled, so memory holds two scenes, not all."""
+    from s2ecosg.stage import lookahead
+
+    drawn: list[int] = []
+
+    def items():
+        for index in range(5):
+            drawn.append(index)
+            yield index
+
+    handed = []
+    for item in lookahead(items(), 1):
+        handed.append(item)
+        assert len(drawn) <= item + 2
+    assert handed == [0, 1, 2, 3, 4]
+
+
+def test_read_settings_leave_a_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """VSI_CACHE is switched on for stage jobs unless the user set it, and then the user's value stays."""
+    from s2ecosg.io import use_read_settings
+
+    monkeypatch.delenv("VSI_CACHE", raising=False)
+    monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "FALSE")
+    use_read_settings()
+    assert os.environ["VSI_CACHE"] == "TRUE" and os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] == "FALSE"

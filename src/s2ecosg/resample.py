@@ -9,14 +9,18 @@ sampled with a vectorised bilinear (reflectance) or nearest (class) lookup on it
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import threading
 from typing import Any
 
 import numpy as np
 from affine import Affine
 
 LATTICE_STEP = 16  # target pixels between exactly transformed lattice nodes
+# Bands warped in parallel wait for the one thread computing their grid's plan instead of each computing it.
+PLAN_LOCKS: collections.defaultdict[Any, threading.Lock] = collections.defaultdict(threading.Lock)
 
 
 def interpolation_matrix(size: int, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -91,16 +95,15 @@ class Plan:
     Attributes:
         window: Source rows and columns (half-open) that the samples touch.
         index: Flat index (in the window) of each sample's upper-left neighbour, shape of the part, intp.
-        weights: Bilinear weights of the upper-left, upper-right, lower-left and lower-right neighbours, float32.
-        nearest: Flat index of the nearest neighbour, intp.
+        weights: Bilinear weights of the upper-left, upper-right, lower-left and lower-right neighbours: float32,
+            shape (4,) + the part's shape.
         outside: True where the sample lies outside the source grid.
         steps: Flat offsets of the right and lower neighbours (0 where the window is one pixel wide or high).
     """
 
     window: tuple[tuple[int, int], tuple[int, int]]
     index: np.ndarray
-    weights: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
-    nearest: np.ndarray
+    weights: np.ndarray
     outside: np.ndarray
     steps: tuple[int, int]
 
@@ -139,9 +142,45 @@ def plan(
     right, down = column - left, row - top
     steps = (1 if width > 1 else 0, width if height > 1 else 0)
     index = top * width + left
-    nearest = index + (right >= 0.5) * steps[0] + (down >= 0.5) * steps[1]
-    weights = ((1 - right) * (1 - down), right * (1 - down), (1 - right) * down, right * down)
-    return Plan(window, index, weights, nearest, outside, steps)
+    weights = np.stack(((1 - right) * (1 - down), right * (1 - down), (1 - right) * down, right * down))
+    return Plan(window, index, weights, outside, steps)
+
+
+def packed_neighbours(values: np.ndarray) -> np.ndarray:
+    """Each pixel of a uint16 window with its right, lower and lower-right neighbours: (h × w,) uint64.
+
+    One 8-byte gather then fetches all four bilinear neighbours; the last row and column repeat (the plan's
+    clamped indices give them zero weight).
+    """
+    height, width = values.shape
+    padded = np.empty((height + 1, width + 1), dtype=np.uint16)
+    padded[:height, :width] = values
+    padded[height, :width] = values[-1]
+    padded[:, width] = padded[:, width - 1]
+    quad = np.empty((height, width, 4), dtype=np.uint16)
+    quad[..., 0], quad[..., 1] = padded[:height, :width], padded[:height, 1:]
+    quad[..., 2], quad[..., 3] = padded[1:, :width], padded[1:, 1:]
+    return quad.view(np.uint64).reshape(height * width)
+
+
+def corners(values: np.ndarray, sampling: Plan) -> np.ndarray:
+    """The four bilinear neighbours of every sample: (4,) + the plan's shape, dtype of ``values``."""
+    if values.dtype == np.uint16:
+        gathered = packed_neighbours(values).take(sampling.index).view(np.uint16)
+        return np.ascontiguousarray(np.moveaxis(gathered.reshape(sampling.index.shape + (4,)), -1, 0))
+    flat = values.ravel()
+    offsets = (0, sampling.steps[0], sampling.steps[1], sampling.steps[0] + sampling.steps[1])
+    return np.stack([flat.take(sampling.index + offset) for offset in offsets])
+
+
+def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Σₖ values[k] × weights[k] over the leading axis of length 4, in float32 without large temporaries."""
+    result = np.multiply(values[0], weights[0], dtype=np.float32)
+    term = np.empty_like(result)
+    for corner in range(1, 4):
+        np.multiply(values[corner], weights[corner], out=term, dtype=np.float32)
+        result += term
+    return result
 
 
 def bilinear(values: np.ndarray, sampling: Plan, valid: np.ndarray | None) -> np.ndarray:
@@ -153,19 +192,13 @@ def bilinear(values: np.ndarray, sampling: Plan, valid: np.ndarray | None) -> np
         valid: Bool array like ``values``, False where the source has no data, or None when all are valid. As
             GDAL does, invalid neighbours are left out and the others' weights renormalised.
     """
-    offsets = (0, sampling.steps[0], sampling.steps[1], sampling.steps[0] + sampling.steps[1])
-    flat = values.ravel() if valid is None else np.where(valid.ravel(), values.ravel(), 0)
-    result = np.zeros(sampling.index.shape, dtype=np.float32)
-    for weight, offset in zip(sampling.weights, offsets, strict=True):
-        result += weight * flat.take(sampling.index + offset if offset else sampling.index)
-    outside = sampling.outside
-    if valid is not None:
-        mask = valid.ravel().astype(np.float32)
-        total = sum(
-            weight * mask.take(sampling.index + offset)
-            for weight, offset in zip(sampling.weights, offsets, strict=True)
-        )
-        outside = outside | (total < 1e-6)
+    if valid is None:
+        result = weighted_sum(corners(values, sampling), sampling.weights)
+        outside = sampling.outside
+    else:
+        result = weighted_sum(corners(np.where(valid, values, 0).astype(values.dtype), sampling), sampling.weights)
+        total = weighted_sum(corners(valid.view(np.uint8), sampling), sampling.weights)
+        outside = sampling.outside | (total < 1e-6)
         result /= np.maximum(total, 1e-6)
     result[outside] = np.nan
     return result
@@ -173,7 +206,10 @@ def bilinear(values: np.ndarray, sampling: Plan, valid: np.ndarray | None) -> np
 
 def nearest(values: np.ndarray, sampling: Plan) -> np.ndarray:
     """Nearest-neighbour samples of a source window: float32 in the shape of the plan, NaN outside."""
-    result = values.ravel().take(sampling.nearest).astype(np.float32)
+    # The nearest neighbour is the corner with the largest bilinear weight.
+    corner = np.argmax(sampling.weights, axis=0)
+    steps = np.array([0, sampling.steps[0], sampling.steps[1], sampling.steps[0] + sampling.steps[1]])
+    result = values.ravel().take(sampling.index + steps[corner]).astype(np.float32)
     result[sampling.outside] = np.nan
     return result
 
@@ -198,11 +234,13 @@ def sample(
     """
     rows, columns = part
     shape = (rows.stop - rows.start, columns.stop - columns.start)
-    sampling = plan(
+    key = (
         grid_key(*tile),
         ((rows.start, rows.stop), (columns.start, columns.stop)),
         grid_key(source.transform, source.shape, source.crs),
     )
+    with PLAN_LOCKS[key]:
+        sampling = plan(*key)
     if sampling is None:
         return np.full(shape, np.nan, dtype=np.float32)
     values = source.read(index, window=sampling.window)

@@ -14,9 +14,11 @@ taken by row blocks sized to a fixed memory budget, so memory does not depend on
 
 from __future__ import annotations
 
+import collections
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from affine import Affine
@@ -27,6 +29,7 @@ from s2ecosg.grid import TargetGrid, intersect
 from s2ecosg.io import warp
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def scene_reflectance(
@@ -57,28 +60,40 @@ def scene_tile(
     tile: tuple[Affine, tuple[int, int], str],
     settings: Any,
     pool: ThreadPoolExecutor,
-    clouds: np.ndarray | None,
-) -> tuple[np.ndarray, tuple[slice, slice]] | None:
-    """All bands of one scene on the part of a tile its footprint reaches: ((bands, h, w) uint16, 0 = invalid, part).
+    grid: TargetGrid,
+) -> Callable[[], tuple[np.ndarray, tuple[slice, slice]]] | None:
+    """Start warping all bands of one scene onto the part of a tile its footprint reaches; None if it misses.
 
-    Each band is warped once per tile (one decode, one resampling). A pixel is kept only when every band is
-    valid, its SCL class is not excluded and s2cloudless (if used) calls it clear, so the composite never
-    mixes clear and cloudy observations. None when the footprint misses the tile.
+    Each band (and the SCL layer and the s2cloudless mask) is one task in ``pool``, warped once per tile (one
+    decode, one resampling). The returned function waits for them and gives ((bands, h, w) uint16, part), 0
+    where invalid: a pixel is kept only when every band is valid, its SCL class is not excluded and
+    s2cloudless (if used) calls it clear, so the composite never mixes clear and cloudy observations.
     """
     tile_transform, (size, _), _ = tile
     window = footprint_window(tuple(scene["footprint"]), tile_transform, size)
     if window is None:
         return None
     rows, columns = window
-    part = np.stack(list(pool.map(lambda band: scene_reflectance(scene, band, tile, window), bands)))
-    invalid = (part == 0).any(axis=0)
+    planes = [pool.submit(scene_reflectance, scene, band, tile, window) for band in bands]
+    classes = None
     if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
-        classes = warp(scene["scl"], 1, *tile, resampling="nearest", part=window)
-        invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
-    if clouds is not None:
-        invalid |= clouds[rows, columns]
-    part[:, invalid] = 0
-    return part, window
+        classes = pool.submit(warp, scene["scl"], 1, *tile, resampling="nearest", part=window)
+    clouds = None
+    if mask_method(scene, settings.cloud_mask) == "s2cloudless":
+        clouds = pool.submit(cloud_mask, scene, tile_transform, grid.tile_size, grid.crs)
+
+    def finish() -> tuple[np.ndarray, tuple[slice, slice]]:
+        part = np.stack([plane.result() for plane in planes])
+        invalid = (part == 0).any(axis=0)
+        if classes is not None:
+            scene_classes = classes.result()
+            invalid |= np.isin(scene_classes, settings.scl_invalid) | np.isnan(scene_classes)
+        if clouds is not None:
+            invalid |= rows_at_full_resolution(clouds.result(), 0, size, size, grid.resolution)[rows, columns]
+        part[:, invalid] = 0
+        return part, window
+
+    return finish
 
 
 class Spool:
@@ -140,20 +155,38 @@ def union(span: tuple[int, int] | None, other: tuple[int, int]) -> tuple[int, in
 def warp_scenes(
     scenes: list[dict[str, Any]], bands: list[str], grid: TargetGrid, tile: str, settings: Any, spool: Spool, pool: Any
 ) -> None:
-    """Warp every scene onto the tile, mask it and store it in ``spool``; scenes with no valid pixel are skipped."""
+    """Warp every scene onto the tile, mask it and store it in ``spool``; scenes with no valid pixel are skipped.
+
+    The next scene's bands are already being warped while one scene is masked and spooled, and at most two
+    scenes are in flight, so memory does not grow with the number of scenes.
+    """
     from tqdm import tqdm
 
     size, tile_transform = grid.tile_pixels, grid.tile_transform(tile)
-    for scene in tqdm(scenes, desc=f"warp {tile}", unit="scene", mininterval=10):
-        clouds = None
-        if mask_method(scene, settings.cloud_mask) == "s2cloudless":
-            mask = cloud_mask(scene, tile_transform, grid.tile_size, grid.crs)
-            clouds = rows_at_full_resolution(mask, 0, size, size, grid.resolution)
-        warped = scene_tile(scene, bands, (tile_transform, (size, size), grid.crs), settings, pool, clouds)
+    target = (tile_transform, (size, size), grid.crs)
+    started = (scene_tile(scene, bands, target, settings, pool, grid) for scene in scenes)
+    for scene, finish in tqdm(
+        zip(scenes, lookahead(started, 1), strict=True),
+        total=len(scenes),
+        desc=f"warp {tile}",
+        unit="scene",
+        mininterval=10,
+    ):
+        warped = None if finish is None else finish()
         if warped is None or not warped[0][0].any():
             LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene["scene_id"], tile)
             continue
         spool.add(*warped)
+
+
+def lookahead(items: Iterator[T], ahead: int) -> Iterator[T]:
+    """The items of ``items`` in order, drawing up to ``ahead`` more before each is handed out."""
+    waiting: collections.deque[T] = collections.deque()
+    for item in items:
+        waiting.append(item)
+        if len(waiting) > ahead:
+            yield waiting.popleft()
+    yield from waiting
 
 
 def composite_scenes(
@@ -164,12 +197,13 @@ def composite_scenes(
     settings: Any,
     pool: ThreadPoolExecutor,
     spool_folder: str,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Median composite of a set of scenes on one tile: ((bands, n, n) uint16, (n, n) uint8 count).
 
     Each scene is warped once for the whole tile and spooled to disk; the median then reads row blocks of all
-    scenes back, over the rows and columns some scene reaches. Memory holds one scene's tile or one row block
-    of all scenes, never all scenes' tiles.
+    scenes back, over the rows and columns some scene reaches, ``threads`` blocks at once. Memory holds
+    two scenes' tiles or the row blocks in flight, never all scenes' tiles.
     """
     size = grid.tile_pixels
     box = grid.tile_bounds(tile)
@@ -184,11 +218,14 @@ def composite_scenes(
         if spool.rows is None or spool.columns is None:
             return composite, count
         (row0, row1), (column0, column1) = spool.rows, spool.columns
-        step = block_rows(spool.scenes, len(bands), column1 - column0)
-        for row in range(row0, row1, step):
+        step = max(8, block_rows(spool.scenes, len(bands), column1 - column0) // threads)
+        starts = range(row0, row1, step)
+        blocks = (
+            pool.submit(lambda row: median_composite(spool.read(row, min(step, row1 - row))), row) for row in starts
+        )
+        for row, block in zip(starts, lookahead(blocks, threads - 1), strict=True):
             rows = min(step, row1 - row)
-            block = median_composite(spool.read(row, rows))
-            composite[:, row : row + rows, column0:column1], count[row : row + rows, column0:column1] = block
+            composite[:, row : row + rows, column0:column1], count[row : row + rows, column0:column1] = block.result()
     finally:
         spool.close()
     return composite, count
@@ -221,7 +258,7 @@ def composite_tile(
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for season in getattr(settings, "seasons", None) or [None]:
             chosen = [scene for scene in scenes if in_season(scene, season)]
-            composite, count = composite_scenes(chosen, bands, grid, tile, settings, pool, spool_folder)
+            composite, count = composite_scenes(chosen, bands, grid, tile, settings, pool, spool_folder, threads)
             composites.append(composite)
             counts.append(count)
     LOG.info("tile %s: %d scene(s), %.1f %% of pixels valid", tile, len(scenes), 100 * (counts[0] > 0).mean())
@@ -237,8 +274,9 @@ def band_names(bands: list[str], seasons: list[Any] | None) -> list[str]:
 
 def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: str, threads: int = 2) -> None:
     """Write the composite and the count raster of one grid tile."""
-    from s2ecosg.io import read_json, write_raster
+    from s2ecosg.io import read_json, use_read_settings, write_raster
 
+    use_read_settings()
     tile_list = read_json(tile_list_path)
     grid = TargetGrid(**tile_list["grid"])
     from pathlib import Path
