@@ -75,3 +75,32 @@ def test_bad_weight_files(tmp_path: Path, resnet50_file: Path) -> None:
     broken.write_bytes(b"no torch file")
     with pytest.raises(InputError, match="cannot read weights"):
         load_encoder_weights(model, broken, DEFAULT_BANDS)
+
+
+def test_bundle_is_built_once_with_its_own_weights(tmp_path: Path) -> None:
+    """A bundle's network holds exactly the saved tensors and is built once per process.
+
+    A rewritten bundle is loaded again, and a weight file that lacks a tensor is refused naming the file.
+    """
+    import json
+    import os
+
+    from s2ecosg.predict import load_bundle
+
+    torch.manual_seed(1)
+    network = UNet("resnet18", 4, 3)
+    torch.save(network.state_dict(), tmp_path / "weights.pt")
+    (tmp_path / "bundle.json").write_text(
+        json.dumps({"encoder": "resnet18", "bands": DEFAULT_BANDS[:4], "n_classes": 3})
+    )
+    model, card = load_bundle(tmp_path, torch.device("cpu"))
+    assert card["n_classes"] == 3 and not model.training
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert load_bundle(tmp_path, torch.device("cpu"))[0] is model
+    state = network.state_dict()
+    state.pop("decoder.0.weight" if "decoder.0.weight" in state else next(iter(state)))
+    torch.save(state, tmp_path / "weights.pt")
+    os.utime(tmp_path / "weights.pt", ns=(1, 10**18))  # a new version even on a coarse clock
+    with pytest.raises(InputError, match="weights.pt.*cannot load weights"):
+        load_bundle(tmp_path, torch.device("cpu"))

@@ -70,13 +70,18 @@ def read_json(path: str | Path) -> Any:
         raise InputError(path, f"cannot read JSON ({error})") from error
 
 
-def open_raster(path: str | Path) -> Any:
-    """Open a raster with rasterio, turning GDAL's errors into a one-line :class:`InputError`."""
+def open_raster(path: str | Path, **options: str) -> Any:
+    """Open a raster with rasterio, turning GDAL's errors into a one-line :class:`InputError`.
+
+    Args:
+        path: Raster file.
+        **options: GDAL open options, e.g. ``NUM_THREADS="ALL_CPUS"`` to decompress GeoTIFF blocks in parallel.
+    """
     import rasterio
     from rasterio.errors import RasterioIOError
 
     try:
-        return rasterio.open(path)
+        return rasterio.open(path, **options)
     except RasterioIOError as error:
         raise InputError(path, f"not a readable raster ({str(error).splitlines()[0]})") from error
 

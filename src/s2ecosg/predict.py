@@ -10,6 +10,7 @@ window edges, where the network sees least context, count least. Memory is bound
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 from concurrent.futures import ThreadPoolExecutor
@@ -27,15 +28,36 @@ LOG = logging.getLogger(__name__)
 
 
 def load_bundle(folder: str | Path, device: torch.device) -> tuple[UNet, dict[str, Any]]:
-    """Model (eval mode, on ``device``) and card of a bundle folder."""
+    """Model (eval mode, on ``device``) and card of a bundle folder, loaded once per process and bundle version.
+
+    A job predicting several tiles builds the network once; a rewritten bundle (new modification time) is
+    loaded again. The model is shared: callers only run it.
+    """
+    folder = Path(folder).resolve()
+    try:
+        version = (folder / "weights.pt").stat().st_mtime_ns, (folder / "bundle.json").stat().st_mtime_ns
+    except OSError:
+        version = (0, 0)  # missing files: the loader names the file
+    return cached_bundle(str(folder), str(device), version)
+
+
+@functools.lru_cache(maxsize=1)
+def cached_bundle(folder: str, device_name: str, version: tuple[int, int]) -> tuple[UNet, dict[str, Any]]:
+    """:func:`load_bundle` without the cache (``version`` only keys it)."""
     from s2ecosg.io import read_json
 
+    device = torch.device(device_name)
     card = read_json(Path(folder) / "bundle.json")
-    model = UNet(card["encoder"], len(card["bands"]), card["n_classes"])
+    # Built without memory or random initialisation (1.4 s for a ResNet-50 U-Net on a CPU), then given the weights.
+    with torch.device("meta"):
+        model = UNet(card["encoder"], len(card["bands"]), card["n_classes"])
     try:
         state = torch.load(Path(folder) / "weights.pt", map_location="cpu", weights_only=True)
         # Bundles written before the encoder's unused classifier was dropped still carry it.
-        model.load_state_dict({key: value for key, value in state.items() if not key.startswith("encoder.fc.")})
+        kept = {key: value for key, value in state.items() if not key.startswith("encoder.fc.")}
+        model.load_state_dict(kept, assign=True)
+        if any(tensor.is_meta for tensor in [*model.parameters(), *model.buffers()]):
+            raise RuntimeError("some tensors of the network are not in the file")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
         raise InputError(Path(folder) / "weights.pt", f"cannot load weights ({str(error).splitlines()[0]})") from error
     model = model.to(device).eval()
@@ -204,8 +226,8 @@ class Blend:
         self.probabilities /= np.maximum(self.weights, 1e-12)
         if self.probabilities.shape[0] == 1:
             order = np.zeros((2, *self.probabilities.shape[1:]), dtype=np.int64)
-        else:  # the two largest probabilities, largest first (kth=1 puts the second in place)
-            order = np.argpartition(-self.probabilities, 1, axis=0)[:2]
+        else:  # the two largest probabilities, largest first (kth=-2 puts the runner-up in place)
+            order = np.argpartition(self.probabilities, -2, axis=0)[:-3:-1]
         best = np.take_along_axis(self.probabilities, order, axis=0)
         if self.probabilities.shape[0] == 1:
             best[1] = 0.0
@@ -223,13 +245,13 @@ def read_padded(image_path: str, neighbours: list[str], halo: int, bands: list[s
 
     from s2ecosg.io import open_raster
 
-    with open_raster(image_path) as source:
+    with open_raster(image_path, NUM_THREADS="ALL_CPUS") as source:
         check_bands(bands, list(source.descriptions), image_path)
         transform, crs = source.transform @ Affine.translation(-halo, -halo), source.crs
         image = np.zeros((source.count, source.height + 2 * halo, source.width + 2 * halo), dtype=np.uint16)
         paste(image, transform, source)
     for path in neighbours:
-        with open_raster(path) as source:
+        with open_raster(path, NUM_THREADS="ALL_CPUS") as source:
             check_bands(bands, list(source.descriptions), path)
             paste(image, transform, source)
     return image, transform, crs
