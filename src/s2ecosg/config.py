@@ -212,6 +212,9 @@ class PredictConfig(Section):
         False, description="Also write predict/{tile}.top2.tif: quantised top-2 classes and probabilities."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
+    compile: bool = Field(
+        False, description="torch.compile the network (a C++ compiler; minutes at start, pays off on large tiles)."
+    )
 
     @model_validator(mode="after")
     def overlap_fits(self) -> PredictConfig:

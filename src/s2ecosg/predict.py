@@ -135,32 +135,56 @@ def predict_array(
         (4, h, w) uint8 over ``keep``: class id, confidence (round(255 × probability)), and the runner-up's
         class id and confidence; all 0 where the image has no data.
     """
-    _, height, width = image.shape
-    keep = keep or (slice(0, height), slice(0, width))
+    keep = keep or (slice(0, image.shape[1]), slice(0, image.shape[2]))
+    valid = (image > 0).all(axis=0)
+    positions, size = window_positions(valid, settings, origin, keep)
+    blend = Blend(card["n_classes"], keep, size)
+    # A compiled network is specialised to one batch shape: the last batch is padded to it, not recompiled.
+    padded = settings.batch_size if getattr(settings, "compile", False) else 0
+    batches = [
+        positions[start : start + settings.batch_size] for start in range(0, len(positions), settings.batch_size)
+    ]
+    # A thread cuts and normalises the next batch while the model runs on this one (numpy releases the GIL).
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        pending = loader.submit(window_batch, card, image, batches[0], size, device, padded) if batches else None
+        for index in tqdm_steps(len(batches)):
+            tensor = pending.result()
+            if index + 1 < len(batches):
+                pending = loader.submit(window_batch, card, image, batches[index + 1], size, device, padded)
+            probabilities = forward(model, card, tensor, device)[: len(batches[index])]
+            for (row, column), window in zip(batches[index], probabilities, strict=True):
+                blend.add(row, column, window)
+    top, weights = blend.result()
+    return np.where(valid[keep] & (weights > 0), top, 0).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def compiled(model: UNet) -> Any:
+    """``torch.compile`` of a bundle's network, once per process (the tiles of a job share the compiled code)."""
+    return torch.compile(model, dynamic=False)
+
+
+def window_positions(
+    valid: np.ndarray, settings: Any, origin: tuple[int, int], keep: tuple[slice, slice]
+) -> tuple[list[tuple[int, int]], int]:
+    """Upper-left corners of the grid-aligned windows over ``keep`` that hold data, and the window edge (px).
+
+    Args:
+        valid: (H, W) bool, True where the image has data.
+        settings: ``PredictConfig`` (window, overlap).
+        origin: Global (row, column) pixel index of ``valid[0, 0]``.
+        keep: Rows and columns to predict.
+    """
+    height, width = valid.shape
     size = min(settings.window, height, width) // 32 * 32
     stride = max(1, min(settings.window - settings.overlap, size))
-    valid = (image > 0).all(axis=0)
     positions = [
         (row, column)
         for row in aligned_starts(height, size, stride, origin[0], (keep[0].start, keep[0].stop))
         for column in aligned_starts(width, size, stride, origin[1], (keep[1].start, keep[1].stop))
         if valid[row : row + size, column : column + size].any()
     ]
-    blend = Blend(card["n_classes"], keep, size)
-    batches = [
-        positions[start : start + settings.batch_size] for start in range(0, len(positions), settings.batch_size)
-    ]
-    # A thread cuts and normalises the next batch while the model runs on this one (numpy releases the GIL).
-    with ThreadPoolExecutor(max_workers=1) as loader:
-        pending = loader.submit(window_batch, card, image, batches[0], size, device) if batches else None
-        for index in tqdm_steps(len(batches)):
-            tensor = pending.result()
-            if index + 1 < len(batches):
-                pending = loader.submit(window_batch, card, image, batches[index + 1], size, device)
-            for (row, column), probabilities in zip(batches[index], forward(model, card, tensor, device), strict=True):
-                blend.add(row, column, probabilities)
-    top, weights = blend.result()
-    return np.where(valid[keep] & (weights > 0), top, 0).astype(np.uint8)
+    return positions, size
 
 
 def tqdm_steps(count: int) -> Any:
@@ -171,11 +195,21 @@ def tqdm_steps(count: int) -> Any:
 
 
 def window_batch(
-    card: dict[str, Any], image: np.ndarray, batch: list[tuple[int, int]], size: int, device: torch.device
+    card: dict[str, Any],
+    image: np.ndarray,
+    batch: list[tuple[int, int]],
+    size: int,
+    device: torch.device,
+    padded: int = 0,
 ) -> torch.Tensor:
-    """(windows, bands, size, size) float32 normalised windows, in pinned memory when going to a GPU."""
+    """(windows, bands, size, size) float32 normalised windows, in pinned memory when going to a GPU.
+
+    With ``padded``, zero windows are appended up to that many (their predictions are not used).
+    """
     mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
-    tensor = torch.from_numpy(np.stack([normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]))
+    windows = [normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]
+    windows += [np.zeros_like(windows[0])] * max(0, padded - len(windows))
+    tensor = torch.from_numpy(np.stack(windows))
     return tensor.pin_memory() if device.type == "cuda" else tensor
 
 
@@ -293,6 +327,8 @@ def run_predict(
     model, card = load_bundle(bundle, device)
     if legend_name:
         check_legend(card, legend_name, bundle)
+    if getattr(settings, "compile", False):
+        model = compiled(model)
     halo = settings.window if getattr(settings, "halo", None) is None else settings.halo
     image, transform, crs = read_padded(image_path, list(neighbours), halo, card["bands"])
     keep = (slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo))
