@@ -11,7 +11,7 @@ Rates are km² of tile per second (10 m pixels); the ratio stage / bare model is
 (target ≥ 0.8).
 
 Usage: python bench/predict.py [--encoder resnet50] [--tile-pixels 1000] [--window 256] [--overlap 64]
-       [--batch-size 32] [--device auto] [--compile]
+       [--batch-size 32] [--device auto] [--halo PX] [--compile]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ imports = time.perf_counter()
 from pathlib import Path
 import numpy as np, torch, torchvision  # library start-up of every job, reported apart from the timed work
 from s2ecosg.config import PredictConfig
-from s2ecosg.predict import aligned_starts, load_bundle, read_padded, run_predict
+from s2ecosg.predict import load_bundle, read_padded, run_predict, window_positions
 from s2ecosg.data import normalise
 from s2ecosg.model import pick_device
 imports = time.perf_counter() - imports
@@ -43,13 +43,11 @@ device = pick_device(settings.device)
 if not mode.startswith("stage"):  # a predict job builds its model inside the timed part
     model, card = load_bundle(root / "model", device)
 def positions(path):
-    image, transform, _ = read_padded(str(path), [str(t) for t in tiles if t != path], settings.window, card["bands"])
-    size, stride, halo = settings.window, settings.window - settings.overlap, settings.window
-    keep = (halo, image.shape[1] - halo), (halo, image.shape[2] - halo)
+    halo = settings.window if settings.halo is None else settings.halo
+    image, transform, _ = read_padded(str(path), [str(t) for t in tiles if t != path], halo, card["bands"])
+    keep = slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo)
     origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
-    rows = aligned_starts(image.shape[1], size, stride, origin[0], keep[0])
-    columns = aligned_starts(image.shape[2], size, stride, origin[1], keep[1])
-    return image, [(r, c) for r in rows for c in columns]
+    return image, window_positions((image > 0).all(axis=0), settings, origin, keep)[0]
 if device.type == "cuda":
     torch.cuda.synchronize()
 start = time.perf_counter()
@@ -139,6 +137,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--halo", type=int, help="predict.halo (default: one window, seamless)")
     parser.add_argument("--compile", action="store_true", help="predict.compile (the stage's time includes compiling)")
     args = parser.parse_args()
     options = {
@@ -147,6 +146,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "device": args.device,
         "compile": args.compile,
+        "halo": args.halo,
     }
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -158,7 +158,8 @@ def main() -> None:
     print(
         f"encoder {args.encoder}, tile {args.tile_pixels}² px ({area:.0f} km²), window {args.window}, overlap {args.overlap}"
     )
-    print(f"windows per tile (halo of one window, grid-aligned): {model['windows']}")
+    halo = "one window (seamless)" if args.halo is None else f"{args.halo} px"
+    print(f"windows per tile (halo {halo}, grid-aligned): {model['windows']}")
     print(f"library imports of a job (torch, torchvision; not in the rates): {one['imports']:.1f} s")
     print(
         f"predict stage: {stage_rate:.3f} km²/s; bare model on the same windows: {model_rate:.3f} km²/s; "
