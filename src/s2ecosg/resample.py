@@ -142,7 +142,11 @@ def plan(
     right, down = column - left, row - top
     steps = (1 if width > 1 else 0, width if height > 1 else 0)
     index = top * width + left
-    weights = np.stack(((1 - right) * (1 - down), right * (1 - down), (1 - right) * down, right * down))
+    weights = np.empty((4, *index.shape), dtype=np.float32)
+    np.multiply(1 - right, 1 - down, out=weights[0])
+    np.multiply(right, 1 - down, out=weights[1])
+    np.multiply(1 - right, down, out=weights[2])
+    np.multiply(right, down, out=weights[3])
     return Plan(window, index, weights, outside, steps)
 
 

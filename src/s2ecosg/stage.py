@@ -33,13 +33,32 @@ T = TypeVar("T")
 
 
 def scene_reflectance(
-    scene: dict[str, Any], band: str, tile: tuple[Affine, tuple[int, int], str], part: tuple[slice, slice]
+    scene: dict[str, Any],
+    band: str,
+    tile: tuple[Affine, tuple[int, int], str],
+    part: tuple[slice, slice],
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """One band of a scene on part of a tile: uint16 reflectance × 10000 after offset and gain, 0 where invalid."""
+    """One band of a scene on part of a tile: uint16 reflectance × 10000 after offset and gain, 0 where invalid.
+
+    With ``out`` (uint16, the part's shape), the result is written there and returned.
+    """
     values = warp(*scene["bands"][band], *tile, part=part)
-    values = (values + scene.get("offsets", {}).get(band, 0)) * scene.get("gain", 1.0)
-    # Reflectance 0 is nodata in the composite: dark valid pixels are kept at 1.
-    return np.where(np.isfinite(values), np.clip(np.rint(values), 1, 65535), 0).astype(np.uint16)
+    invalid = np.isnan(values)
+    offset, gain = scene.get("offsets", {}).get(band, 0), scene.get("gain", 1.0)
+    if offset:
+        values += offset
+    if gain != 1.0:
+        values *= gain
+    # In place, one pass each: this runs for every band, scene and tile. Reflectance 0 is nodata in the
+    # composite, so dark valid pixels are kept at 1.
+    np.rint(values, out=values)
+    np.clip(values, 1, 65535, out=values)
+    np.copyto(values, 0, where=invalid)
+    if out is None:
+        return values.astype(np.uint16)
+    np.copyto(out, values, casting="unsafe")
+    return out
 
 
 def footprint_window(footprint: tuple[float, ...], transform: Affine, size: int) -> tuple[slice, slice] | None:
@@ -74,7 +93,10 @@ def scene_tile(
     if window is None:
         return None
     rows, columns = window
-    planes = [pool.submit(scene_reflectance, scene, band, tile, window) for band in bands]
+    part = np.empty((len(bands), rows.stop - rows.start, columns.stop - columns.start), dtype=np.uint16)
+    planes = [
+        pool.submit(scene_reflectance, scene, band, tile, window, part[index]) for index, band in enumerate(bands)
+    ]
     classes = None
     if scene.get("scl") and settings.scl_invalid and mask_method(scene, settings.cloud_mask) == "scl":
         classes = pool.submit(warp, scene["scl"], 1, *tile, resampling="nearest", part=window)
@@ -83,14 +105,15 @@ def scene_tile(
         clouds = pool.submit(cloud_mask, scene, tile_transform, grid.tile_size, grid.crs)
 
     def finish() -> tuple[np.ndarray, tuple[slice, slice]]:
-        part = np.stack([plane.result() for plane in planes])
-        invalid = (part == 0).any(axis=0)
+        invalid = planes[0].result() == 0
+        for plane in planes[1:]:
+            invalid |= plane.result() == 0
         if classes is not None:
             scene_classes = classes.result()
             invalid |= np.isin(scene_classes, settings.scl_invalid) | np.isnan(scene_classes)
         if clouds is not None:
             invalid |= rows_at_full_resolution(clouds.result(), 0, size, size, grid.resolution)[rows, columns]
-        part[:, invalid] = 0
+        np.multiply(part, ~invalid, out=part)
         return part, window
 
     return finish
