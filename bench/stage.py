@@ -8,6 +8,7 @@ every scene covers the same 4 grid tiles of 10 km. Measured in fresh subprocesse
 - inventory (its own rule), then stage: the 4 tile jobs (decode + warp + composite, SCL masks) → MB/s and its
   ratio to bare decode (target ≥ 0.5);
 - s2cloudless: the 160 m cloud masks alone, per scene and tile (its cost reported separately);
+- the real Sentinel-2 JPEG 2000 layout (1024² tiles): grid-tile windows vs a whole-file decode;
 - peak memory of the stage at N and 4N scenes and their ratio (target ≤ 1.2).
 
 Usage: python bench/stage.py [--scenes 8] [--keep DIR] [--repeat 3]
@@ -132,6 +133,44 @@ def measure(mode: str, archive: Path, out: Path, repeat: int = 1) -> dict[str, f
     return dict(min(runs, key=lambda run: run["seconds"]), peak_mb=max(run["peak_mb"] for run in runs))
 
 
+def sentinel2_layout(folder: Path) -> tuple[float, float, int]:
+    """Decode cost of grid-tile windows on the real Sentinel-2 JPEG 2000 layout (1024² tiles, 6 resolutions).
+
+    The Brandenburg excerpt is coded in 64² tiles without wavelet levels; real products are not. A 5490² px band
+    in the real layout is built from its pixels, then decoded whole and as 10 km grid-tile windows (1070² px: a
+    tile rotated into EPSG:3035), each opened afresh as a tile job would.
+
+    Returns:
+        Seconds for the whole-file decode, seconds for all windows, number of windows.
+    """
+    import time
+
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    path, size, window = folder / "layout_B02.jp2", 5490, 1070
+    if not path.exists():
+        with rasterio.open(SOURCE / f"{SCENE}_B02.jp2") as source:
+            pixels = source.read(1)
+        image = np.tile(pixels, (size // pixels.shape[0] + 1, size // pixels.shape[1] + 1))[:size, :size]
+        options = dict(BLOCKXSIZE=1024, BLOCKYSIZE=1024, RESOLUTIONS=6, QUALITY=25)
+        profile = dict(driver="JP2OpenJPEG", width=size, height=size, count=1, dtype="uint16", crs="EPSG:32633")
+        with rasterio.open(path, "w", transform=Affine(10, 0, 3e5, 0, -10, 5.9e6), **profile, **options) as target:
+            target.write(image, 1)
+    starts = range(0, size - window + 1, 1000)
+    with rasterio.Env(GDAL_CACHEMAX=128, VSI_CACHE=True):
+        start = time.perf_counter()
+        with rasterio.open(path) as source:
+            source.read(1)
+        whole, start = time.perf_counter() - start, time.perf_counter()
+        for row in starts:
+            for column in starts:
+                with rasterio.open(path) as source:
+                    source.read(1, window=Window(column, row, window, window))
+    return whole, time.perf_counter() - start, len(starts) ** 2
+
+
 def main() -> None:
     """Build the archives, run the measurements, print rates, ratios and peak memory."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -150,6 +189,7 @@ def main() -> None:
         stage = measure("stage", small, root / "stage_small", args.repeat)
         clouds = measure("clouds", small, root / "clouds")
         stage_large = measure("stage", large, root / "stage_large")
+        layout = sentinel2_layout(root)
     megabytes = decode["decoded_bytes"] / 1e6
     print(f"archive: {args.scenes} scenes × 4 tiles, {megabytes:.0f} MB of decoded pixels (10 bands + SCL)")
     print(f"bare decode: {megabytes / decode['seconds']:.1f} MB/s ({decode['seconds']:.2f} s)")
@@ -167,6 +207,11 @@ def main() -> None:
         f"bare decode of the windows the 4 tile jobs need (a 10 km tile reads part of each file; block edges and "
         f"file opens repeat): {windows['seconds']:.1f} s; stage / windowed decode "
         f"{windows['seconds'] / stage['seconds']:.2f}"
+    )
+    print(
+        f"real Sentinel-2 JPEG 2000 layout (1024² tiles, 6 resolutions; 5490² px band): whole decode "
+        f"{layout[0]:.2f} s; its {layout[2]} grid-tile windows (1070² px, each job opening the file) "
+        f"{layout[1]:.2f} s = {layout[1] / layout[0]:.1f}× (every 1024² tile a 10 km grid tile touches is decoded whole)"
     )
     print(
         f"s2cloudless at 160 m: {clouds['seconds']:.1f} s for {args.scenes} scenes × 4 tiles "
