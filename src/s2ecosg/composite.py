@@ -68,7 +68,7 @@ def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     count = (stack[:, 0] != 0).sum(axis=0, dtype=np.uint16)
     np.subtract(stack, 1, out=stack)  # uint16 wraps: invalid (0) becomes 65535 and sorts after every valid value
     planes = sort_scenes(stack)
-    # The two middle values, at ranks (count - 1) // 2 and count // 2, picked rank by rank (cheaper than a gather).
+    # The two middle values, at ranks (count - 1) // 2 and count // 2 of the sorted valid observations.
     low = middle_value(planes, np.maximum(count, 1) - 1 >> 1)
     high = middle_value(planes, np.minimum(count >> 1, len(planes) - 1))
     total = low.astype(np.uint32)

@@ -9,6 +9,7 @@ Scores at the legend's own classes and, where the legend has them, at CORINE lev
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +151,11 @@ def markdown(result: dict[str, Any]) -> str:
         "| area | level | pixels | agreement | mean IoU | mean F1 |",
         "|---|---|---|---|---|---|",
     ]
-    for area in ("validation", "all"):
-        for level, score in result[area].items():
-            if level != "confusion":
-                lines.append(
-                    f"| {area} | {level} | {score['pixels']} | {percent(score['agreement'])} | "
-                    f"{percent(score['mean_iou'])} | {percent(score['mean_f1'])} |"
-                )
+    for area, level, score in level_scores(result):
+        lines.append(
+            f"| {area} | {level} | {score['pixels']} | {percent(score['agreement'])} | "
+            f"{percent(score['mean_iou'])} | {percent(score['mean_f1'])} |"
+        )
     lines += [
         "",
         "## Per class (validation blocks)",
@@ -193,15 +192,21 @@ def baseline_markdown(result: dict[str, Any]) -> list[str]:
         "| area | level | CNN agreement | baseline agreement | CNN mean IoU | baseline mean IoU |",
         "|---|---|---|---|---|---|",
     ]
+    for area, level, score in level_scores(result):
+        other = result["baseline"][area][level]
+        lines.append(
+            f"| {area} | {level} | {percent(score['agreement'])} | {percent(other['agreement'])} | "
+            f"{percent(score['mean_iou'])} | {percent(other['mean_iou'])} |"
+        )
+    return lines
+
+
+def level_scores(result: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(area, level, scores) of the validation blocks, then of the whole area, level by level."""
     for area in ("validation", "all"):
         for level, score in result[area].items():
             if level != "confusion":
-                other = result["baseline"][area][level]
-                lines.append(
-                    f"| {area} | {level} | {percent(score['agreement'])} | {percent(other['agreement'])} | "
-                    f"{percent(score['mean_iou'])} | {percent(other['mean_iou'])} |"
-                )
-    return lines
+                yield area, level, score
 
 
 def ecosg_markdown(comparison: dict[str, Any] | None) -> list[str]:

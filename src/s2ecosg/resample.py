@@ -107,6 +107,16 @@ class Plan:
     outside: np.ndarray
     steps: tuple[int, int]
 
+    @property
+    def offsets(self) -> tuple[int, int, int, int]:
+        """Flat offsets of the upper-left, upper-right, lower-left and lower-right neighbours from ``index``."""
+        return 0, self.steps[0], self.steps[1], self.steps[0] + self.steps[1]
+
+    @functools.cached_property
+    def nearest_index(self) -> np.ndarray:
+        """Flat index of each sample's nearest neighbour: the corner with the largest bilinear weight."""
+        return self.index + np.asarray(self.offsets)[np.argmax(self.weights, axis=0)]
+
 
 @functools.lru_cache(maxsize=6)
 def plan(
@@ -173,8 +183,7 @@ def corners(values: np.ndarray, sampling: Plan) -> np.ndarray:
         gathered = packed_neighbours(values).take(sampling.index).view(np.uint16)
         return np.ascontiguousarray(np.moveaxis(gathered.reshape(sampling.index.shape + (4,)), -1, 0))
     flat = values.ravel()
-    offsets = (0, sampling.steps[0], sampling.steps[1], sampling.steps[0] + sampling.steps[1])
-    return np.stack([flat.take(sampling.index + offset) for offset in offsets])
+    return np.stack([flat.take(sampling.index + offset) for offset in sampling.offsets])
 
 
 def weighted_sum(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -210,10 +219,7 @@ def bilinear(values: np.ndarray, sampling: Plan, valid: np.ndarray | None) -> np
 
 def nearest(values: np.ndarray, sampling: Plan) -> np.ndarray:
     """Nearest-neighbour samples of a source window: float32 in the shape of the plan, NaN outside."""
-    # The nearest neighbour is the corner with the largest bilinear weight.
-    corner = np.argmax(sampling.weights, axis=0)
-    steps = np.array([0, sampling.steps[0], sampling.steps[1], sampling.steps[0] + sampling.steps[1]])
-    result = values.ravel().take(sampling.index + steps[corner]).astype(np.float32)
+    result = values.ravel().take(sampling.nearest_index).astype(np.float32)
     result[sampling.outside] = np.nan
     return result
 

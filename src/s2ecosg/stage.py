@@ -112,7 +112,10 @@ def scene_tile(
             scene_classes = classes.result()
             invalid |= np.isin(scene_classes, settings.scl_invalid) | np.isnan(scene_classes)
         if clouds is not None:
-            invalid |= rows_at_full_resolution(clouds.result(), 0, size, size, grid.resolution)[rows, columns]
+            mask = clouds.result()
+            invalid |= rows_at_full_resolution(mask, rows.start, rows.stop - rows.start, size, grid.resolution)[
+                :, columns
+            ]
         np.multiply(part, ~invalid, out=part)
         return part, window
 

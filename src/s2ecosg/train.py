@@ -257,12 +257,12 @@ def finish_epoch(
     score = metrics.get("mean_iou") or 0.0
     progress.update(step=0, partial={})
     folder = progress["folder"]
-    if score >= progress["best"]:
-        progress["best"] = score
-        checkpoint.save(
-            folder / "best.pt", checkpoint.training_state(parts, saved(progress, epoch + 1)), parts.world.main
-        )
-    checkpoint.save(folder / "last.pt", checkpoint.training_state(parts, saved(progress, epoch + 1)), parts.world.main)
+    improved = score >= progress["best"]
+    progress["best"] = max(progress["best"], score)
+    state = checkpoint.training_state(parts, saved(progress, epoch + 1))
+    if improved:
+        checkpoint.save(folder / "best.pt", state, parts.world.main)
+    checkpoint.save(folder / "last.pt", state, parts.world.main)
     if parts.world.main:
         write_json(folder / "history.json", progress["history"])
 
