@@ -97,7 +97,8 @@ def test_corine_cover_counts_equal_brute_force(class_raster: Path, tmp_path: Pat
     counts = dict(zip(*np.unique(cover[cover > 0], return_counts=True), strict=True))
     assert counts == dict(Counter(majority_of(counter) for counter in cells.values()))
     assert 17 in counts and 16 not in counts  # at 37° N grassland stays 17, never the boreal 16
-    assert (base.parent / "validation.txt").read_text() == "ok\n"
+    empty = f"cells without a cover: {int((cover == 0).sum())} of {cover.size} (no HARMONIE domain)"
+    assert (base.parent / "validation.txt").read_text() == f"ok\n{empty}\n"
 
 
 def synthetic_ecosg(folder: Path) -> tuple[Path, np.ndarray, dict]:
@@ -155,17 +156,22 @@ def test_custom_domain_filled_and_fractions_brute_force(class_raster: Path, tmp_
 
 
 def test_domain_check_finds_empty_cells(class_raster: Path, tmp_path: Path) -> None:
+    """16 of the 64 LANJARON cells lie beyond the CORINE excerpt: refused at cover.max_empty_fraction 0 (the
+    default), written above 0.25 with the count in validation.txt, and validate-cover finds the same cells."""
+    from s2ecosg.errors import InputError
+
     domain = DomainConfig(name="LANJARON", harmonie=LANJARON, margin=1)
     base = tmp_path / "NOFILL"
-    run_cover(
-        [str(class_raster)],
-        [None],
-        load_legend("clc"),
-        CoverConfig(resolution_deg="1/1200"),
-        domain,
-        str(base),
-        PROVENANCE,
-    )
+    arguments = [str(class_raster)], [None], load_legend("clc")
+    with pytest.raises(InputError, match=r"16 of 64 cells of domain LANJARON have no valid pixel \(25.0 % > "):
+        run_cover(*arguments, CoverConfig(resolution_deg="1/1200"), domain, str(base), PROVENANCE)
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing under a final name, no temporary
+    run_cover(*arguments, CoverConfig(resolution_deg="1/1200", max_empty_fraction=0.25), domain, str(base), PROVENANCE)
+    report = (tmp_path / "validation.txt").read_text().splitlines()
+    assert report == [
+        "16 of 64 domain cells have no valid pixel (SURFEX would interpolate them)",
+        "empty domain cells: 16 of 64 (cover.max_empty_fraction 0.25)",
+    ]
     config = tmp_path / "domain.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -174,7 +180,7 @@ def test_domain_check_finds_empty_cells(class_raster: Path, tmp_path: Path) -> N
     )
     result = CliRunner().invoke(main, ["validate-cover", str(base), "--config", str(config)])
     assert result.exit_code == 1
-    assert "of 64 domain cells have no valid pixel" in result.output
+    assert "16 of 64 domain cells have no valid pixel" in result.output
 
 
 def test_sea_mask_vector_and_raster(class_raster: Path, tmp_path: Path) -> None:
@@ -186,7 +192,7 @@ def test_sea_mask_vector_and_raster(class_raster: Path, tmp_path: Path) -> None:
     domain = DomainConfig(name="LANJARON", harmonie=LANJARON, margin=1)
     for mask in (tmp_path / "sea.gpkg", raster_mask(tmp_path)):
         base = tmp_path / f"SEA_{mask.suffix[1:]}"
-        settings = CoverConfig(resolution_deg="1/1200", sea_mask=str(mask))
+        settings = CoverConfig(resolution_deg="1/1200", sea_mask=str(mask), max_empty_fraction=0.25)
         origin = run_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(base), PROVENANCE)
         cover, header = read_cover(base)
         step = 1 / 1200

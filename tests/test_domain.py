@@ -78,7 +78,7 @@ def test_domain_command_prints_grid_and_namelists() -> None:
 def test_unknown_domain_and_bad_keys() -> None:
     with pytest.raises(InputError, match="unknown domain"):
         load_config({"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "NOWHERE"}})
-    with pytest.raises(InputError, match="bad or missing HARMONIE key"):
+    with pytest.raises(InputError, match=r"missing HARMONIE key\(s\) NLAT, LONC, LATC, LON0, LAT0, GSIZE"):
         load_config(
             {"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "X", "harmonie": {"nlon": 50}}}
         )

@@ -180,23 +180,13 @@ def read_chunk(source: Source, window: Any, mapping: CoverMapping) -> tuple[np.n
 
 def zones_on_window(path: str, source: Source, window: Any) -> np.ndarray:
     """Climate zone raster sampled (nearest) on the pixels of a source window."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
     from rasterio.windows import transform as window_transform
 
-    from s2ecosg.io import open_raster
+    from s2ecosg.io import warp_classes
 
-    zone = np.zeros((int(window.height), int(window.width)), dtype=np.uint8)
-    with open_raster(path) as raster:
-        reproject(
-            rasterio.band(raster, 1),
-            zone,
-            dst_transform=window_transform(window, source.transform),
-            dst_crs=source.crs,
-            resampling=Resampling.nearest,
-            dst_nodata=0,
-        )
-    return zone
+    shape = (int(window.height), int(window.width))
+    transform = window_transform(window, source.transform)
+    return warp_classes(path, transform, shape, source.crs, fill=0, dtype=np.uint8)[0]
 
 
 def accumulate_chunk(

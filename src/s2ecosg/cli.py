@@ -28,21 +28,39 @@ tiles_option = click.option("--tiles", required=True, help="Comma-separated grid
 
 
 def command(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Set up logging; turn an :class:`InputError` into one log line and exit status 1."""
+    """Set up logging and SIGTERM; every error ends the command with one line on stderr and exit status 1.
+
+    A mistake a user can fix (:class:`InputError`, a file that cannot be read or written) is that one line,
+    naming the file or key and the problem. Anything else is one line too, naming the log file that holds
+    the traceback (a traceback is for developers: it goes to the log, never to the terminal).
+    """
 
     @functools.wraps(function)
     def wrapper(*args: Any, log_path: str | None = None, **kwargs: Any) -> Any:
-        from s2ecosg.errors import InputError
-        from s2ecosg.log import setup_logging
+        from s2ecosg.log import exit_on_sigterm, setup_logging
 
         setup_logging(log_path)
+        exit_on_sigterm()
         try:
             return function(*args, **kwargs)
-        except InputError as error:
-            LOG.error("error: %s", error)
+        except Exception as error:  # the one place where every error becomes one line
+            LOG.error("error: %s", one_line(error))
             sys.exit(1)
 
     return wrapper
+
+
+def one_line(error: Exception) -> str:
+    """The message of a failed command: ``<file or key>: <problem>``, or the error and where its traceback is."""
+    from s2ecosg.errors import InputError
+    from s2ecosg.log import save_traceback
+
+    if isinstance(error, InputError):
+        return str(error)
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"unexpected {type(error).__name__}: {first} (traceback in {save_traceback(error)})"
 
 
 def sections(text: str) -> Any:

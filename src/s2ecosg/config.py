@@ -24,6 +24,27 @@ LonLatBox = tuple[float, float, float, float]
 CLIMATES = ("latitude", "temperate", "boreal", "mediterranean")
 
 
+def check_box(box: LonLatBox | None) -> LonLatBox | None:
+    """A [west, south, east, north] box in degrees, with west < east and south < north inside the globe."""
+    if box is None:
+        return None
+    west, south, east, north = box
+    if not (-180 <= west < east <= 180):
+        raise ValueError(f"[west, south, east, north] needs -180 <= west < east <= 180; got west {west}, east {east}")
+    if not (-90 <= south < north <= 90):
+        raise ValueError(
+            f"[west, south, east, north] needs -90 <= south < north <= 90; got south {south}, north {north}"
+        )
+    return box
+
+
+def check_window(window: tuple[dt.date, dt.date] | None) -> tuple[dt.date, dt.date] | None:
+    """A [start, end] date window with start <= end."""
+    if window is not None and window[0] > window[1]:
+        raise ValueError(f"date window starts {window[0]} after it ends {window[1]}")
+    return window
+
+
 class Section(BaseModel):
     """Common settings: unknown keys are errors, so a typo never passes silently."""
 
@@ -47,6 +68,8 @@ class DomainConfig(Section):
     )
     bbox: LonLatBox | None = Field(None, description="[west, south, east, north] in degrees when there is no domain.")
     margin: int = Field(2, ge=0, description="Model grid cells added on every side of the domain.")
+
+    _box = field_validator("bbox")(classmethod(lambda cls, value: check_box(value)))
 
     @model_validator(mode="after")
     def known_domain(self) -> DomainConfig:
@@ -73,6 +96,22 @@ class GridConfig(Section):
         if self.tile_size % 1000 or (self.tile_size / self.resolution) % 1:
             raise ValueError("tile_size must be a multiple of 1000 m and of the resolution")
         return self
+
+    @field_validator("crs")
+    @classmethod
+    def projected_in_metres(cls, value: str) -> str:
+        """A CRS PROJ knows, projected, in metres (tiles are named in km of it)."""
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError:
+            raise ValueError(f"{value!r} is not a CRS PROJ knows (e.g. EPSG:3035)") from None
+        units = {axis.unit_name for axis in crs.axis_info}
+        if not crs.is_projected or not units <= {"metre", "meter"}:
+            raise ValueError(f"{value!r} is not a projected CRS in metres (tiles are named in km; e.g. EPSG:3035)")
+        return value
 
 
 class StacConfig(Section):
@@ -111,6 +150,17 @@ class ImageryConfig(Section):
         default_factory=lambda: [0, 1, 3, 8, 9, 10],
         description="Sen2Cor SCL classes masked in L2A scenes (no data, defective, cloud shadow, clouds, cirrus).",
     )
+
+    _box = field_validator("aoi")(classmethod(lambda cls, value: check_box(value)))
+    _window = field_validator("dates")(classmethod(lambda cls, value: check_window(value)))
+
+    @field_validator("seasons")
+    @classmethod
+    def ordered_seasons(cls, value: list[tuple[dt.date, dt.date]] | None) -> list[tuple[dt.date, dt.date]] | None:
+        """Every season starts before it ends."""
+        for window in value or []:
+            check_window(window)
+        return value
 
     @model_validator(mode="after")
     def source_settings(self) -> ImageryConfig:
@@ -170,7 +220,7 @@ class TrainConfig(Section):
         "single", description="single process, or data-parallel over the job's GPUs: ddp (torchrun/srun) or horovod."
     )
     processes: int = Field(1, ge=1, description="Processes per node when the train job has no GPU (CPU DDP/Horovod).")
-    epochs: int = Field(2, ge=1, description="Passes over the training patches.")
+    epochs: int = Field(30, ge=1, description="Passes over the training patches.")
     batch_size: int = Field(8, ge=1, description="Patches per step and process (global batch = this × processes).")
     lr: float = Field(
         1e-3, gt=0, description="AdamW learning rate of the decoder (and encoder once unfrozen × factor)."
@@ -241,6 +291,9 @@ class CoverConfig(Section):
     mediterranean_latitude: float = Field(
         42.0, ge=0, le=90, description="|latitude| up to which pixels use Mediterranean covers."
     )
+    max_empty_fraction: float = Field(
+        0.0, ge=0, le=1, description="Largest share of HARMONIE domain cells left without a cover; above it, fail."
+    )
 
     @field_validator("climate")
     @classmethod
@@ -253,9 +306,13 @@ class CoverConfig(Section):
     @field_validator("resolution_deg")
     @classmethod
     def positive_degrees(cls, value: float | str) -> float | str:
-        """A positive cell size."""
-        if degrees(value) <= 0:
-            raise ValueError("resolution_deg must be positive")
+        """A positive cell size of at most 1°."""
+        try:
+            size = degrees(value)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{value!r} is not a number of degrees such as 0.0025 or '1/1800'") from None
+        if not 0 < size <= 1:
+            raise ValueError(f"resolution_deg {value!r} must be positive and at most 1 degree")
         return value
 
 
@@ -366,12 +423,79 @@ def json_schema() -> dict[str, Any]:
     return Config.model_json_schema()
 
 
-def read_config_file(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """One YAML config file as a dict; a syntax error names the file and the line."""
     import yaml
 
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise InputError(path, f"cannot read config ({error})") from error
-    return load_config(raw, str(path))
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(path, f"cannot read config ({getattr(error, 'strerror', None) or error})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise InputError(path, f"{where}not valid YAML ({error.problem or error.context})") from None
+    except yaml.YAMLError as error:
+        raise InputError(path, f"not valid YAML ({error})") from None
+    except ValueError as error:  # a date YAML accepts but the calendar does not, e.g. 2015-02-30
+        raise InputError(path, f"not a valid date ({error})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InputError(path, "a config must be a mapping of sections (run:, imagery:, ...)")
+    return raw
+
+
+def layered(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base`` as Snakemake layers ``--configfile`` files: mappings merge key by key."""
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = (
+            layered(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
+    return merged
+
+
+def read_config_file(*paths: str | Path) -> Config:
+    """Read YAML config files, each layered over the ones before (as ``snakemake --configfile a b``), and validate."""
+    raw: dict[str, Any] = {}
+    for path in paths:
+        raw = layered(raw, read_yaml(path))
+    return load_config(raw, str(paths[-1]) if len(paths) == 1 else " + ".join(map(str, paths)))
+
+
+def check_input_paths(config: Config, source: str) -> None:
+    """Refuse a config whose input files or folders do not exist, naming the key and the path.
+
+    The workflow calls this at parse time, so a path that moved stops a rerun of an existing run too (Snakemake
+    would otherwise find every output present and report nothing to do).
+    """
+    from s2ecosg.legend import legend_path
+
+    files = {
+        "labels.path": config.labels.path,
+        "model.weights": config.model.weights,
+        "cover.sea_mask": config.cover.sea_mask,
+        "evaluate.points": config.evaluate.points,
+        "evaluate.ecosg_table": config.evaluate.ecosg_table,
+        "labels.legend": None if legend_path(config.labels.legend).is_file() else config.labels.legend,
+    }
+    for key, path in files.items():
+        if path is not None and not Path(path).exists():
+            raise InputError(source, f"{key}: {path}: no such file or folder")
+    for key, path in {"cover.fill": config.cover.fill, "evaluate.ecosg": config.evaluate.ecosg}.items():
+        if path is not None and not Path(path).is_file() and not direct_pair_exists(path):
+            raise InputError(source, f"{key}: {path}: neither a raster file nor a DIRECT pair <base>.dir + <base>.hdr")
+    bundle = config.model.bundle
+    if bundle is not None:
+        missing = [name for name in ("bundle.json", "weights.pt") if not (Path(bundle) / name).is_file()]
+        if missing:
+            raise InputError(source, f"model.bundle: {bundle}: not a model bundle (no {' or '.join(missing)})")
+
+
+def direct_pair_exists(path: str) -> bool:
+    """True when ``path`` (a base name, or its ``.dir`` or ``.hdr``) names both files of a DIRECT pair."""
+    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
+    return Path(f"{base}.dir").is_file() and Path(f"{base}.hdr").is_file()

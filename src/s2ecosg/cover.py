@@ -23,7 +23,9 @@ import numpy as np
 
 from s2ecosg.aggregate import CoverMapping, Source, aggregate_block, fractions, majority, open_sources
 from s2ecosg.cover_files import DirectWriter, NetcdfWriter, QuickLook, readme_text
-from s2ecosg.fill import GapFiller
+from s2ecosg.errors import InputError
+from s2ecosg.fill import GapFiller, check_overlap
+from s2ecosg.io import atomic_path
 from s2ecosg.lonlat import Block, LonLatGrid, snap_grid
 
 LOG = logging.getLogger(__name__)
@@ -61,8 +63,6 @@ def valid_pixel_box(source: Source) -> tuple[float, float, float, float] | None:
 def predicted_extent(sources: list[Source]) -> tuple[float, float, float, float]:
     """(west, south, east, north) in degrees around the valid pixels of all sources."""
     from rasterio.warp import transform_bounds
-
-    from s2ecosg.errors import InputError
 
     boxes = []
     for source in sources:
@@ -128,45 +128,87 @@ def run_cover(
     basename: str,
     provenance: dict[str, str],
 ) -> dict[str, int]:
-    """Aggregate class rasters and write every cover output; return the number of cells by origin."""
-    from tqdm import tqdm
+    """Aggregate class rasters and write every cover output; return the number of cells by origin.
 
-    from s2ecosg.io import atomic_path
-    from s2ecosg.validate import validate_cover
+    The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a
+    HARMONIE domain its empty cells against ``cover.max_empty_fraction``): a cover that fails a check is never
+    renamed into place, nor is any other output written.
+    """
+    from tqdm import tqdm
 
     sources = open_sources(classes, confidences)
     grid, domain = output_grid(settings, domain_settings, sources)
     LOG.info("output grid: %d rows × %d cols of %.8f°, edges %s", grid.rows, grid.cols, grid.step, grid.bounds)
     mapping = CoverMapping.from_legend(legend, settings)
+    if mapping.zones:
+        check_overlap(mapping.zones, "cover.climate", grid.bounds)
     filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
-    name = Path(basename).name
-    scenes = len(provenance.get("scenes", "").split())
-    comment = (
-        f"{name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} "
-        f"config {provenance.get('config_hash', '')} scenes {scenes}"
-    )
+    filler.check(grid)
     origin = np.zeros(4, dtype=np.int64)
     quicklook = QuickLook(grid)
     with contextlib.ExitStack() as stack:
-        direct = DirectWriter(stack, basename, grid, comment)
+        direct = DirectWriter(stack, basename, grid, header_comment(basename, provenance))
         netcdf = NetcdfWriter(stack, f"{basename}.nc", grid, provenance)
-        blocks = list(grid.blocks(BLOCK_CELLS))
-        for block in tqdm(blocks, desc="cover", unit="block", mininterval=10):
+        for block in tqdm(list(grid.blocks(BLOCK_CELLS)), desc="cover", unit="block", mininterval=10):
             values = block_values(sources, grid, block, mapping, filler)
             direct.write(block, values["cover"])
             netcdf.write(block, values)
             quicklook.write(block, values["cover"])
             origin += np.bincount(values["source"].ravel(), minlength=4)
         direct.close()
-    counts = dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
-    write_side_files(basename, grid, domain, provenance, counts, quicklook)
-    problems = validate_cover(basename)
+        counts = dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
+        report = check_written(basename, (direct.header, direct.binary), counts, domain, domain_settings, settings)
+        write_side_files(basename, grid, domain, provenance, counts, quicklook)
     with atomic_path(Path(basename).parent / "validation.txt") as temporary:
-        temporary.write_text("\n".join(problems or ["ok"]) + "\n")
-    if problems:
-        raise RuntimeError(f"{basename}: written cover breaks the format rules: {problems[0]}")
+        temporary.write_text("\n".join(report) + "\n")
     LOG.info("cover %s: cells by origin %s", basename, counts)
     return counts
+
+
+def header_comment(basename: str, provenance: dict[str, str]) -> str:
+    """Line 1 of the ``.hdr`` (SURFEX skips it): provenance in brief."""
+    scenes = len(provenance.get("scenes", "").split())
+    return (
+        f"{Path(basename).name} s2ecosg {provenance.get('s2ecosg_version', '')} bundle {provenance.get('bundle', '')} "
+        f"config {provenance.get('config_hash', '')} scenes {scenes}"
+    )
+
+
+def check_written(
+    basename: str,
+    paths: tuple[Path, Path],
+    counts: dict[str, int],
+    domain: Any,
+    domain_settings: Any,
+    settings: Any,
+) -> list[str]:
+    """Check the written (still temporary) pair; return the lines of ``validation.txt`` or raise.
+
+    Raises :class:`InputError` when the pair breaks a format rule, when no cell has a cover, or when more of the
+    HARMONIE domain's cells than ``cover.max_empty_fraction`` have no valid pixel (SURFEX would interpolate them).
+    """
+    from s2ecosg.validate import empty_cells_line, empty_domain_cells, extent_problems, validate_cover
+
+    problems = validate_cover(basename, paths)
+    if problems:
+        raise InputError(f"{basename}.dir", f"written cover breaks the format rules: {problems[0]}")
+    if counts["predicted"] + counts["ECOSG fill"] + counts["sea mask"] == 0:
+        raise InputError(
+            f"{basename}.dir", "no cell of the output grid has a cover: no predicted pixel inside it and no fill"
+        )
+    if domain is None:
+        return ["ok", f"cells without a cover: {counts['no cover']} of {sum(counts.values())} (no HARMONIE domain)"]
+    empty, cells = empty_domain_cells(*paths, domain)
+    report = extent_problems(paths[0], domain, domain_settings.margin) + ([empty_cells_line(empty, cells)] if empty else [])
+    report = report or ["ok"]
+    report.append(f"empty domain cells: {empty} of {cells} (cover.max_empty_fraction {settings.max_empty_fraction})")
+    if empty > settings.max_empty_fraction * cells:
+        raise InputError(
+            f"{basename}.dir",
+            f"{empty} of {cells} cells of domain {domain.name} have no valid pixel ({100 * empty / cells:.1f} % > "
+            f"cover.max_empty_fraction {settings.max_empty_fraction}); add imagery or cover.fill, or raise the limit",
+        )
+    return report
 
 
 def write_side_files(
@@ -178,8 +220,6 @@ def write_side_files(
     quicklook: QuickLook,
 ) -> None:
     """The namelist, the quick-look PNG and the README of the cover folder."""
-    from s2ecosg.io import atomic_path
-
     name = Path(basename).name
     text = namelist(name, domain)
     with atomic_path(f"{basename}.nam") as temporary:

@@ -34,9 +34,9 @@ class DirectWriter:
 
         check_basename(basename)
         self.grid, self.comment = grid, comment
-        binary = stack.enter_context(atomic_path(f"{basename}.dir"))
+        self.binary = stack.enter_context(atomic_path(f"{basename}.dir"))
         self.header = stack.enter_context(atomic_path(f"{basename}.hdr"))
-        self.handle = stack.enter_context(binary.open("wb"))
+        self.handle = stack.enter_context(self.binary.open("wb"))
         self.band: np.ndarray | None = None
         self.next_row = 0
 
@@ -71,6 +71,7 @@ class NetcdfWriter:
         from s2ecosg.io import atomic_path
 
         temporary = stack.enter_context(atomic_path(path))
+        self.path = path
         self.dataset = netCDF4.Dataset(temporary, "w", format="NETCDF4")
         stack.callback(self.dataset.close)
         self.define(grid, provenance)
@@ -138,13 +139,18 @@ class NetcdfWriter:
 
     def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
         """Store a block: ``cover``, ``source`` (uint8), ``fraction`` (33, rows, cols), shares (NaN = missing)."""
+        from s2ecosg.errors import InputError
+
         row, column, rows, columns = block
         window = (slice(row, row + rows), slice(column, column + columns))
-        for name, array in values.items():
-            target = self.dataset[name]
-            if array.dtype.kind == "f":  # NaN = missing: masked, so netCDF stores the fill value
-                array = np.ma.array(np.nan_to_num(array), mask=np.isnan(array))
-            target[(slice(None), *window) if name == "fraction" else window] = array
+        try:
+            for name, array in values.items():
+                target = self.dataset[name]
+                if array.dtype.kind == "f":  # NaN = missing: masked, so netCDF stores the fill value
+                    array = np.ma.array(np.nan_to_num(array), mask=np.isnan(array))
+                target[(slice(None), *window) if name == "fraction" else window] = array
+        except RuntimeError as error:  # the netCDF library's way of saying the disk is full
+            raise InputError(self.path, f"cannot write ({error})") from None
 
 
 class QuickLook:

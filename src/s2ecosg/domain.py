@@ -90,26 +90,74 @@ def named_domains() -> dict[str, HarmonieDomain]:
     """Domains shipped in ``data/domains.csv``, by name."""
     table = resources.files("s2ecosg") / "data" / "domains.csv"
     with table.open(newline="") as handle:
-        return {row["name"]: domain_from_keys(row["name"], row) for row in csv.DictReader(handle)}
+        rows = list(csv.DictReader(handle))
+    return {
+        row["name"]: domain_from_keys(row["name"], {key: value for key, value in row.items() if key != "name"})
+        for row in rows
+    }
+
+
+KEYS = ("nlon", "nlat", "lonc", "latc", "lon0", "lat0", "gsize")
+
+
+def whole_number(key: str, value: object) -> int:
+    """A HARMONIE count (NLON, NLAT, EZONE): an integer, also when written as 300.0."""
+    number = float(value)  # type: ignore[arg-type]
+    if not number.is_integer():
+        raise ValueError(f"{key.upper()} {value} is not a whole number")
+    return int(number)
 
 
 def domain_from_keys(name: str, keys: dict) -> HarmonieDomain:
-    """A domain from HARMONIE keys (any case); a missing or bad key is a one-line error."""
-    lower = {key.lower(): value for key, value in keys.items()}
+    """A domain from HARMONIE keys (any case); a missing, bad or impossible key is a one-line error."""
+    lower = {str(key).lower(): value for key, value in keys.items()}
+    missing = [key.upper() for key in KEYS if lower.get(key) in (None, "")]
+    unknown = sorted(set(lower) - {*KEYS, "ezone"})
+    if missing or unknown:
+        problem = f"missing HARMONIE key(s) {', '.join(missing)}" if missing else f"unknown key(s) {', '.join(unknown)}"
+        raise InputError(f"domain {name}", f"{problem}; keys are NLON, NLAT, LONC, LATC, LON0, LAT0, GSIZE, EZONE")
+    ezone = lower.get("ezone")
     try:
-        return HarmonieDomain(
+        domain = HarmonieDomain(
             name=name,
-            nlon=int(lower["nlon"]),
-            nlat=int(lower["nlat"]),
+            nlon=whole_number("nlon", lower["nlon"]),
+            nlat=whole_number("nlat", lower["nlat"]),
             lonc=float(lower["lonc"]),
             latc=float(lower["latc"]),
             lon0=float(lower["lon0"]),
             lat0=float(lower["lat0"]),
             gsize=float(lower["gsize"]),
-            ezone=int(lower.get("ezone", 11) or 11),
+            ezone=11 if ezone in (None, "") else whole_number("ezone", ezone),  # Harmonie_domains.pm's default
         )
-    except (KeyError, ValueError) as error:
-        raise InputError(f"domain {name}", f"bad or missing HARMONIE key ({error})") from None
+    except (TypeError, ValueError) as error:
+        raise InputError(f"domain {name}", f"bad HARMONIE key ({error})") from None
+    problem = domain_problem(domain)
+    if problem:
+        raise InputError(f"domain {name}", problem)
+    return domain
+
+
+def domain_problem(domain: HarmonieDomain) -> str | None:
+    """Why SURFEX could not build this grid (NIMAX/NJMAX < 1, GSIZE ≤ 0, a latitude beyond a pole), or None."""
+    if domain.ezone < 0:
+        return f"EZONE {domain.ezone} must be >= 0"
+    if domain.nimax < 1 or domain.njmax < 1:
+        return f"NLON {domain.nlon} and NLAT {domain.nlat} must exceed EZONE {domain.ezone} (NIMAX {domain.nimax}, NJMAX {domain.njmax})"
+    if not (np.isfinite(domain.gsize) and domain.gsize > 0):
+        return f"GSIZE {domain.gsize} must be a positive number of metres"
+    for key, value, limit in (
+        ("LAT0", domain.lat0, 90),
+        ("LATC", domain.latc, 90),
+        ("LON0", domain.lon0, 360),
+        ("LONC", domain.lonc, 360),
+    ):
+        if not (np.isfinite(value) and -limit <= value <= limit):
+            return f"{key} {value} must lie within -{limit}..{limit} degrees"
+    if abs(domain.lat0) < 1e-6:
+        return "LAT0 0 is SURFEX's Mercator projection, which s2ecosg does not build; use a Lambert domain (LAT0 != 0)"
+    if abs(domain.latc) >= 90:
+        return f"LATC {domain.latc} puts the domain centre on a pole"
+    return None
 
 
 def resolve_domain(name: str | None, keys: dict | None) -> HarmonieDomain | None:

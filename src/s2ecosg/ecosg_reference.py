@@ -42,7 +42,8 @@ def load_table(path: str | None) -> dict[str, np.ndarray]:
 
 def ecosg_on_tile(path: str, transform: Any, shape: tuple[int, int], crs: Any) -> np.ndarray:
     """ECOSG covers at the pixel centres of a tile (nearest; 0 outside the file)."""
-    from s2ecosg.fill import is_direct, sample_direct
+    from s2ecosg.fill import sample_direct
+    from s2ecosg.surfex import is_direct
 
     if is_direct(path):
         from pyproj import Transformer

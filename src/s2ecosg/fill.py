@@ -20,52 +20,75 @@ FLAG_NONE, FLAG_PREDICTED, FLAG_ECOSG, FLAG_SEA = 0, 1, 2, 3
 SEA = 1
 
 
-def is_direct(path: str) -> bool:
-    """True when ``path`` names a DIRECT pair (``.dir``/``.hdr`` file or their base name)."""
-    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
-    return Path(f"{base}.dir").is_file() and Path(f"{base}.hdr").is_file()
-
-
 def sample_direct(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Values of a DIRECT uint8 file at points (nearest: the cell containing each point; 0 outside)."""
-    from s2ecosg.surfex import parse_header
+    """Values of a DIRECT uint8 file at points (nearest: the cell containing each point; 0 outside).
 
-    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
+    The pair goes through the format checks of ``validate-cover`` first (values are checked as they are sampled).
+    """
+    from s2ecosg.surfex import direct_base, parse_header
+
+    base = direct_base(path)
+    check_direct(base)
     header = parse_header(f"{base}.hdr")
     rows, cols = int(header["rows"]), int(header["cols"])
-    data = np.memmap(f"{base}.dir", dtype=np.uint8, mode="r")
-    if data.size != rows * cols:
-        raise InputError(f"{base}.dir", f"has {data.size} bytes, header says {rows} × {cols}")
+    data = np.memmap(f"{base}.dir", dtype=np.uint8, mode="r", shape=(rows, cols))
     step_lat = (header["north"] - header["south"]) / rows
     step_lon = (header["east"] - header["west"]) / cols
     row = np.floor((header["north"] - lat) / step_lat).astype(np.int64)
     column = np.floor(((lon - header["west"]) % 360.0) / step_lon).astype(np.int64)
     inside = (row >= 0) & (row < rows) & (column >= 0) & (column < cols)
     values = np.zeros(lon.shape, dtype=np.uint8)
-    values[inside] = data.reshape(rows, cols)[row[inside], column[inside]]
+    values[inside] = data[row[inside], column[inside]]
     nodata = int(header.get("nodata", 0))
     values[values == nodata] = 0
     return values
 
 
-def sample_raster(path: str, grid: LonLatGrid, block: Block) -> np.ndarray:
-    """A raster warped (nearest) onto a block of the output grid; 0 outside it."""
-    import rasterio
-    from rasterio.warp import Resampling, reproject
+def check_direct(base: str) -> None:
+    """Refuse a DIRECT pair that ``validate-cover`` would refuse (header rules, 1 byte per cell)."""
+    from s2ecosg.validate import pair_problems
+
+    problems = pair_problems(Path(f"{base}.hdr"), Path(f"{base}.dir"), values=False)
+    if problems:
+        raise InputError(f"{base}.hdr", f"not a valid DIRECT cover pair: {problems[0]}")
+
+
+def lonlat_extent(path: str) -> tuple[float, float, float, float]:
+    """(west, south, east, north) in degrees of a DIRECT pair, a raster (which must have a CRS) or a vector file."""
+    from rasterio.warp import transform_bounds
 
     from s2ecosg.io import open_raster
+    from s2ecosg.labels import is_vector, read_vector
+    from s2ecosg.surfex import direct_base, is_direct, parse_header
 
-    values = np.zeros(block[2:], dtype=np.float64)
+    if is_direct(path):
+        check_direct(direct_base(path))
+        header = parse_header(f"{direct_base(path)}.hdr")
+        return header["west"], header["south"], header["east"], header["north"]
+    if is_vector(path):
+        return tuple(read_vector(path).to_crs("EPSG:4326").total_bounds)
     with open_raster(path) as raster:
-        reproject(
-            rasterio.band(raster, 1),
-            values,
-            dst_transform=grid.block_transform(block),
-            dst_crs="EPSG:4326",
-            resampling=Resampling.nearest,
-            dst_nodata=0,
+        if raster.crs is None:
+            raise InputError(path, "raster has no CRS: where it lies is unknown")
+        return transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
+
+
+def check_overlap(path: str, key: str, bounds: tuple[float, float, float, float]) -> None:
+    """Refuse a fill, sea-mask or zone file that lies wholly outside the output grid, naming both extents."""
+    extent = lonlat_extent(path)
+    if extent[0] >= bounds[2] or extent[2] <= bounds[0] or extent[1] >= bounds[3] or extent[3] <= bounds[1]:
+        raise InputError(
+            path,
+            "{} extent W {:.4f} S {:.4f} E {:.4f} N {:.4f} does not overlap the output grid "
+            "W {:.4f} S {:.4f} E {:.4f} N {:.4f} (wrong file or wrong CRS?)".format(key, *extent, *bounds),
         )
-    return values
+
+
+def sample_raster(path: str, grid: LonLatGrid, block: Block) -> np.ndarray:
+    """A raster warped (nearest) onto a block of the output grid: float64, 0 outside it or at its nodata."""
+    from s2ecosg.io import warp_classes
+
+    return warp_classes(path, grid.block_transform(block), block[2:], "EPSG:4326", fill=0, dtype=np.float64)[0]
 
 
 @dataclass
@@ -77,10 +100,19 @@ class GapFiller:
     sea_value: float = 1
     _sea_polygons: Any = field(default=None, repr=False)
 
+    def check(self, grid: LonLatGrid) -> None:
+        """Refuse fill and sea-mask files that are broken or lie outside the output grid (before any block)."""
+        if self.ecosg:
+            check_overlap(self.ecosg, "cover.fill", grid.bounds)
+        if self.sea_mask:
+            check_overlap(self.sea_mask, "cover.sea_mask", grid.bounds)
+
     def ecosg_covers(self, grid: LonLatGrid, block: Block) -> np.ndarray:
         """ECOSG covers of the block's cell centres (0 where the fill file has none or no file is set)."""
         if not self.ecosg:
             return np.zeros(block[2:], dtype=np.uint8)
+        from s2ecosg.surfex import is_direct
+
         if is_direct(self.ecosg):
             lon, lat = grid.centres(block)
             values = sample_direct(self.ecosg, lon, lat)

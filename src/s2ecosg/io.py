@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +41,34 @@ def use_read_settings() -> None:
         os.environ.setdefault(name, value)
 
 
+# Errors of a write that the user (or the site) can fix: full disk or quota, file size limit, read-only target.
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` only if the block succeeds.
 
-    A crash or a SLURM preemption therefore never leaves a half-written output behind.
+    A crash or a SLURM preemption therefore never leaves a half-written output behind: the temporary is removed
+    on any error (and on SIGTERM, which the command line turns into an exit), and temporaries a killed process
+    (``kill -9``) left for the same output are removed when the output is next written: only one job at a time
+    writes a given output. A full disk or a read-only folder is one :class:`InputError` naming the output.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(final.parent, f"cannot create the folder ({error.strerror})") from None
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp*"):
+        stale.unlink(missing_ok=True)
     temporary = final.with_name(f".{final.name}.tmp{os.getpid()}")
     try:
         yield temporary
         os.replace(temporary, final)
+    except OSError as error:
+        if error.errno not in WRITE_ERRORS:
+            raise
+        raise InputError(final, f"cannot write ({error.strerror})") from None
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -70,7 +88,43 @@ def read_json(path: str | Path) -> Any:
         raise InputError(path, f"cannot read JSON ({error})") from error
 
 
-def open_raster(path: str | Path, **options: str) -> Any:
+class Raster:
+    """An open rasterio dataset whose reads stop with one line naming the file when GDAL fails to decode.
+
+    Attributes other than :meth:`read` are the dataset's own; ``dataset`` is the rasterio dataset itself (for
+    ``rasterio.band`` and the warper).
+    """
+
+    def __init__(self, dataset: Any, path: str | Path, options: dict[str, str]) -> None:
+        self.dataset, self.path, self.options = dataset, str(path), options
+
+    def read(self, indexes: Any = None, **keywords: Any) -> np.ndarray:
+        """``rasterio``'s read, with GDAL's errors (those of its decoder threads too) as :class:`InputError`."""
+        from s2ecosg.gdal_errors import checked_read
+
+        what = f"band {indexes}" if isinstance(indexes, int) else "bands"
+
+        def reread() -> np.ndarray:
+            with open_raster(self.path, **self.options) as fresh:
+                return fresh.dataset.read(indexes, **keywords)
+
+        return checked_read(lambda: self.dataset.read(indexes, **keywords), reread, self.path, what)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dataset, name)
+
+    def __enter__(self) -> Raster:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.dataset.close()
+
+    def close(self) -> None:
+        """Close the dataset."""
+        self.dataset.close()
+
+
+def open_raster(path: str | Path, **options: str) -> Raster:
     """Open a raster with rasterio, turning GDAL's errors into a one-line :class:`InputError`.
 
     Args:
@@ -80,10 +134,28 @@ def open_raster(path: str | Path, **options: str) -> Any:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    from s2ecosg.gdal_errors import gdal_message
+
+    if not Path(path).exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
+        raise InputError(path, "no such file")
     try:
-        return rasterio.open(path, **options)
+        return Raster(rasterio.open(path, **options), path, options)
     except RasterioIOError as error:
-        raise InputError(path, f"not a readable raster ({str(error).splitlines()[0]})") from error
+        raise InputError(path, f"not a readable raster ({gdal_message(error)})") from None
+
+
+def checked_warp(source: Raster, run: Callable[[Any], Any], what: str = "band 1") -> Any:
+    """Run ``run(dataset)`` (a ``reproject`` reading ``source``); GDAL's errors become one line naming the file.
+
+    A read again after a failure in GDAL's threads opens the file afresh: the first dataset caches failed blocks.
+    """
+    from s2ecosg.gdal_errors import checked_read
+
+    def reread() -> Any:
+        with open_raster(source.path, **source.options) as fresh:
+            return run(fresh.dataset)
+
+    return checked_read(lambda: run(source.dataset), reread, source.path, what)
 
 
 def write_raster(
@@ -112,11 +184,18 @@ def write_raster(
     profile.update(dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
     if data.dtype.kind in "ui" and data.dtype.itemsize > 1:
         profile["predictor"] = 2
+    from rasterio.errors import RasterioError
+
+    from s2ecosg.gdal_errors import gdal_message
+
     with atomic_path(path) as temporary:
-        with rasterio.open(temporary, "w", **profile) as destination:
-            destination.write(data)
-            for index, name in enumerate(descriptions or [], start=1):
-                destination.set_band_description(index, name)
+        try:
+            with rasterio.open(temporary, "w", **profile) as destination:
+                destination.write(data)
+                for index, name in enumerate(descriptions or [], start=1):
+                    destination.set_band_description(index, name)
+        except RasterioError as error:
+            raise InputError(path, f"cannot write ({gdal_message(error)})") from None
 
 
 SATURATED = 65535  # Sentinel-2 DN of saturated pixels
@@ -152,22 +231,26 @@ def warp(
 
     part = part or (slice(0, shape[0]), slice(0, shape[1]))
     with open_raster(path) as source:
+        if index > source.count:
+            raise InputError(path, f"has {source.count} band(s), band {index} was asked for")
         try:
             if resampling in ("bilinear", "nearest") and is_north_up(source.transform):
                 destination = sample(source, index, (transform, shape, crs), part, resampling)
             else:
                 destination = gdal_warp(source, index, transform, part, crs, resampling)
         except rasterio.errors.RasterioError as error:
-            raise InputError(path, f"cannot read band {index} ({str(error).splitlines()[0]})") from error
+            from s2ecosg.gdal_errors import gdal_message
+
+            raise InputError(path, f"cannot read band {index} ({gdal_message(error)})") from None
     if resampling == "bilinear":
         destination[(destination <= 0) | (destination >= SATURATED - 0.5)] = np.nan
     return destination
 
 
 def warp_classes(
-    path: str | Path, transform: Any, shape: tuple[int, int], crs: Any, fill: int
+    path: str | Path, transform: Any, shape: tuple[int, int], crs: Any, fill: float, dtype: Any = np.int64
 ) -> tuple[np.ndarray, Any]:
-    """Band 1 of a categorical raster on a target window (nearest): int64, ``fill`` outside it or at its nodata.
+    """Band 1 of a categorical raster on a target window (nearest): ``dtype``, ``fill`` outside it or at its nodata.
 
     Returns:
         The (rows, cols) codes and the source's nodata value (None when it has none).
@@ -176,16 +259,21 @@ def warp_classes(
     from rasterio.warp import Resampling, reproject
 
     with open_raster(path) as source:
+        if source.crs is None:
+            raise InputError(path, "raster has no CRS")
         nodata = source.nodata
-        codes = np.full(shape, fill, dtype=np.int64)
-        reproject(
-            rasterio.band(source, 1),
-            codes,
-            dst_transform=transform,
-            dst_crs=crs,
-            resampling=Resampling.nearest,
-            src_nodata=nodata,
-            dst_nodata=fill,
+        codes = np.full(shape, fill, dtype=dtype)
+        checked_warp(
+            source,
+            lambda dataset: reproject(
+                rasterio.band(dataset, 1),
+                codes,
+                dst_transform=transform,
+                dst_crs=crs,
+                resampling=Resampling.nearest,
+                src_nodata=nodata,
+                dst_nodata=fill,
+            ),
         )
     return codes, nodata
 
@@ -200,13 +288,17 @@ def gdal_warp(
 
     rows, columns = part
     destination = np.full((rows.stop - rows.start, columns.stop - columns.start), np.nan, dtype=np.float32)
-    reproject(
-        rasterio.band(source, index),
-        destination,
-        src_nodata=source.nodata if source.nodata is not None else 0,
-        dst_transform=transform @ Affine.translation(columns.start, rows.start),
-        dst_crs=crs,
-        dst_nodata=np.nan,
-        resampling=Resampling[resampling],
+    checked_warp(
+        source,
+        lambda dataset: reproject(
+            rasterio.band(dataset, index),
+            destination,
+            src_nodata=source.nodata if source.nodata is not None else 0,
+            dst_transform=transform @ Affine.translation(columns.start, rows.start),
+            dst_crs=crs,
+            dst_nodata=np.nan,
+            resampling=Resampling[resampling],
+        ),
+        f"band {index}",
     )
     return destination

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import tempfile
+import traceback
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -17,8 +21,8 @@ def is_main_process() -> bool:
     return world_from_environment()[0] == 0
 
 
-def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> None:
-    """Send log records to ``log_path`` (if given) and to stderr.
+def setup_logging(log_path: str | Path | None, level: int = logging.INFO, append: bool = False) -> None:
+    """Send log records to ``log_path`` (if given; appended to with ``append``) and to stderr.
 
     Uncaught exceptions go to the log with their traceback as well, so a SLURM job that dies
     leaves the reason in its rule log and not only in the scheduler's output file.
@@ -26,6 +30,7 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> Non
     Args:
         log_path: Log file; its folder is created. ``None`` logs to stderr only.
         level: Logging level of the root logger.
+        append: Keep what the log file holds (a history, e.g. the nightly's) instead of starting it anew.
     """
     from s2ecosg.launch import world_from_environment
 
@@ -33,7 +38,7 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> Non
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path is not None and rank == 0:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_path, mode="w"))
+        handlers.append(logging.FileHandler(log_path, mode="a" if append else "w"))
     elif rank > 0:
         level = max(level, logging.WARNING)  # other ranks only say what goes wrong, on stderr
     form = FORMAT.replace("%(levelname)s", f"%(levelname)s [rank {rank}/{size}]") if size > 1 else FORMAT
@@ -44,3 +49,45 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO) -> Non
         logging.getLogger("s2ecosg").error("uncaught exception", exc_info=(kind, value, trace))
 
     sys.excepthook = log_uncaught
+
+
+def log_file() -> str | None:
+    """The file the root logger writes to, if any."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
+
+
+def save_traceback(error: BaseException) -> str:
+    """Write ``error``'s traceback to the log file only (not stderr), else to a new file; return where it went."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                handler.stream.write(text)
+                handler.flush()
+            finally:
+                handler.release()
+            return handler.baseFilename
+    descriptor, path = tempfile.mkstemp(prefix="s2ecosg-", suffix=".traceback.txt")
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    return path
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (SLURM's time limit or preemption, ``scancel``) into an exit that runs every ``finally``.
+
+    Python's default for SIGTERM ends the process at once, leaving temporary files behind; as an exception the
+    atomic writes (:func:`s2ecosg.io.atomic_path`) remove their temporaries on the way out.
+    """
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        logging.getLogger("s2ecosg").error(
+            "error: stopped by signal %d (SIGTERM); nothing half-written is kept", number
+        )
+        raise SystemExit(128 + number)
+
+    signal.signal(signal.SIGTERM, stop)

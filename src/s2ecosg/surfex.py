@@ -47,6 +47,18 @@ def header_text(comment: str, bounds: tuple[float, float, float, float], shape: 
     return "\n".join(lines) + "\n"
 
 
+def direct_base(path: str | Path) -> str:
+    """The base name of a DIRECT pair named by its base name, its ``.dir`` or its ``.hdr``."""
+    text = str(path)
+    return text[:-4] if text.endswith((".dir", ".hdr")) else text
+
+
+def is_direct(path: str | Path) -> bool:
+    """True when ``path`` names both files of a DIRECT pair (``<base>.dir`` and ``<base>.hdr``)."""
+    base = direct_base(path)
+    return Path(f"{base}.dir").is_file() and Path(f"{base}.hdr").is_file()
+
+
 def check_basename(basename: str | Path) -> None:
     """Refuse base names SURFEX would truncate (``CHARACTER(LEN=28)`` minus ``.dir``)."""
     name = Path(basename).name
@@ -78,9 +90,24 @@ def write_cover(
         header.write_text(header_text(comment, bounds, data.shape))
 
 
+def header_lines(path: str | Path) -> list[str]:
+    """The lines of a ``.hdr``; a binary or unreadable file is a one-line :class:`InputError`."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise InputError(path, f"cannot read the header ({error.strerror})") from None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    if not text or "\0" in text:
+        raise InputError(path, "not a DIRECT text header (binary or empty file; was the .dir given for the .hdr?)")
+    return text.splitlines()
+
+
 def parse_header(path: str | Path) -> dict[str, Any]:
-    """Read a ``.hdr`` the way READHEAD does (first 5 characters of each line after the comment)."""
-    lines = Path(path).read_text().splitlines()
+    """Read a ``.hdr`` the way READHEAD does; keys it cannot read as numbers are one-line errors."""
+    lines = header_lines(path)
     values: dict[str, Any] = {"comment": lines[0] if lines else ""}
     for line in lines[1:11]:
         key, _, value = line.strip().partition(":")
@@ -88,8 +115,15 @@ def parse_header(path: str | Path) -> dict[str, Any]:
         if key == "recordtype":
             values[key] = value.strip()
         elif key in KEYS:
-            number = float(value.strip().rstrip("NE") or "nan")
-            values[key] = -number if value.strip()[-1:] in ("S", "W") else number
+            text = value.strip()
+            try:
+                number = float(text.rstrip("NESW") or "nan")
+            except ValueError:
+                raise InputError(path, f"{key}: {text!r} is not a number") from None
+            values[key] = -number if text[-1:] in ("S", "W") else number
+    missing = [key for key in ("north", "south", "west", "east", "rows", "cols") if key not in values]
+    if missing:
+        raise InputError(path, f"header has no {', '.join(missing)} line")
     return values
 
 

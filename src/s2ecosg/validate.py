@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from s2ecosg.surfex import KEYS, MAX_BASENAME, N_COVERS, PLAIN_NUMBER, RECORDTYPE
+from s2ecosg.errors import InputError
+from s2ecosg.surfex import KEYS, MAX_BASENAME, N_COVERS, PLAIN_NUMBER, RECORDTYPE, header_lines, parse_header
 
 
 def header_problems(lines: list[str]) -> list[str]:
@@ -56,25 +57,36 @@ def geometry_problems(found: dict[str, str]) -> list[str]:
     return problems
 
 
-def validate_cover(basename: str | Path) -> list[str]:
-    """Every problem of a cover pair (empty when SURFEX will read it correctly)."""
+def validate_cover(basename: str | Path, paths: tuple[Path, Path] | None = None, values: bool = True) -> list[str]:
+    """Every problem of a cover pair (empty when SURFEX will read it correctly).
+
+    Args:
+        basename: The pair's base name (its file name is what SURFEX's namelist holds).
+        paths: (header, binary) when the files are not ``<basename>.hdr`` and ``.dir`` (temporaries, say).
+        values: Also scan every byte for values outside 0..33 (chunk by chunk: a global file is gigabytes).
+    """
     basename = Path(basename)
     problems = []
     if len(basename.name) > MAX_BASENAME:
         problems.append(f"base name {basename.name!r} is longer than {MAX_BASENAME} characters")
-    header_path, binary_path = Path(f"{basename}.hdr"), Path(f"{basename}.dir")
+    return problems + pair_problems(*(paths or (Path(f"{basename}.hdr"), Path(f"{basename}.dir"))), values=values)
+
+
+def pair_problems(header_path: Path, binary_path: Path, values: bool = True) -> list[str]:
+    """Problems of a header and a binary file read as a DIRECT pair (the base-name rule aside)."""
     missing = [str(path) for path in (header_path, binary_path) if not path.is_file()]
     if missing:
-        return problems + [f"{path}: missing" for path in missing]
-    lines = header_path.read_text().split("\n")
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
-    problems += header_problems(lines)
-    return problems + data_problems(binary_path, lines)
+        return [f"{path}: missing" for path in missing]
+    try:
+        lines = header_lines(header_path)
+    except InputError as error:
+        return [str(error)]
+    problems = header_problems(lines)
+    return problems + data_problems(binary_path, lines, values)
 
 
-def data_problems(binary_path: Path, lines: list[str]) -> list[str]:
-    """Problems of the ``.dir``: size and values."""
+def data_problems(binary_path: Path, lines: list[str], values: bool = True, chunk: int = 1 << 26) -> list[str]:
+    """Problems of the ``.dir``: size (1 byte per cell: 16-bit records are refused) and values."""
     found = dict(line.partition(": ")[::2] for line in lines[1:])
     try:
         rows, cols = int(found["rows"]), int(found["cols"])
@@ -82,35 +94,69 @@ def data_problems(binary_path: Path, lines: list[str]) -> list[str]:
         return ["cannot check the .dir without valid rows and cols"]
     size = binary_path.stat().st_size
     if size != rows * cols:
-        return [f"{binary_path}: {size} bytes, expected rows × cols = {rows * cols}"]
-    data = np.fromfile(binary_path, dtype=np.uint8)
-    bad = np.unique(data[data > N_COVERS])
-    if bad.size:
-        return [f"{binary_path}: values {bad[:10].tolist()} outside 0..{N_COVERS}"]
+        hint = " (2 bytes per cell: 16-bit records; SURFEX reads 1 byte)" if size == 2 * rows * cols else ""
+        return [f"{binary_path}: {size} bytes, expected rows × cols = {rows * cols}{hint}"]
+    if not values or size == 0:
+        return []
+    data = np.memmap(binary_path, dtype=np.uint8, mode="r")
+    bad: set[int] = set()
+    for start in range(0, size, chunk):
+        part = np.asarray(data[start : start + chunk])
+        bad.update(np.unique(part[part > N_COVERS]).tolist())
+    if bad:
+        return [f"{binary_path}: values {sorted(bad)[:10]} outside 0..{N_COVERS}"]
     return []
 
 
-def domain_problems(basename: str | Path, domain: Any, margin: int = 2, chunk_rows: int = 256) -> list[str]:
+def domain_problems(
+    basename: str | Path,
+    domain: Any,
+    margin: int = 2,
+    chunk_rows: int = 256,
+    paths: tuple[Path, Path] | None = None,
+) -> list[str]:
     """Problems of a (format-valid) cover file for a HARMONIE domain.
 
     The file must contain the lon/lat extent of the domain grown by ``margin`` cells, and every domain cell
     (NIMAX × NJMAX) must hold at least one valid (non-zero) pixel centre; SURFEX would otherwise interpolate it.
+    ``paths`` are (header, binary) when they are not ``<basename>.hdr`` and ``.dir``.
     """
-    from pyproj import Transformer
+    header_path, binary_path = paths or (Path(f"{basename}.hdr"), Path(f"{basename}.dir"))
+    problems = extent_problems(header_path, domain, margin)
+    empty, cells = empty_domain_cells(header_path, binary_path, domain, chunk_rows)
+    if empty:
+        problems.append(empty_cells_line(empty, cells))
+    return problems
 
-    from s2ecosg.surfex import parse_header
 
-    header = parse_header(f"{basename}.hdr")
-    west, south, east, north = header["west"], header["south"], header["east"], header["north"]
-    need = domain.lonlat_extent(margin)
+def empty_cells_line(empty: int, cells: int) -> str:
+    """The problem line of a cover with empty domain cells."""
+    return f"{empty} of {cells} domain cells have no valid pixel (SURFEX would interpolate them)"
+
+
+def extent_problems(header_path: Path, domain: Any, margin: int) -> list[str]:
+    """A problem line when the pair's extent does not contain the domain grown by ``margin`` cells."""
     problems = []
+    need = domain.lonlat_extent(margin)
+    header = parse_header(header_path)
+    west, south, east, north = header["west"], header["south"], header["east"], header["north"]
     if need[0] < west or need[1] < south or need[2] > east or need[3] > north:
         problems.append(
             "file extent W {:.4f} S {:.4f} E {:.4f} N {:.4f} does not contain domain {} + {} cells: "
             "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(west, south, east, north, domain.name, margin, *need)
         )
+    return problems
+
+
+def empty_domain_cells(header_path: Path, binary_path: Path, domain: Any, chunk_rows: int = 256) -> tuple[int, int]:
+    """(cells without a valid pixel centre, all cells) of a HARMONIE domain in a DIRECT pair."""
+    from pyproj import Transformer
+
+    header = parse_header(header_path)
+    west, north = header["west"], header["north"]
+    south, east = header["south"], header["east"]
     rows, cols = int(header["rows"]), int(header["cols"])
-    data = np.memmap(f"{basename}.dir", dtype=np.uint8, mode="r", shape=(rows, cols))
+    data = np.memmap(binary_path, dtype=np.uint8, mode="r", shape=(rows, cols))
     step_lat, step_lon = (north - south) / rows, (east - west) / cols
     x_edges, y_edges = domain.cell_edges(0)
     to_domain = Transformer.from_crs("EPSG:4326", domain.proj4, always_xy=True)
@@ -125,7 +171,4 @@ def domain_problems(basename: str | Path, domain: Any, margin: int = 2, chunk_ro
         j = np.floor((y - y_edges[0]) / domain.gsize).astype(np.int64)
         inside = (i >= 0) & (i < domain.nimax) & (j >= 0) & (j < domain.njmax)
         hit[j[inside], i[inside]] = True
-    empty = int((~hit).sum())
-    if empty:
-        problems.append(f"{empty} of {hit.size} domain cells have no valid pixel (SURFEX would interpolate them)")
-    return problems
+    return int((~hit).sum()), int(hit.size)
