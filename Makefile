@@ -21,15 +21,18 @@ $(HOROVOD): $(STAMP) scripts/install-horovod.sh
 	scripts/install-horovod.sh $(VENV)
 	touch $(HOROVOD)
 
+# The demo is config/demo.yaml (data, short training) layered on config.yaml (the production defaults).
+DEMO_CONFIG := config.yaml config/demo.yaml
+
 demo: venv
-	snakemake --profile profiles/local
-	s2ecosg summary config.yaml
+	snakemake --profile profiles/local --configfile $(DEMO_CONFIG)
+	s2ecosg summary $(DEMO_CONFIG)
 
 test: venv $(HOROVOD)
 	pytest
 
 lint: venv
-	snakemake --lint
+	snakemake --lint --configfile $(DEMO_CONFIG)
 
 clean:
 	rm -rf results logs benchmarks .snakemake

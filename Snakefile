@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The config is the files given with --configfile (layered in order, then --config), else config.yaml: never
+# config.yaml under a user's file, so what runs is what `s2ecosg check-config <the same files>` prints.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"

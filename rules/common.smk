@@ -3,14 +3,17 @@ import json
 import os
 import shlex
 
-from s2ecosg.config import CLIMATES, load_config
+from s2ecosg.config import CLIMATES, check_input_paths, load_config
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
 from s2ecosg.launch import launch_prefix
-from s2ecosg.scenes import expand_patterns, inventory_tiles
+from s2ecosg.scenes import archive_fingerprint, expand_patterns, inventory_tiles
+from s2ecosg.surfex import direct_base
 
+CONFIG_SOURCE = " + ".join(map(str, workflow.overwrite_configfiles or workflow.configfiles or ["config"]))
 try:
-    CONFIG = load_config(config, ([*workflow.configfiles, *workflow.overwrite_configfiles] or ["config"])[-1])
+    CONFIG = load_config(config, CONFIG_SOURCE)
+    check_input_paths(CONFIG, CONFIG_SOURCE)  # a moved input stops a rerun too, not only a new run
 except InputError as error:
     raise SystemExit(f"error: {error}")
 
@@ -52,9 +55,14 @@ def glob_imagery(patterns):
     if CONFIG.imagery.source != "local":
         return []
     try:
-        return [str(path) for path in expand_patterns(patterns)]
+        return expand_patterns(patterns)
     except InputError as error:
         raise SystemExit(f"error: {error}")
+
+
+IMAGERY = glob_imagery(CONFIG.imagery.paths)
+# Sizes and modification times of every imagery file: a replaced file reruns the inventory (a params change).
+IMAGERY_FINGERPRINT = archive_fingerprint(IMAGERY)
 
 
 def input_folder(name):
@@ -95,7 +103,7 @@ def direct_or_raster(path):
     """Both halves of a DIRECT pair named by base name, .dir or .hdr; else the raster itself; [] for None."""
     if not path:
         return []
-    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
+    base = direct_base(path)
     return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [path]
 
 

@@ -26,7 +26,7 @@ rule evaluate:
         stage_dir=input_folder("images"),
         out=output_folder("metrics"),
         split=lambda wildcards, input: f"--split {input.split}" if input.split else "",
-        settings=settings("evaluate"),
+        settings=settings("evaluate", "labels"),
         baseline=lambda wildcards, input: f"--baseline-dir {os.path.dirname(input.baseline[0])}" if input.baseline else "",
     log:
         f"{LOGS}/evaluate.log",

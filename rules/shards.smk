@@ -13,7 +13,7 @@ rule shards:
         split=f"{RESULTS}/shards/split.geojson",
         stats=f"{RESULTS}/shards/stats.json",
     params:
-        settings=settings("shards", "grid"),
+        settings=settings("shards", "grid", "labels"),
         tiles=joined_tiles,
         stage_dir=input_folder("images"),
         labels_dir=input_folder("labels"),

@@ -3,11 +3,12 @@
 
 checkpoint inventory:
     input:
-        glob_imagery(CONFIG.imagery.paths),
+        [str(path) for path in IMAGERY],
     output:
         inventory=f"{RESULTS}/stage/inventory.json",
     params:
-        settings=settings("imagery", "grid"),
+        settings=settings("imagery", "grid", "domain"),
+        archive=IMAGERY_FINGERPRINT,
         tile_lists=f"{RESULTS}/stage/scenes",
     log:
         f"{LOGS}/stage/inventory.log",

@@ -32,10 +32,25 @@ COMMANDS = [
 
 
 def test_shipped_configs_are_valid() -> None:
-    demo = read_config_file(ROOT / "config.yaml")
+    demo = read_config_file(ROOT / "config.yaml", ROOT / "config" / "demo.yaml")
     assert demo.imagery.bands == ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
     assert demo.cover.basename == "S2ECOSG_DEMO" and demo.model.encoder == "resnet50"
+    assert (demo.train.epochs, demo.train.steps_per_epoch) == (4, 15)
     read_config_file(ROOT / "tests" / "workflow" / "config.yaml")
+
+
+def test_config_yaml_holds_the_code_defaults() -> None:
+    """Every key of every section is in config.yaml with the model's default: a copy of it sets no trap."""
+    shipped = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for name, field in Config.model_fields.items():
+        defaults = field.default_factory.model_construct().model_dump(mode="json")
+        assert set(shipped[name]) == set(defaults), name
+        for key, value in defaults.items():
+            assert yaml.safe_load(yaml.safe_dump(shipped[name][key])) == value or str(shipped[name][key]) == str(
+                value
+            ), f"{name}.{key}: config.yaml {shipped[name][key]!r}, code {value!r}"
+    with pytest.raises(InputError, match="config.yaml: imagery: imagery.paths is empty"):
+        read_config_file(ROOT / "config.yaml")  # the template alone names no imagery: one line says so
 
 
 def test_every_config_key_is_commented() -> None:

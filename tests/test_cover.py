@@ -156,8 +156,10 @@ def test_custom_domain_filled_and_fractions_brute_force(class_raster: Path, tmp_
 
 
 def test_domain_check_finds_empty_cells(class_raster: Path, tmp_path: Path) -> None:
-    """16 of the 64 LANJARON cells lie beyond the CORINE excerpt: refused at cover.max_empty_fraction 0 (the
-    default), written above 0.25 with the count in validation.txt, and validate-cover finds the same cells."""
+    """16 of the 64 LANJARON cells lie beyond the CORINE excerpt: refused at max_empty_fraction 0 (the default).
+
+    Above 0.25 it is written with the count in validation.txt, and validate-cover finds the same cells.
+    """
     from s2ecosg.errors import InputError
 
     domain = DomainConfig(name="LANJARON", harmonie=LANJARON, margin=1)

@@ -16,14 +16,16 @@ from s2ecosg.surfex import read_cover
 from s2ecosg.validate import validate_cover
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+DEMO_CONFIG = ["config.yaml", "config/demo.yaml"]  # as `make demo` layers them
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml", "data"):
+    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml", "config", "data"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
-    run(["snakemake", "--profile", "profiles/local", "--cores", "2"], cwd=folder, timeout=1200)
+    command = ["snakemake", "--profile", "profiles/local", "--cores", "2", "--configfile", *DEMO_CONFIG]
+    run(command, cwd=folder, timeout=1200)
     return folder
 
 
@@ -64,5 +66,5 @@ def test_demo_metrics_and_picture(demo: Path) -> None:
     assert (results / "evaluate" / "panels.png").stat().st_size > 50000
     card = json.loads((results / "model" / "bundle.json").read_text())
     assert card["encoder"] == "resnet50" and card["epochs_trained"] == 4 and 1 <= card["best_epoch"] <= 4
-    summary = run(["s2ecosg", "summary", "config.yaml"], cwd=demo, timeout=120).stdout
+    summary = run(["s2ecosg", "summary", *DEMO_CONFIG], cwd=demo, timeout=120).stdout
     assert "cover file: results/demo/cover/S2ECOSG_DEMO.dir" in summary and "format check: ok" in summary

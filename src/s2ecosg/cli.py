@@ -27,40 +27,32 @@ settings_option = click.option("--settings", default="{}", help="Config sections
 tiles_option = click.option("--tiles", required=True, help="Comma-separated grid tile names.")
 
 
-def command(function: Callable[..., Any]) -> Callable[..., Any]:
+def command(function: Callable[..., Any] | None = None, *, append_log: bool = False) -> Any:
     """Set up logging and SIGTERM; every error ends the command with one line on stderr and exit status 1.
 
     A mistake a user can fix (:class:`InputError`, a file that cannot be read or written) is that one line,
     naming the file or key and the problem. Anything else is one line too, naming the log file that holds
-    the traceback (a traceback is for developers: it goes to the log, never to the terminal).
+    the traceback (a traceback is for developers: it goes to the log, never to the terminal). With
+    ``append_log`` the log file keeps its history (``@command(append_log=True)``).
     """
+    if function is None:
+        return functools.partial(command, append_log=append_log)
 
     @functools.wraps(function)
     def wrapper(*args: Any, log_path: str | None = None, **kwargs: Any) -> Any:
         from s2ecosg.log import exit_on_sigterm, setup_logging
 
-        setup_logging(log_path)
+        setup_logging(log_path, append=append_log)
         exit_on_sigterm()
         try:
             return function(*args, **kwargs)
         except Exception as error:  # the one place where every error becomes one line
+            from s2ecosg.log import one_line
+
             LOG.error("error: %s", one_line(error))
             sys.exit(1)
 
     return wrapper
-
-
-def one_line(error: Exception) -> str:
-    """The message of a failed command: ``<file or key>: <problem>``, or the error and where its traceback is."""
-    from s2ecosg.errors import InputError
-    from s2ecosg.log import save_traceback
-
-    if isinstance(error, InputError):
-        return str(error)
-    if isinstance(error, OSError) and error.filename is not None:
-        return f"{error.filename}: {error.strerror or error}"
-    first = (str(error).strip().splitlines() or [""])[0]
-    return f"unexpected {type(error).__name__}: {first} (traceback in {save_traceback(error)})"
 
 
 def sections(text: str) -> Any:
@@ -104,12 +96,13 @@ def inventory_command(settings: str, out: str, tile_lists: str) -> None:
     import datetime as dt
 
     from s2ecosg.io import write_json
-    from s2ecosg.scenes import build_inventory, record_found, stac_inventory, write_tile_lists
+    from s2ecosg.scenes import build_inventory, inventory_area, record_found, stac_inventory, write_tile_lists
 
     config = sections(settings)
     imagery = config.imagery
+    area, area_name = inventory_area(imagery.aoi, config.domain)
     if imagery.source == "stac":
-        inventory = stac_inventory(imagery, grid_of(config))
+        inventory = stac_inventory(imagery, grid_of(config), area, area_name)
     else:
         inventory = build_inventory(
             imagery.paths,
@@ -117,8 +110,9 @@ def inventory_command(settings: str, out: str, tile_lists: str) -> None:
             grid_of(config),
             stack_bands=imagery.stack_bands,
             dates=imagery.dates,
-            aoi=imagery.aoi,
+            aoi=area,
             max_cloud=imagery.max_cloud,
+            area_name=area_name,
         )
     changed = write_tile_lists(inventory, tile_lists)
     record_found(inventory, tile_lists, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -176,7 +170,8 @@ def shards_command(settings: str, stage_dir: str, labels_dir: str, tiles: str, o
     from s2ecosg.shards import run_shards
 
     config = sections(settings)
-    run_shards(tile_paths(stage_dir, tiles), tile_paths(labels_dir, tiles), grid_of(config), config.shards, out)
+    images, labels = tile_paths(stage_dir, tiles), tile_paths(labels_dir, tiles)
+    run_shards(images, labels, grid_of(config), config.shards, out, config.labels.path)
 
 
 @main.command("train")

@@ -71,9 +71,7 @@ def cover_command(
 
 @main.command("domain")
 @click.argument("name", required=False)
-@click.option(
-    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config."
-)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Take the domain of a config.")
 @command
 def domain_command(name: str | None, config_path: str | None) -> None:
     """Print a HARMONIE domain's extent, the output grid and the PGD grid namelists."""
@@ -109,12 +107,11 @@ def domain_command(name: str | None, config_path: str | None) -> None:
 @main.command("validate-cover")
 @click.argument("basename")
 @click.option("--domain", "domain_name", help="Also check that the file covers this named domain (+ margin).")
-@click.option(
-    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Take the domain of a config."
-)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Take the domain of a config.")
 @click.option(
     "--margin", type=int, default=None, help="Model cells around the domain that must be covered (default 2)."
 )
+@command
 def validate_cover_command(basename: str, domain_name: str | None, config_path: str | None, margin: int | None) -> None:
     """Check a cover pair against SURFEX's format rules (and a domain); one line per problem, exit 1 if any."""
     from s2ecosg.config import read_config_file
@@ -166,7 +163,8 @@ def evaluate_command(
 
     paths = tile_paths(predict_dir, tiles), tile_paths(labels_dir, tiles), tile_paths(stage_dir, tiles)
     baseline = tile_paths(baseline_dir, tiles) if baseline_dir else None
-    run_evaluate(*paths, bundle, split, out, sections(settings).evaluate, baseline)
+    config = sections(settings)
+    run_evaluate(*paths, bundle, split, out, config.evaluate, baseline, config.labels.path)
 
 
 @main.command("baseline-train")
@@ -197,18 +195,24 @@ def baseline_predict_command(model_dir: str, image: str, classes: str) -> None:
 
 
 @main.command("check-config")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @command
-def check_config_command(path: str) -> None:
-    """Validate a config file; print the full config with defaults."""
+def check_config_command(paths: tuple[str, ...]) -> None:
+    """Validate config files (layered in order, as `snakemake --configfile A B`); print the config the workflow runs.
+
+    Input files and folders the config names must exist (as the workflow checks at start).
+    """
     import yaml
 
-    from s2ecosg.config import read_config_file
+    from s2ecosg.config import check_input_paths, read_config_file
 
-    click.echo(yaml.safe_dump(read_config_file(path).model_dump(mode="json"), sort_keys=False))
+    config = read_config_file(*paths)
+    check_input_paths(config, " + ".join(paths))
+    click.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
 @main.command("config-schema")
+@command
 def config_schema_command() -> None:
     """Print the JSON schema of config.yaml."""
     from s2ecosg.config import json_schema
@@ -217,21 +221,27 @@ def config_schema_command() -> None:
 
 
 @main.command("summary")
-@click.argument("config_path", type=click.Path(exists=True, dir_okay=False))
-def summary_command(config_path: str) -> None:
+@click.argument("config_paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@command
+def summary_command(config_paths: tuple[str, ...]) -> None:
     """Print where a finished run's cover file is, its format check and the agreement metrics."""
     from s2ecosg.config import read_config_file
+    from s2ecosg.errors import InputError
     from s2ecosg.surfex import read_cover
     from s2ecosg.validate import validate_cover
 
-    config = read_config_file(config_path)
+    config = read_config_file(*config_paths)
     results = Path("results") / config.run.name
     base = results / "cover" / config.cover.basename
+    if not Path(f"{base}.dir").exists():
+        raise InputError(f"{base}.dir", f"no cover yet for run {config.run.name} (run the workflow first)")
     problems = validate_cover(base)
+    if problems:
+        raise InputError(f"{base}.dir", f"format check failed: {problems[0]}")
     cover, header = read_cover(base)
     click.echo(
         f"cover file: {base}.dir (+ .hdr, .nam): {int(header['rows'])} rows × {int(header['cols'])} cols, "
-        f"{100 * (cover > 0).mean():.1f} % of cells with a cover; format check: {'; '.join(problems) or 'ok'}"
+        f"{100 * (cover > 0).mean():.1f} % of cells with a cover; format check: ok"
     )
     metrics = results / "evaluate" / "metrics.md"
     if metrics.exists():
@@ -240,13 +250,13 @@ def summary_command(config_path: str) -> None:
 
 
 @main.command("nightly")
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False))
 @click.option("--profile", default="profiles/slurm", show_default=True, help="Snakemake profile.")
 @click.option("--publish", "publish_to", required=True, type=click.Path(file_okay=False), help="Product folder.")
-@click.option("--keep", default=14, show_default=True, help="Dated products to keep.")
-@click.option("--timeout", default=6 * 3600, show_default=True, help="Seconds before the run is abandoned.")
+@click.option("--keep", default=14, show_default=True, help="Dated products to keep (at least 1).")
+@click.option("--timeout", default=6 * 3600, show_default=True, help="Seconds before the run is stopped.")
 @log_option
-@command
+@command(append_log=True)
 def nightly_command(config_path: str, profile: str, publish_to: str, keep: int, timeout: float) -> None:
     """Rerun the workflow, publish the cover to a dated folder, keep the newest; non-zero exit on failure."""
     from s2ecosg.nightly import run_nightly

@@ -488,6 +488,10 @@ def check_input_paths(config: Config, source: str) -> None:
     for key, path in {"cover.fill": config.cover.fill, "evaluate.ecosg": config.evaluate.ecosg}.items():
         if path is not None and not Path(path).is_file() and not direct_pair_exists(path):
             raise InputError(source, f"{key}: {path}: neither a raster file nor a DIRECT pair <base>.dir + <base>.hdr")
+    if config.labels.path is not None:
+        from s2ecosg.legend import load_legend
+
+        load_legend(config.labels.legend)  # a legend CSV with a bad header or row stops here, naming its line
     bundle = config.model.bundle
     if bundle is not None:
         missing = [name for name in ("bundle.json", "weights.pt") if not (Path(bundle) / name).is_file()]

@@ -199,7 +199,9 @@ def check_written(
     if domain is None:
         return ["ok", f"cells without a cover: {counts['no cover']} of {sum(counts.values())} (no HARMONIE domain)"]
     empty, cells = empty_domain_cells(*paths, domain)
-    report = extent_problems(paths[0], domain, domain_settings.margin) + ([empty_cells_line(empty, cells)] if empty else [])
+    report = extent_problems(paths[0], domain, domain_settings.margin) + (
+        [empty_cells_line(empty, cells)] if empty else []
+    )
     report = report or ["ok"]
     report.append(f"empty domain cells: {empty} of {cells} (cover.max_empty_fraction {settings.max_empty_fraction})")
     if empty > settings.max_empty_fraction * cells:

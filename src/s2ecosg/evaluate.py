@@ -262,6 +262,19 @@ def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %"
 
 
+def no_overlap(labels_source: str | None, predictions: dict[str, str]) -> str:
+    """The message when no predicted pixel has a reference label, with both extents where they are known."""
+    from s2ecosg.io import extent_text, lonlat_extent, rasters_extent
+
+    imagery = extent_text(rasters_extent(list(predictions.values())))
+    if labels_source is None:
+        return f"no predicted pixel has a reference label (prediction {imagery})"
+    return (
+        f"no predicted pixel has a reference label: labels.path {extent_text(lonlat_extent(labels_source))} does "
+        f"not overlap the prediction {imagery} (wrong CRS, wrong file, or another area?)"
+    )
+
+
 def run_evaluate(
     predictions: dict[str, str],
     labels: dict[str, str],
@@ -271,14 +284,22 @@ def run_evaluate(
     out: str,
     settings: Any = None,
     baseline: dict[str, str] | None = None,
+    labels_source: str | None = None,
 ) -> dict[str, Any]:
-    """Accumulate confusion matrices over all tiles and write metrics and the picture."""
+    """Accumulate confusion matrices over all tiles and write metrics and the picture.
+
+    No pixel with both a label and a prediction is an error naming ``labels_source`` (``labels.path``) and both
+    extents: a reference in a wrong CRS would otherwise score 0 pixels and pass.
+    """
     from s2ecosg.io import atomic_path, read_json, write_json
     from s2ecosg.legend import legend_from_records
     from s2ecosg.plots import panels
 
     legend = legend_from_records(read_json(Path(bundle) / "bundle.json")["legend"], f"{bundle}/bundle.json")
-    result = summarise(area_matrices(predictions, labels, split_path, legend.n_classes), legend)
+    matrices = area_matrices(predictions, labels, split_path, legend.n_classes)
+    if not matrices["all"].any():
+        raise InputError(labels_source or next(iter(labels.values())), no_overlap(labels_source, predictions))
+    result = summarise(matrices, legend)
     if settings is not None and settings.ecosg:
         result["ecosg"] = compare_with_ecosg(predictions, labels, split_path, legend, settings)
     if baseline:

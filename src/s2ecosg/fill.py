@@ -53,28 +53,10 @@ def check_direct(base: str) -> None:
         raise InputError(f"{base}.hdr", f"not a valid DIRECT cover pair: {problems[0]}")
 
 
-def lonlat_extent(path: str) -> tuple[float, float, float, float]:
-    """(west, south, east, north) in degrees of a DIRECT pair, a raster (which must have a CRS) or a vector file."""
-    from rasterio.warp import transform_bounds
-
-    from s2ecosg.io import open_raster
-    from s2ecosg.labels import is_vector, read_vector
-    from s2ecosg.surfex import direct_base, is_direct, parse_header
-
-    if is_direct(path):
-        check_direct(direct_base(path))
-        header = parse_header(f"{direct_base(path)}.hdr")
-        return header["west"], header["south"], header["east"], header["north"]
-    if is_vector(path):
-        return tuple(read_vector(path).to_crs("EPSG:4326").total_bounds)
-    with open_raster(path) as raster:
-        if raster.crs is None:
-            raise InputError(path, "raster has no CRS: where it lies is unknown")
-        return transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
-
-
 def check_overlap(path: str, key: str, bounds: tuple[float, float, float, float]) -> None:
     """Refuse a fill, sea-mask or zone file that lies wholly outside the output grid, naming both extents."""
+    from s2ecosg.io import lonlat_extent
+
     extent = lonlat_extent(path)
     if extent[0] >= bounds[2] or extent[2] <= bounds[0] or extent[1] >= bounds[3] or extent[3] <= bounds[1]:
         raise InputError(

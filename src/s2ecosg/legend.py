@@ -83,10 +83,25 @@ def load_legend(name_or_path: str) -> Legend:
     path = legend_path(name_or_path)
     try:
         with path.open(newline="") as handle:
-            rows = tuple(csv.DictReader(handle))
+            reader = csv.DictReader(handle)
+            check_columns(reader.fieldnames or [], str(path))
+            rows = tuple(reader)
     except OSError as error:
-        raise InputError(name_or_path, f"legend not found ({error.strerror})") from error
+        raise InputError(name_or_path, f"legend not found ({error.strerror})") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(name_or_path, f"not a CSV legend ({error})") from None
     return legend_from_records(rows, str(path))
+
+
+def check_columns(header: list[str], source: str) -> None:
+    """The header row must name every column of :data:`COLUMNS` (comma-separated)."""
+    names = [name.strip() for name in header]
+    missing = [column for column in COLUMNS if column not in names]
+    if not missing:
+        return
+    if len(names) == 1 and any(mark in names[0] for mark in ";\t"):
+        raise InputError(source, "columns are separated by ';' or tabs; a legend CSV separates them by ','")
+    raise InputError(source, f"legend has no column {', '.join(missing)}; columns are {', '.join(COLUMNS)}")
 
 
 def legend_from_records(rows: Any, source: str) -> Legend:

@@ -44,6 +44,8 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO, append
     form = FORMAT.replace("%(levelname)s", f"%(levelname)s [rank {rank}/{size}]") if size > 1 else FORMAT
     logging.basicConfig(level=level, format=form, handlers=handlers, force=True)
     logging.captureWarnings(True)
+    # rasterio logs every GDAL error it raises at INFO; the command's own one-line error says what went wrong.
+    logging.getLogger("rasterio._err").setLevel(logging.WARNING)
 
     def log_uncaught(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
         logging.getLogger("s2ecosg").error("uncaught exception", exc_info=(kind, value, trace))
@@ -91,3 +93,15 @@ def exit_on_sigterm() -> None:
         raise SystemExit(128 + number)
 
     signal.signal(signal.SIGTERM, stop)
+
+
+def one_line(error: Exception) -> str:
+    """The message of a failed command: ``<file or key>: <problem>``, or the error and where its traceback is."""
+    from s2ecosg.errors import InputError
+
+    if isinstance(error, InputError):
+        return str(error)
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"unexpected {type(error).__name__}: {first} (traceback in {save_traceback(error)})"

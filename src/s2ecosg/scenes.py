@@ -29,6 +29,7 @@ BAND_FILE = re.compile(
     r"^(?P<prefix>.+)_(?P<band>B(?:0[1-9]|1[0-2]|8A)|SCL)(?:_(?:10|20|60)m)?\.(?:jp2|tif|tiff)$", re.IGNORECASE
 )
 DATE_IN_NAME = re.compile(r"(?P<year>20\d\d)-?(?P<month>[01]\d)-?(?P<day>[0-3]\d)")
+MGRS_IN_NAME = re.compile(r"(?:^|_)T(?P<zone>\d\d)(?P<band>[C-X])[A-Z]{2}(?:_|$)")
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Scene:
         cloud: Scene cloud cover in percent from the metadata, or None.
         footprint: (left, bottom, right, top) in the target CRS.
         tiles: Grid tiles the scene touches (inside the AOI).
+        stamps: File path → [size in bytes, modification time in ns] of every file the scene is read from, so
+            that a replaced or re-downloaded file changes the tile lists and restages its tiles.
     """
 
     scene_id: str
@@ -59,6 +62,7 @@ class Scene:
     footprint: Bounds = (0.0, 0.0, 0.0, 0.0)
     tiles: list[str] = field(default_factory=list)
     cloud_bands: dict[str, list[Any]] = field(default_factory=dict)
+    stamps: dict[str, list[int]] = field(default_factory=dict)
 
 
 def date_from_name(name: str) -> str:
@@ -82,6 +86,23 @@ def expand_patterns(patterns: list[str]) -> list[Path]:
             raise InputError(pattern, "no imagery file matches this pattern (imagery.paths)")
         found.update(matched)
     return sorted(found)
+
+
+def archive_fingerprint(paths: list[Path]) -> str:
+    """Short hash of the size and modification time of every file (inside SAFE folders too) of the archive.
+
+    The inventory rule carries it as a parameter, so a replaced, truncated or re-downloaded file reruns the
+    inventory even when its new modification time is older than the inventory's (``cp -p``, ``rsync -t``).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for file in files:
+            if file.is_file():
+                digest.update(f"{file}\0{file_stamp(str(file))}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def safe_scene(product: Path) -> Scene:
@@ -163,6 +184,7 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
                 raise InputError(path, "raster has no CRS")
             if index > source.count:
                 raise InputError(path, f"has {source.count} bands, band {band} expected at {index}")
+            check_utm_zone(path, source.crs)
             if band == wanted[0]:
                 scene.footprint = transform_bounds(source.crs, grid.crs, *source.bounds, densify_pts=21)
     from s2ecosg.clouds import CLOUD_BANDS
@@ -171,6 +193,32 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
         scene.cloud_bands = {band: scene.bands[band] for band in CLOUD_BANDS}
     scene.offsets = {band: scene.offsets.get(band, 0) for band in {*wanted, *scene.cloud_bands}}
     scene.bands = {band: scene.bands[band] for band in wanted}
+    files = {path for path, _ in [*scene.bands.values(), *scene.cloud_bands.values()]} | ({scene.scl} - {None})
+    scene.stamps = {path: file_stamp(path) for path in sorted(files)}
+
+
+def file_stamp(path: str) -> list[int]:
+    """[size in bytes, modification time in ns] of a file: what changes when it is replaced or re-downloaded."""
+    status = Path(path).stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def check_utm_zone(path: str, crs: Any) -> None:
+    """Refuse a Sentinel-2 file named for an MGRS tile (``T33UUU``) whose CRS is another UTM zone's.
+
+    A wrong CRS tag would otherwise put the scene, and the cover, hundreds of kilometres away.
+    """
+    match = MGRS_IN_NAME.search(Path(path).stem)
+    epsg = crs.to_epsg() if match else None
+    if not match or epsg is None or not (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        return
+    expected = (32600 if match["band"] >= "N" else 32700) + int(match["zone"])
+    if epsg != expected:
+        raise InputError(
+            path,
+            f"named for MGRS tile T{match['zone']}{match['band']}.. (UTM zone {int(match['zone'])}, EPSG:{expected}) "
+            f"but its CRS is EPSG:{epsg}: wrong CRS tag",
+        )
 
 
 def keep_scene(scene: Scene, dates: tuple[dt.date, dt.date] | None, max_cloud: float) -> bool:
@@ -181,6 +229,43 @@ def keep_scene(scene: Scene, dates: tuple[dt.date, dt.date] | None, max_cloud: f
         LOG.info("scene %s skipped: %.1f %% cloud > imagery.max_cloud %.1f", scene.scene_id, scene.cloud, max_cloud)
         return False
     return True
+
+
+def inventory_area(
+    aoi: tuple[float, float, float, float] | None, domain_settings: Any
+) -> tuple[tuple[float, float, float, float] | None, str]:
+    """The lon/lat box to stage and its name: ``imagery.aoi`` within the HARMONIE domain (+ margin) or ``domain.bbox``.
+
+    Imagery beyond the domain is never staged: the cover cannot use it.
+    """
+    from s2ecosg.domain import resolve_domain
+
+    domain = resolve_domain(domain_settings.name, domain_settings.harmonie)
+    if domain is not None:
+        extent, name = (
+            domain.lonlat_extent(domain_settings.margin),
+            f"domain {domain.name} + {domain_settings.margin} cells",
+        )
+    elif domain_settings.bbox is not None:
+        extent, name = tuple(domain_settings.bbox), "domain.bbox"
+    else:
+        return aoi, "imagery.aoi"
+    if aoi is None:
+        return extent, name
+    west, south, east, north = (
+        max(aoi[0], extent[0]),
+        max(aoi[1], extent[1]),
+        min(aoi[2], extent[2]),
+        min(aoi[3], extent[3]),
+    )
+    if west >= east or south >= north:
+        raise InputError(
+            "imagery.aoi",
+            "W {:.4f} S {:.4f} E {:.4f} N {:.4f} does not overlap {} W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(
+                *aoi, name, *extent
+            ),
+        )
+    return (west, south, east, north), f"imagery.aoi within {name}"
 
 
 def aoi_in_grid(aoi: tuple[float, float, float, float] | None, grid: TargetGrid) -> Bounds | None:
@@ -201,22 +286,51 @@ def build_inventory(
     dates: tuple[dt.date, dt.date] | None = None,
     aoi: tuple[float, float, float, float] | None = None,
     max_cloud: float = 100.0,
+    area_name: str = "imagery.aoi",
 ) -> dict[str, Any]:
     """Scenes found under ``patterns`` and the grid tiles each touches (inside the AOI).
+
+    Args:
+        patterns: Glob patterns of the archive (``imagery.paths``).
+        bands: Bands every scene must have, in model order.
+        grid: The target grid.
+        stack_bands: Band names of stacks without band descriptions.
+        dates: Date window [start, end], inclusive; None: all.
+        aoi: Lon/lat box to stage; None: all imagery.
+        max_cloud: Largest scene cloud cover (%).
+        area_name: What ``aoi`` is, for the message when no scene overlaps it (e.g. ``domain IRELAND25``).
 
     Returns:
         ``{"grid": ..., "bands": [...], "scenes": [...], "tiles": {tile: [scene_id, ...]}}``.
     """
-    scenes = [
-        scene for scene in group_scenes(expand_patterns(patterns), stack_bands) if keep_scene(scene, dates, max_cloud)
-    ]
+    found = group_scenes(expand_patterns(patterns), stack_bands)
+    scenes = [scene for scene in found if keep_scene(scene, dates, max_cloud)]
+    if found and not scenes:
+        raise InputError(patterns[0], none_kept(found, dates, max_cloud))
     for scene in scenes:
         locate(scene, bands, grid)
-    return tile_scenes(scenes, bands, grid, aoi_in_grid(aoi, grid), patterns[0])
+    return tile_scenes(scenes, bands, grid, aoi, patterns[0], area_name)
 
 
-def stac_inventory(imagery: Any, grid: TargetGrid) -> dict[str, Any]:
-    """Scenes found by a STAC search, footprints from the items (nothing is downloaded here)."""
+def none_kept(found: list[Scene], dates: tuple[dt.date, dt.date] | None, max_cloud: float) -> str:
+    """Why none of the scenes found is used: the date window, or the cloud limit."""
+    known = sorted(scene.date for scene in found if scene.date)
+    span = f"dated {known[0]} to {known[-1]}" if known else "none with a date in its name or metadata"
+    if dates is not None and not any(keep_scene(scene, dates, 100.0) for scene in found):
+        return f"none of the {len(found)} scene(s) found ({span}) lies in imagery.dates {dates[0]}..{dates[1]}"
+    return f"every one of the {len(found)} scene(s) found ({span}) has more cloud than imagery.max_cloud {max_cloud}"
+
+
+def stac_inventory(
+    imagery: Any,
+    grid: TargetGrid,
+    area: tuple[float, float, float, float] | None = None,
+    area_name: str = "imagery.aoi",
+) -> dict[str, Any]:
+    """Scenes found by a STAC search, footprints from the items (nothing is downloaded here).
+
+    The search covers ``imagery.aoi``; tiles are kept inside ``area`` (default: the AOI itself).
+    """
     from rasterio.warp import transform_bounds
 
     from s2ecosg.stac import asset_keys, item_scene, search
@@ -228,13 +342,19 @@ def stac_inventory(imagery: Any, grid: TargetGrid) -> dict[str, Any]:
         scene.footprint = transform_bounds("EPSG:4326", grid.crs, *item.bbox, densify_pts=21)
         if keep_scene(scene, imagery.dates, imagery.max_cloud):
             scenes.append(scene)
-    return tile_scenes(scenes, imagery.bands, grid, aoi_in_grid(imagery.aoi, grid), imagery.stac.url)
+    return tile_scenes(scenes, imagery.bands, grid, area or imagery.aoi, imagery.stac.url, area_name)
 
 
 def tile_scenes(
-    scenes: list[Scene], bands: list[str], grid: TargetGrid, aoi_box: Bounds | None, source: str
+    scenes: list[Scene],
+    bands: list[str],
+    grid: TargetGrid,
+    aoi: tuple[float, float, float, float] | None,
+    source: str,
+    area_name: str = "imagery.aoi",
 ) -> dict[str, Any]:
     """List, per grid tile, the located scenes touching it (scenes outside the AOI are dropped)."""
+    aoi_box = aoi_in_grid(aoi, grid)
     tiles: dict[str, list[str]] = {}
     for scene in scenes:
         area = scene.footprint if aoi_box is None else intersect(scene.footprint, aoi_box)
@@ -243,7 +363,7 @@ def tile_scenes(
             tiles.setdefault(tile, []).append(scene.scene_id)
         LOG.info("scene %s (%s): %d tile(s)", scene.scene_id, scene.date or "no date", len(scene.tiles))
     if not tiles:
-        raise InputError(source, "no scene overlaps the area of interest (imagery.aoi)")
+        raise InputError(no_overlap_source(scenes, source), no_overlap(scenes, grid, aoi, area_name))
     grid_record = {"crs": grid.crs, "resolution": grid.resolution, "tile_size": grid.tile_size}
     return {
         "grid": grid_record,
@@ -251,6 +371,30 @@ def tile_scenes(
         "scenes": [asdict(scene) for scene in scenes if scene.tiles],
         "tiles": dict(sorted(tiles.items())),
     }
+
+
+def no_overlap_source(scenes: list[Scene], source: str) -> str:
+    """The file to name when no scene overlaps the area: the one scene's first band file, else the source."""
+    if len(scenes) == 1 and scenes[0].bands:
+        return str(next(iter(scenes[0].bands.values()))[0])
+    return source
+
+
+def no_overlap(
+    scenes: list[Scene], grid: TargetGrid, aoi: tuple[float, float, float, float] | None, area_name: str
+) -> str:
+    """The message when no scene overlaps the area: both extents in degrees."""
+    from rasterio.warp import transform_bounds
+
+    if not scenes:
+        return "no scene found"
+    boxes = [transform_bounds(grid.crs, "EPSG:4326", *scene.footprint, densify_pts=21) for scene in scenes]
+    extent = min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+    area = "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(*aoi) if aoi else "(none)"
+    return (
+        "the {} scene(s) span W {:.4f} S {:.4f} E {:.4f} N {:.4f}, which does not overlap {} {} "
+        "(wrong CRS tag, wrong archive, or wrong area?)".format(len(scenes), *extent, area_name, area)
+    )
 
 
 def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]:

@@ -188,14 +188,30 @@ def band_statistics(sums: dict[str, Any], bands: list[str]) -> dict[str, Any]:
     return {"bands": bands, "mean": mean.round(4).tolist(), "std": std.round(4).tolist(), "pixels": sums["pixels"]}
 
 
-def run_shards(images: dict[str, str], labels: dict[str, str], grid: TargetGrid, settings: Any, out: str) -> None:
-    """Plan the split, write the patch arrays, ``split.geojson`` and ``stats.json`` into ``out``."""
+def run_shards(
+    images: dict[str, str],
+    labels: dict[str, str],
+    grid: TargetGrid,
+    settings: Any,
+    out: str,
+    labels_source: str | None = None,
+) -> None:
+    """Plan the split, write the patch arrays, ``split.geojson`` and ``stats.json`` into ``out``.
+
+    Tiles without a single label are an error naming ``labels_source`` (``labels.path``) and both extents.
+    """
     from s2ecosg.errors import InputError
-    from s2ecosg.io import open_raster, write_json
+    from s2ecosg.io import extent_text, lonlat_extent, open_raster, rasters_extent, write_json
 
     blocks: set[Block] = set()
     for tile, path in labels.items():
         blocks |= labelled_blocks(read_band_one(path), grid, tile, settings.block_size)
+    if not blocks and labels_source:
+        raise InputError(
+            labels_source,
+            f"no labelled pixel on any staged tile: labels.path {extent_text(lonlat_extent(labels_source))} does "
+            f"not overlap the imagery {extent_text(rasters_extent(list(images.values())))} (wrong CRS or file?)",
+        )
     validation = choose_validation_blocks(blocks, settings.val_fraction, settings.seed)
     patches = [
         patch

@@ -25,6 +25,7 @@ from affine import Affine
 
 from s2ecosg.clouds import cloud_mask, mask_method, rows_at_full_resolution
 from s2ecosg.composite import block_rows, median_composite
+from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid, intersect
 from s2ecosg.io import warp
 
@@ -50,6 +51,7 @@ def scene_reflectance(
         values += offset
     if gain != 1.0:
         values *= gain
+    check_scale(values, invalid, scene["bands"][band], gain)
     # In place, one pass each: this runs for every band, scene and tile. Reflectance 0 is nodata in the
     # composite, so dark valid pixels are kept at 1.
     np.rint(values, out=values)
@@ -59,6 +61,37 @@ def scene_reflectance(
         return values.astype(np.uint16)
     np.copyto(out, values, casting="unsafe")
     return out
+
+
+# Median reflectance × 10000 of a band above which the values cannot be reflectance (snow and thick cloud reach
+# about 1.0-1.5; 2.0 is beyond any surface), at or below which they are reflectance 0..1 stored as integers.
+LARGEST_MEDIAN, SMALLEST_MEDIAN = 20000.0, 1.0
+
+
+def check_scale(values: np.ndarray, invalid: np.ndarray, band_file: list[Any], gain: float) -> None:
+    """Refuse a band whose values are not reflectance × 10000 after offset and gain (e.g. a float stack of DN).
+
+    Judged on the median of every 8th pixel of every 8th row that holds data (cheap, and a whole band off scale
+    shows at once).
+    """
+    sample = values[::8, ::8][~invalid[::8, ::8]]
+    if sample.size < 16:
+        return
+    median = float(np.median(sample))
+    path, index = band_file
+    if median > LARGEST_MEDIAN:
+        kind = "a float stack must hold reflectance 0..1" if gain == 10000.0 else "expected DN or reflectance × 10000"
+        raise InputError(
+            path,
+            f"band {index}: median value {median:.0f} as reflectance × 10000 (> {LARGEST_MEDIAN:.0f}) is not a "
+            f"reflectance; {kind}",
+        )
+    if median <= SMALLEST_MEDIAN:
+        raise InputError(
+            path,
+            f"band {index}: median value {median:.3g} as reflectance × 10000: looks like reflectance 0..1 stored "
+            "as integers (store reflectance × 10000, or floats 0..1)",
+        )
 
 
 def footprint_window(footprint: tuple[float, ...], transform: Affine, size: int) -> tuple[slice, slice] | None:
@@ -132,8 +165,12 @@ class Spool:
     def __init__(self, folder: str, n_scenes: int, n_bands: int, size: int) -> None:
         import tempfile
 
-        self.handle = tempfile.TemporaryFile(dir=folder)
-        self.handle.truncate(n_scenes * n_bands * size * size * 2)
+        self.folder = folder
+        try:
+            self.handle = tempfile.TemporaryFile(dir=folder)
+            self.handle.truncate(n_scenes * n_bands * size * size * 2)
+        except OSError as error:
+            raise InputError(folder, f"cannot spool warped scenes here ({error.strerror})") from None
         self.n_bands, self.size, self.scenes = n_bands, size, 0
         self.rows: tuple[int, int] | None = None
         self.columns: tuple[int, int] | None = None
@@ -146,7 +183,10 @@ class Spool:
         for band in range(self.n_bands):
             buffer = np.zeros((rows.stop - rows.start, self.size), dtype=np.uint16)
             buffer[:, columns] = part[band]
-            os.pwrite(self.handle.fileno(), buffer, self.offset(self.scenes, band, rows.start))
+            try:
+                os.pwrite(self.handle.fileno(), buffer, self.offset(self.scenes, band, rows.start))
+            except OSError as error:
+                raise InputError(self.folder, f"cannot spool warped scenes here ({error.strerror})") from None
         self.scenes += 1
         self.rows = union(self.rows, (rows.start, rows.stop))
         self.columns = union(self.columns, (columns.start, columns.stop))
