@@ -32,7 +32,8 @@ imports = time.perf_counter()
 from pathlib import Path
 import numpy as np, torch, torchvision  # library start-up of every job, reported apart from the timed work
 from s2ecosg.config import PredictConfig
-from s2ecosg.predict import load_bundle, read_padded, run_predict, window_positions
+from s2ecosg.bundle import load_bundle
+from s2ecosg.predict import read_padded, run_predict, window_positions
 from s2ecosg.data import normalise
 from s2ecosg.model import pick_device
 imports = time.perf_counter() - imports

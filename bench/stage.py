@@ -53,7 +53,7 @@ elif mode == "windows":
     import rasterio
     from s2ecosg.grid import TargetGrid
     from s2ecosg.resample import grid_key, plan
-    from s2ecosg.scenes import build_inventory
+    from s2ecosg.inventory import build_inventory
     grid = TargetGrid()
     inventory = build_inventory([str(archive / "*.jp2")], bands, grid)
     reads = []
@@ -72,7 +72,7 @@ elif mode == "windows":
 else:
     from s2ecosg.config import ImageryConfig
     from s2ecosg.grid import TargetGrid
-    from s2ecosg.scenes import build_inventory, write_tile_lists
+    from s2ecosg.inventory import build_inventory, write_tile_lists
     from s2ecosg.stage import run_stage
     if mode == "clouds":
         from s2ecosg.clouds import cloud_mask

@@ -3,11 +3,13 @@ import json
 import os
 import shlex
 
-from s2ecosg.config import CLIMATES, check_input_paths, load_config
+from s2ecosg.config import CLIMATES, load_config
+from s2ecosg.config_files import check_input_paths
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
 from s2ecosg.launch import launch_prefix
-from s2ecosg.scenes import archive_fingerprint, expand_patterns, inventory_tiles
+from s2ecosg.inventory import inventory_tiles
+from s2ecosg.scenes import archive_fingerprint, expand_patterns
 from s2ecosg.surfex import direct_base
 
 CONFIG_SOURCE = " + ".join(map(str, workflow.overwrite_configfiles or workflow.configfiles or ["config"]))

@@ -1,5 +1,6 @@
-"""Bad input, stage by stage: every case stops with exit status ≠ 0 and one line naming the file or key and the
-problem, no traceback, and nothing under the output's final name (nor a temporary) is left behind.
+"""Bad input, stage by stage: exit status ≠ 0, one line naming the file or key and the problem, nothing left.
+
+No traceback reaches the terminal, and nothing under the output's final name (nor a temporary) is left behind.
 
 Broken files are built here from the real data in ``tests/data/`` and ``data/demo/``; every command is the real
 ``s2ecosg`` console script in a subprocess, as a rule or a user runs it.
@@ -139,7 +140,7 @@ def test_ezone_zero_stays_zero(tmp_path: Path) -> None:
 
 
 def test_summary_of_a_bad_config_and_of_an_empty_run(tmp_path: Path) -> None:
-    (tmp_path / "bad.yaml").write_text("run: {name: 'two words'}\n")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**base_config(), "run": {"name": "two words"}}))
     one_error(s2ecosg(["summary", "bad.yaml"], tmp_path), "bad.yaml: run.name: String should match pattern")
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(base_config()))
     one_error(s2ecosg(["summary", "my.yaml"], tmp_path), r"S2ECOSG.dir: no cover yet for run demo")
@@ -515,7 +516,7 @@ COVER_CASES = {
     "sea-mask-without-crs": r"sea.tif: raster has no CRS",
     "sea-mask-elsewhere": r"sea.gpkg: cover.sea_mask extent W 5.0000 .* does not overlap the output grid",
     "domain-without-imagery": r"S2_LANJARON.dir: no cell of the output grid has a cover",
-    "domain-partly-empty": r"S2_LANJARON.dir: 16 of 64 cells of domain LANJARON have no valid pixel \(25.0 % > cover.max_empty_fraction 0.0\)",
+    "domain-partly-empty": r"S2_LANJARON.dir: 16 of 64 cells of domain LANJARON have no valid pixel \(25.0 % > ",
 }
 
 

@@ -12,7 +12,8 @@ from conftest import ROOT
 
 from s2ecosg.cli import main
 from s2ecosg.cli_cover import config_schema_command  # noqa: F401  (registers the commands)
-from s2ecosg.config import Config, json_schema, load_config, read_config_file
+from s2ecosg.config import Config, json_schema, load_config
+from s2ecosg.config_files import read_config_file
 from s2ecosg.errors import InputError
 
 COMMANDS = [

@@ -85,7 +85,7 @@ def test_bundle_is_built_once_with_its_own_weights(tmp_path: Path) -> None:
     import json
     import os
 
-    from s2ecosg.predict import load_bundle
+    from s2ecosg.bundle import load_bundle
 
     torch.manual_seed(1)
     network = UNet("resnet18", 4, 3)

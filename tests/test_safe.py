@@ -14,8 +14,8 @@ from safe_fixture import make_safe
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
+from s2ecosg.inventory import build_inventory, write_tile_lists
 from s2ecosg.safe import parse_metadata
-from s2ecosg.scenes import build_inventory, write_tile_lists
 from s2ecosg.stage import run_stage
 
 BANDS = ["B02", "B03", "B04", "B08", "B11", "B12"]

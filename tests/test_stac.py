@@ -13,7 +13,7 @@ from stac_server import StacServer
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
-from s2ecosg.scenes import stac_inventory, write_tile_lists
+from s2ecosg.inventory import stac_inventory, write_tile_lists
 from s2ecosg.stage import run_stage
 
 SCENE = "T33UUU_20170216T102101"

@@ -16,7 +16,7 @@ from s2ecosg.composite import median_composite
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
-from s2ecosg.scenes import build_inventory, write_tile_lists
+from s2ecosg.inventory import build_inventory, write_tile_lists
 from s2ecosg.stage import run_stage
 
 BANDS = ["B02", "B03", "B04", "B08", "B11"]

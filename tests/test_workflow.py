@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -495,3 +497,221 @@ def test_slurm_profile_is_valid_for_the_plugin(workdir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "inventory" in result.stdout + result.stderr
+
+
+def config_variant(folder: Path, name: str, change: dict) -> str:
+    """tests/workflow/config.yaml with sections updated by ``change``, written as ``<name>.yaml``; returns its name."""
+    config = yaml.safe_load((folder / "tests" / "workflow" / "config.yaml").read_text())
+    for section, values in change.items():
+        config[section] = None if values is None else {**config.get(section, {}), **values}
+    config = {section: values for section, values in config.items() if values is not None}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return f"{name}.yaml"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"model": {"bundle": "results/slovenia/moved-model"}},
+            "model.bundle: results/slovenia/moved-model: not a model",
+        ),
+        ({"labels": {"path": "tests/data/slovenia/moved.tif"}}, "labels.path: tests/data/slovenia/moved.tif: no such"),
+        ({"cover": {"fill": "ECOSG_EUROPE"}}, "cover.fill: ECOSG_EUROPE: neither a raster file nor a DIRECT pair"),
+    ],
+    ids=["bundle", "labels", "fill"],
+)
+def test_moved_input_stops_a_rerun_at_parse_time(slovenia_run: Path, change: dict, expected: str) -> None:
+    """In an existing run whose outputs are all there, a path that no longer exists is not 'Nothing to be done'."""
+    config = config_variant(slovenia_run, "moved", change)
+    result = run([*SNAKEMAKE, "--configfile", config, "-n"], cwd=slovenia_run, timeout=120, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Nothing to be done" not in output and "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0] == f"error: moved.yaml: {expected}" or expected in lines[0], output
+
+
+def test_the_workflow_runs_the_config_check_config_prints(slovenia_run: Path) -> None:
+    """A config without a train section trains with the code's defaults (not a demo's), as check-config shows."""
+    config = config_variant(slovenia_run, "no-train", {"train": None})
+    printed = yaml.safe_load(run(["s2ecosg", "check-config", config], cwd=slovenia_run, timeout=60).stdout)
+    assert printed["train"]["epochs"] == 30 and printed["train"]["steps_per_epoch"] is None
+    dry = run([*SNAKEMAKE, "--configfile", config, "-n", "--printshellcmds"], cwd=slovenia_run, timeout=120)
+    command = next(line for line in dry.stdout.splitlines() if " s2ecosg train " in f" {line} ")
+    settings = json.loads(re.search(r"--settings '([^']*)'", command)[1])
+    assert settings["train"] == printed["train"] and settings["model"] == printed["model"]
+
+
+def test_a_replaced_scene_file_restages_its_tiles(slovenia_run: Path) -> None:
+    """Same name, other content, an older modification time (cp -p, rsync -t): the tiles it covers are restaged."""
+    import os
+    import shutil
+
+    archive = slovenia_run / "replaced-archive"
+    archive.mkdir()
+    scenes = sorted((slovenia_run / "tests" / "data" / "slovenia").glob("S2L1C_*_13bands.tif"))[:3]
+    for path in scenes:
+        shutil.copy2(path, archive)
+    config = config_variant(
+        slovenia_run,
+        "replaced",
+        {
+            "run": {"name": "replaced"},
+            "model": {"bundle": "results/slovenia/model"},
+            "imagery": {"paths": ["replaced-archive/*.tif"]},
+        },
+    )
+    config_path = slovenia_run / config
+    settings = yaml.safe_load(config_path.read_text())
+    settings["evaluate"] = {"baseline": False}
+    config_path.write_text(yaml.safe_dump(settings))
+    first = jobs_run(
+        (lambda result: result.stdout + result.stderr)(run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run))
+    )
+    staged = sorted(tile for rule, tile in first if rule == "stage_tile")
+    assert staged and "Nothing to be done" in run([*SNAKEMAKE, "--configfile", config, "-n"], cwd=slovenia_run).stdout
+    replaced = archive / scenes[0].name
+    old = replaced.stat().st_mtime_ns
+    shutil.copyfile(scenes[-1].with_name("S2L1C_2015-09-09_13bands.tif"), replaced)  # a re-download, other pixels
+    os.utime(replaced, ns=(old - 10**12, old - 10**12))  # older than every output: mtime alone would miss it
+    second = jobs_run(
+        (lambda result: result.stdout + result.stderr)(run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run))
+    )
+    assert ("inventory", "") in second
+    assert sorted(tile for rule, tile in second if rule == "stage_tile") == staged  # the scene covers every tile
+    assert ("cover", "") in second
+
+
+PAUSE_WRAPPER = """#!{python}
+# The real s2ecosg command, paused just before it renames an output whose name ends with $S2ECOSG_PAUSE_AT into
+# place: its temporaries exist, and the test kills it there (kill -9, or the nightly's time limit).
+import contextlib, os, sys, time
+from pathlib import Path
+import s2ecosg.io
+original = s2ecosg.io.atomic_path
+
+@contextlib.contextmanager
+def paused(path):
+    with original(path) as temporary:
+        yield temporary
+        if str(path).endswith(os.environ["S2ECOSG_PAUSE_AT"]):
+            Path(os.environ["S2ECOSG_PAUSE_FLAG"]).write_text(str(os.getpid()))
+            time.sleep(600)
+
+s2ecosg.io.atomic_path = paused
+from s2ecosg.cli import run
+sys.exit(run())
+"""
+
+
+def paused_environment(folder: Path, pause_at: str) -> dict[str, str]:
+    """PATH and variables that make every s2ecosg command of a run pause before renaming ``*<pause_at>``."""
+    import os
+    import sys
+
+    wrapper = folder / "paused-bin" / "s2ecosg"
+    wrapper.parent.mkdir(exist_ok=True)
+    wrapper.write_text(PAUSE_WRAPPER.format(python=sys.executable))
+    wrapper.chmod(0o755)
+    flag = folder / "paused.pid"
+    flag.unlink(missing_ok=True)
+    path = f"{wrapper.parent}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return {"PATH": path, "S2ECOSG_PAUSE_AT": pause_at, "S2ECOSG_PAUSE_FLAG": str(flag)}
+
+
+def start_paused(command: list[str], folder: Path, environment: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """Start ``command`` with the paused s2ecosg; return the process and the pid of the paused job."""
+    import os
+    import time
+
+    process = subprocess.Popen(
+        command,
+        cwd=folder,
+        env={**os.environ, **environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    flag, deadline = Path(environment["S2ECOSG_PAUSE_FLAG"]), time.monotonic() + 300
+    while not flag.exists() or not flag.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+        time.sleep(0.1)
+    return process, int(flag.read_text())
+
+
+def killed_config(folder: Path, name: str) -> str:
+    """A predict-only run ``name`` of one 1 km tile, fast to repeat."""
+    from rasterio.warp import transform_bounds
+
+    aoi = list(transform_bounds("EPSG:3035", "EPSG:4326", 4674300, 2539200, 4674800, 2539800))
+    return config_variant(
+        folder,
+        name,
+        {
+            "run": {"name": name},
+            "model": {"bundle": "results/slovenia/model"},
+            "imagery": {"aoi": aoi},
+            "evaluate": {"baseline": False},
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("pause_at", "folder", "stem"), [(".conf.tif", "predict", "E4674N2539"), (".nc", "cover", "S2ECOSG_SLO")]
+)
+def test_kill_9_of_a_job_leaves_nothing_and_the_rerun_completes(
+    slovenia_run: Path, pause_at: str, folder: str, stem: str
+) -> None:
+    """A predict or cover job killed with SIGKILL while its temporaries exist: nothing stays, the rerun completes.
+
+    Snakemake fails the run and no output stays under its final name; the next run (no --unlock needed: Snakemake
+    itself was not killed) removes the temporaries the killed job left and completes.
+    """
+    import os
+    import signal
+
+    config = killed_config(slovenia_run, f"killed-{folder}")
+    results = slovenia_run / "results" / f"killed-{folder}"
+    process, pid = start_paused(
+        [*SNAKEMAKE, "--configfile", config], slovenia_run, paused_environment(slovenia_run, pause_at)
+    )
+    temporaries = sorted(path.name for path in (results / folder).glob(f".{stem}*.tmp*"))
+    assert temporaries, "the job was not caught with its temporaries"
+    os.kill(pid, signal.SIGKILL)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode != 0, output
+    finals = [path.name for path in (results / folder).iterdir() if path.name.startswith(stem)]
+    assert finals == [], finals
+    run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run, timeout=600)
+    assert [path.name for path in (results / folder).iterdir() if ".tmp" in path.name] == []
+    assert validate_cover(results / "cover" / "S2ECOSG_SLO") == []
+
+
+def test_nightly_timeout_stops_the_whole_process_group(slovenia_run: Path) -> None:
+    """--timeout: Snakemake and the job it runs are stopped together; one FAILED line; nothing is published."""
+    import os
+    import time
+
+    config = killed_config(slovenia_run, "timeout")
+    environment = paused_environment(slovenia_run, ".conf.tif")
+    command = [
+        "s2ecosg",
+        "nightly",
+        "--config",
+        config,
+        "--profile",
+        "profiles/local",
+        "--publish",
+        "timeout-published",
+    ]
+    command += ["--timeout", "20", "--log", "logs/timeout-nightly.log"]
+    process, pid = start_paused(command, slovenia_run, environment)
+    output = process.communicate(timeout=300)[0]
+    assert process.returncode == 124, output
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the paused predict job is gone with its group
+    log = (slovenia_run / "logs" / "timeout-nightly.log").read_text()
+    assert log.count("s2ecosg-nightly FAILED run=timeout exit=124") == 1 and "s2ecosg-nightly OK" not in log
+    assert not (slovenia_run / "timeout-published").exists()
+    assert [path.name for path in (slovenia_run / "results" / "timeout" / "predict").glob(".*tmp*")] == []

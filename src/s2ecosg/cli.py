@@ -57,7 +57,7 @@ def command(function: Callable[..., Any] | None = None, *, append_log: bool = Fa
 
 def sections(text: str) -> Any:
     """Validate the ``--settings`` JSON: the sections present are checked, the others take defaults."""
-    from s2ecosg.config import validate_sections
+    from s2ecosg.config_files import validate_sections
     from s2ecosg.errors import InputError
 
     try:
@@ -95,8 +95,8 @@ def inventory_command(settings: str, out: str, tile_lists: str) -> None:
     """Find the scenes and the grid tiles they touch; update the per-tile scene lists that changed."""
     import datetime as dt
 
+    from s2ecosg.inventory import build_inventory, inventory_area, record_found, stac_inventory, write_tile_lists
     from s2ecosg.io import write_json
-    from s2ecosg.scenes import build_inventory, inventory_area, record_found, stac_inventory, write_tile_lists
 
     config = sections(settings)
     imagery = config.imagery

@@ -75,7 +75,8 @@ def cover_command(
 @command
 def domain_command(name: str | None, config_path: str | None) -> None:
     """Print a HARMONIE domain's extent, the output grid and the PGD grid namelists."""
-    from s2ecosg.config import CoverConfig, DomainConfig, degrees, read_config_file
+    from s2ecosg.config import CoverConfig, DomainConfig, degrees
+    from s2ecosg.config_files import read_config_file
     from s2ecosg.domain import resolve_domain
     from s2ecosg.errors import InputError
     from s2ecosg.lonlat import snap_grid
@@ -114,7 +115,7 @@ def domain_command(name: str | None, config_path: str | None) -> None:
 @command
 def validate_cover_command(basename: str, domain_name: str | None, config_path: str | None, margin: int | None) -> None:
     """Check a cover pair against SURFEX's format rules (and a domain); one line per problem, exit 1 if any."""
-    from s2ecosg.config import read_config_file
+    from s2ecosg.config_files import read_config_file
     from s2ecosg.domain import resolve_domain
     from s2ecosg.validate import domain_problems, validate_cover
 
@@ -204,7 +205,7 @@ def check_config_command(paths: tuple[str, ...]) -> None:
     """
     import yaml
 
-    from s2ecosg.config import check_input_paths, read_config_file
+    from s2ecosg.config_files import check_input_paths, read_config_file
 
     config = read_config_file(*paths)
     check_input_paths(config, " + ".join(paths))
@@ -225,7 +226,7 @@ def config_schema_command() -> None:
 @command
 def summary_command(config_paths: tuple[str, ...]) -> None:
     """Print where a finished run's cover file is, its format check and the agreement metrics."""
-    from s2ecosg.config import read_config_file
+    from s2ecosg.config_files import read_config_file
     from s2ecosg.errors import InputError
     from s2ecosg.surfex import read_cover
     from s2ecosg.validate import validate_cover

@@ -357,22 +357,11 @@ class Config(Section):
         """Cross-section rules."""
         if self.model.bundle is None and self.labels.path is None:
             raise ValueError("labels.path is needed to train; or set model.bundle for a predict-only run")
-        self.refuse_unsupported()
         if self.shards.stride > self.shards.patch:
             raise ValueError("shards.stride must not exceed shards.patch")
         if self.shards.patch > self.grid.tile_size / self.grid.resolution:
             raise ValueError("shards.patch must fit in a grid tile (grid.tile_size / grid.resolution pixels)")
         return self
-
-    def refuse_unsupported(self) -> None:
-        """Settings without an implementation are an error, so nothing is silently ignored."""
-        for (section, key), (allowed, reason) in UNSUPPORTED.items():
-            if getattr(getattr(self, section), key) != allowed:
-                raise ValueError(f"{section}.{key}: {reason}; leave it at {allowed}")
-
-
-UNSUPPORTED = {  # settings that have a place in the config but no implementation yet: refused, never ignored
-}
 
 
 def degrees(value: float | str) -> float:
@@ -391,27 +380,6 @@ def load_config(raw: dict[str, Any], source: str = "config.yaml") -> Config:
         raise InputError(source, f"{key}: {message}") from None
 
 
-def validate_sections(raw: dict[str, Any], source: str = "--settings") -> Config:
-    """Validate the sections present in ``raw`` one by one (others default), without cross-section checks.
-
-    Used by commands, which receive only the sections their rule needs.
-    """
-    unknown = sorted(set(raw) - set(Config.model_fields))
-    if unknown:
-        raise InputError(source, f"{unknown[0]}: unknown key")
-    values = {}
-    for name, field in Config.model_fields.items():
-        section_model = field.default_factory  # each section field defaults to its model class
-        try:
-            # Absent sections keep their defaults unvalidated: the rule did not pass them, the command does not use them.
-            values[name] = section_model.model_validate(raw[name]) if name in raw else section_model.model_construct()
-        except ValidationError as error:
-            first = error.errors()[0]
-            key = ".".join([name, *(str(part) for part in first["loc"])])
-            raise InputError(source, f"{key}: {first['msg'].removeprefix('Value error, ')}") from None
-    return Config.model_construct(**values)
-
-
 def config_hash(config: Config) -> str:
     """Short, stable hash of the validated config, recorded in outputs for provenance."""
     text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
@@ -421,85 +389,3 @@ def config_hash(config: Config) -> str:
 def json_schema() -> dict[str, Any]:
     """JSON schema of ``config.yaml`` for editors and ``snakemake.utils.validate``."""
     return Config.model_json_schema()
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """One YAML config file as a dict; a syntax error names the file and the line."""
-    import yaml
-
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(path, f"cannot read config ({getattr(error, 'strerror', None) or error})") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise InputError(path, f"{where}not valid YAML ({error.problem or error.context})") from None
-    except yaml.YAMLError as error:
-        raise InputError(path, f"not valid YAML ({error})") from None
-    except ValueError as error:  # a date YAML accepts but the calendar does not, e.g. 2015-02-30
-        raise InputError(path, f"not a valid date ({error})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InputError(path, "a config must be a mapping of sections (run:, imagery:, ...)")
-    return raw
-
-
-def layered(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``update`` over ``base`` as Snakemake layers ``--configfile`` files: mappings merge key by key."""
-    merged = dict(base)
-    for key, value in update.items():
-        merged[key] = (
-            layered(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
-
-
-def read_config_file(*paths: str | Path) -> Config:
-    """Read YAML config files, each layered over the ones before (as ``snakemake --configfile a b``), and validate."""
-    raw: dict[str, Any] = {}
-    for path in paths:
-        raw = layered(raw, read_yaml(path))
-    return load_config(raw, str(paths[-1]) if len(paths) == 1 else " + ".join(map(str, paths)))
-
-
-def check_input_paths(config: Config, source: str) -> None:
-    """Refuse a config whose input files or folders do not exist, naming the key and the path.
-
-    The workflow calls this at parse time, so a path that moved stops a rerun of an existing run too (Snakemake
-    would otherwise find every output present and report nothing to do).
-    """
-    from s2ecosg.legend import legend_path
-
-    files = {
-        "labels.path": config.labels.path,
-        "model.weights": config.model.weights,
-        "cover.sea_mask": config.cover.sea_mask,
-        "evaluate.points": config.evaluate.points,
-        "evaluate.ecosg_table": config.evaluate.ecosg_table,
-        "labels.legend": None if legend_path(config.labels.legend).is_file() else config.labels.legend,
-    }
-    for key, path in files.items():
-        if path is not None and not Path(path).exists():
-            raise InputError(source, f"{key}: {path}: no such file or folder")
-    for key, path in {"cover.fill": config.cover.fill, "evaluate.ecosg": config.evaluate.ecosg}.items():
-        if path is not None and not Path(path).is_file() and not direct_pair_exists(path):
-            raise InputError(source, f"{key}: {path}: neither a raster file nor a DIRECT pair <base>.dir + <base>.hdr")
-    if config.labels.path is not None:
-        from s2ecosg.legend import load_legend
-
-        load_legend(config.labels.legend)  # a legend CSV with a bad header or row stops here, naming its line
-    bundle = config.model.bundle
-    if bundle is not None:
-        missing = [name for name in ("bundle.json", "weights.pt") if not (Path(bundle) / name).is_file()]
-        if missing:
-            raise InputError(source, f"model.bundle: {bundle}: not a model bundle (no {' or '.join(missing)})")
-
-
-def direct_pair_exists(path: str) -> bool:
-    """True when ``path`` (a base name, or its ``.dir`` or ``.hdr``) names both files of a DIRECT pair."""
-    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
-    return Path(f"{base}.dir").is_file() and Path(f"{base}.hdr").is_file()

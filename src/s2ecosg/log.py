@@ -45,7 +45,8 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO, append
     logging.basicConfig(level=level, format=form, handlers=handlers, force=True)
     logging.captureWarnings(True)
     # rasterio logs every GDAL error it raises at INFO; the command's own one-line error says what went wrong.
-    logging.getLogger("rasterio._err").setLevel(logging.WARNING)
+    for name in ("rasterio._err", "rasterio._env"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     def log_uncaught(kind: type[BaseException], value: BaseException, trace: TracebackType | None) -> None:
         logging.getLogger("s2ecosg").error("uncaught exception", exc_info=(kind, value, trace))

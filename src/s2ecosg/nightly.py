@@ -134,7 +134,7 @@ def nightly_steps(
     config: str, profile: str, publish_to: str, keep: int, timeout: float
 ) -> tuple[str, int, Path | None]:
     """Check, lock, unlock, rerun, publish: (run name, Snakemake's exit status, published folder or None)."""
-    from s2ecosg.config import check_input_paths, read_config_file
+    from s2ecosg.config_files import check_input_paths, read_config_file
 
     if keep < 1:
         raise InputError("--keep", f"{keep}: at least 1 product must be kept (the one just published)")

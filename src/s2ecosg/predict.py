@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2ecosg.bundle import check_legend, load_bundle
 from s2ecosg.data import normalise
 from s2ecosg.errors import InputError
 from s2ecosg.model import UNet, pick_device
@@ -27,106 +27,10 @@ from s2ecosg.model import UNet, pick_device
 LOG = logging.getLogger(__name__)
 
 
-def load_bundle(folder: str | Path, device: torch.device) -> tuple[UNet, dict[str, Any]]:
-    """Model (eval mode, on ``device``) and card of a bundle folder, loaded once per process and bundle version.
-
-    A job predicting several tiles builds the network once; a rewritten bundle (new modification time) is
-    loaded again. The model is shared: callers only run it.
-    """
-    folder = Path(folder).resolve()
-    try:
-        version = (folder / "weights.pt").stat().st_mtime_ns, (folder / "bundle.json").stat().st_mtime_ns
-    except OSError:
-        version = (0, 0)  # missing files: the loader names the file
-    return cached_bundle(str(folder), str(device), version)
-
-
-@functools.lru_cache(maxsize=1)
-def cached_bundle(folder: str, device_name: str, version: tuple[int, int]) -> tuple[UNet, dict[str, Any]]:
-    """:func:`load_bundle` without the cache (``version`` only keys it)."""
-    from s2ecosg.io import read_json
-
-    device = torch.device(device_name)
-    card = read_json(Path(folder) / "bundle.json")
-    check_card(card, Path(folder) / "bundle.json")
-    # Built without memory or random initialisation (1.4 s for a ResNet-50 U-Net on a CPU), then given the weights.
-    with torch.device("meta"):
-        model = UNet(card["encoder"], len(card["bands"]), card["n_classes"])
-    weights = Path(folder) / "weights.pt"
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise InputError(weights, f"cannot load weights ({str(error).splitlines()[0]})") from None
-    if not isinstance(state, dict):
-        raise InputError(weights, "not a state dict (tensor name → tensor)")
-    # Bundles written before the encoder's unused classifier was dropped still carry it.
-    kept = {key: value for key, value in state.items() if not key.startswith("encoder.fc.")}
-    mismatch = state_mismatch(model, kept)
-    if mismatch:
-        raise InputError(
-            weights,
-            f"does not fit the network of bundle.json (encoder {card['encoder']}, {len(card['bands'])} bands, "
-            f"{card['n_classes']} classes): {mismatch}",
-        )
-    model.load_state_dict(kept, assign=True)
-    model = model.to(device).eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    return model, card
-
-
-CARD_KEYS = ("encoder", "bands", "n_classes", "mean", "std")
-
-
-def check_card(card: Any, path: Path) -> None:
-    """Refuse a ``bundle.json`` that lacks what predict needs or names an unknown encoder."""
-    from s2ecosg.model import ENCODER_CHANNELS
-
-    if not isinstance(card, dict):
-        raise InputError(path, "not a bundle card (a JSON object)")
-    missing = [key for key in CARD_KEYS if key not in card]
-    if missing:
-        raise InputError(path, f"bundle card lacks {', '.join(missing)}")
-    if card["encoder"] not in ENCODER_CHANNELS:
-        raise InputError(path, f"encoder {card['encoder']!r} unknown; known: {', '.join(ENCODER_CHANNELS)}")
-    if len(card["mean"]) != len(card["bands"]) or len(card["std"]) != len(card["bands"]):
-        raise InputError(path, f"mean and std need one value per band ({len(card['bands'])} bands)")
-
-
-def state_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
-    """How a state dict differs from a network's tensors (names and shapes), in one line; None when it fits."""
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    given = {name: tuple(getattr(tensor, "shape", ())) for name, tensor in state.items()}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    reshaped = sorted(name for name in set(expected) & set(given) if expected[name] != given[name])
-    if not (missing or unexpected or reshaped):
-        return None
-    example = (reshaped or missing or unexpected)[0]
-    detail = f"{example} is {given.get(example, 'absent')}, the network wants {expected.get(example, 'none')}"
-    return (
-        f"{len(missing)} tensor(s) missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape "
-        f"(e.g. {detail}); was the bundle made for another encoder or band list?"
-    )
-
-
 def window_weight(size: int) -> np.ndarray:
     """(size, size) raised-cosine weight, never exactly zero so every pixel gets some weight."""
     ramp = np.sin(np.pi * (np.arange(size) + 0.5) / size) ** 2
     return (np.outer(ramp, ramp) + 1e-3).astype(np.float32)
-
-
-def check_legend(card: dict[str, Any], legend_name: str, bundle: str) -> None:
-    """Refuse a bundle whose class ids mean something else than in the run's legend (``labels.legend``)."""
-    from s2ecosg.legend import load_legend
-
-    own = [(row["id"], row["code"]) for row in card.get("legend", [])]
-    wanted = [(row["id"], row["code"]) for row in load_legend(legend_name).to_records()]
-    if own and own != wanted:
-        name = card.get("legend_name", "its own legend")
-        raise InputError(
-            Path(bundle) / "bundle.json", f"bundle legend {name} differs from labels.legend {legend_name} (ids/codes)"
-        )
 
 
 def check_bands(expected: list[str], bands: list[str], image_path: str) -> None:
