@@ -31,6 +31,7 @@ COVER = f"{RESULTS}/cover/{CONFIG.cover.basename}"
 
 wildcard_constraints:
     tile=r"E-?\d+N-?\d+",
+    block=r"E-?\d+N-?\d+",
 
 
 def settings(*names):
@@ -50,6 +51,59 @@ def stage_settings():
 def tiles(wildcards=None):
     """Grid tiles that have imagery (known once the inventory checkpoint has run)."""
     return inventory_tiles(checkpoints.inventory.get().output.inventory)
+
+
+GRID = TargetGrid(CONFIG.grid.crs, CONFIG.grid.resolution, CONFIG.grid.tile_size)
+BLOCK_TILES = CONFIG.grid.block_tiles
+
+
+def blocks(wildcards=None):
+    """Job blocks that hold at least one tile with imagery (named like their lower-left tile)."""
+    return sorted({GRID.block_of(tile, BLOCK_TILES) for tile in tiles()})
+
+
+def block_tiles(block):
+    """The tiles of a block that have imagery."""
+    return [tile for tile in tiles() if GRID.block_of(tile, BLOCK_TILES) == block]
+
+
+def block_tile_lists(wildcards):
+    """Input function: the scene lists of a block's tiles (each rewritten only when its scenes change)."""
+    checkpoints.inventory.get()
+    return [f"{RESULTS}/stage/scenes/{tile}.json" for tile in block_tiles(wildcards.block)]
+
+
+def joined_block_tiles(wildcards):
+    """Params function: a block's tiles with imagery, comma-separated."""
+    return ",".join(block_tiles(wildcards.block))
+
+
+def predict_stage_manifests(wildcards):
+    """Input function: the block's stage manifest, then those of the blocks holding its tiles' neighbours."""
+    present = set(tiles())
+    around = {
+        GRID.block_of(neighbour, BLOCK_TILES)
+        for tile in block_tiles(wildcards.block)
+        for neighbour in GRID.neighbours(tile)
+        if neighbour in present
+    }
+    others = sorted(around - {wildcards.block})
+    return [f"{RESULTS}/stage/blocks/{block}.json" for block in [wildcards.block, *others]]
+
+
+def block_runtime(base, per_tile):
+    """Resources function: minutes for a block job, ``base`` + ``per_tile`` × its tiles with imagery."""
+    return lambda wildcards: base + per_tile * len(block_tiles(wildcards.block))
+
+
+def per_block(pattern):
+    """Input function: ``pattern`` expanded over the blocks."""
+    return lambda wildcards: expand(pattern, block=blocks())
+
+
+def tile_block_manifest(stage):
+    """Input function: the manifest of the block holding ``wildcards.tile`` in ``stage`` (stage, labels, predict)."""
+    return lambda wildcards: f"{RESULTS}/{stage}/blocks/{GRID.block_of(wildcards.tile, BLOCK_TILES)}.json"
 
 
 def glob_imagery(patterns):
@@ -75,6 +129,11 @@ def input_folder(name):
         return os.path.dirname(value if isinstance(value, str) else value[0])
 
     return folder
+
+
+def block_stage_folder(name):
+    """Params function: the stage folder of a block manifest output ``name`` (``<stage>/blocks/<block>.json``)."""
+    return lambda wildcards, output: os.path.dirname(os.path.dirname(output[name]))
 
 
 def output_folder(name):
@@ -109,23 +168,9 @@ def direct_or_raster(path):
     return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [path]
 
 
-def tile_list(wildcards):
-    """The tile's scene list: written by the inventory checkpoint, rewritten only when its scenes change."""
-    checkpoints.inventory.get()
-    return f"{RESULTS}/stage/scenes/{wildcards.tile}.json"
-
-
 def per_tile(pattern):
     """Input function: ``pattern`` expanded over the tiles."""
     return lambda wildcards: expand(pattern, tile=tiles())
-
-
-def stage_neighbours(wildcards):
-    """Input function: staged tiles around a tile that have imagery (read for the prediction halo)."""
-    present = set(tiles())
-    grid = TargetGrid(CONFIG.grid.crs, CONFIG.grid.resolution, CONFIG.grid.tile_size)
-    around = [tile for tile in grid.neighbours(wildcards.tile) if tile in present]
-    return [f"{RESULTS}/stage/{tile}.tif" for tile in around]
 
 
 def joined_tiles(wildcards):

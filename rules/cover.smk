@@ -3,8 +3,7 @@
 
 rule cover:
     input:
-        classes=per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
-        confidence=per_tile(f"{RESULTS}/predict/{{tile}}.conf.tif"),
+        predicted=per_block(f"{RESULTS}/predict/blocks/{{block}}.json"),
         card=f"{BUNDLE}/bundle.json",
         scene_lists=per_tile(f"{RESULTS}/stage/scenes/{{tile}}.json"),
         fill=cover_fill_files(),
@@ -22,7 +21,7 @@ rule cover:
         settings=settings("cover", "domain"),
         tiles=joined_tiles,
         bundle=input_folder("card"),
-        predict_dir=input_folder("classes"),
+        predict_dir=f"{RESULTS}/predict",
         basename=lambda wildcards, output: output.binary[: -len(".dir")],
         scene_lists=input_folder("scene_lists"),
     log:

@@ -5,9 +5,9 @@
 
 rule evaluate:
     input:
-        classes=per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
-        labels=per_tile(f"{RESULTS}/labels/{{tile}}.tif"),
-        images=per_tile(f"{RESULTS}/stage/{{tile}}.tif"),
+        classes=per_block(f"{RESULTS}/predict/blocks/{{block}}.json"),
+        labels=per_block(f"{RESULTS}/labels/blocks/{{block}}.json"),
+        images=per_block(f"{RESULTS}/stage/blocks/{{block}}.json"),
         card=f"{BUNDLE}/bundle.json",
         split=[] if PREDICT_ONLY else f"{RESULTS}/shards/split.geojson",
         ecosg=ecosg_reference_files(),
@@ -21,9 +21,9 @@ rule evaluate:
     params:
         tiles=joined_tiles,
         bundle=input_folder("card"),
-        predict_dir=input_folder("classes"),
-        labels_dir=input_folder("labels"),
-        stage_dir=input_folder("images"),
+        predict_dir=f"{RESULTS}/predict",
+        labels_dir=f"{RESULTS}/labels",
+        stage_dir=f"{RESULTS}/stage",
         out=output_folder("metrics"),
         split=lambda wildcards, input: f"--split {input.split}" if input.split else "",
         settings=settings("evaluate", "labels"),
@@ -72,11 +72,12 @@ if BASELINE:
         input:
             model=f"{RESULTS}/baseline/model.txt",
             card=f"{RESULTS}/baseline/card.json",
-            image=f"{RESULTS}/stage/{{tile}}.tif",
+            stage=tile_block_manifest("stage"),
         output:
             f"{RESULTS}/baseline/{{tile}}.tif",
         params:
             folder=input_folder("card"),
+            image=f"{RESULTS}/stage/{{tile}}.tif",
         log:
             f"{LOGS}/baseline/{{tile}}.log",
         benchmark:
@@ -87,4 +88,4 @@ if BASELINE:
             mem_mb=4000,
             runtime=30,
         shell:
-            "s2ecosg baseline-predict --model-dir {params.folder} --image {input.image} --classes {output} --log {log}"
+            "s2ecosg baseline-predict --model-dir {params.folder} --image {params.image} --classes {output} --log {log}"

@@ -1,21 +1,24 @@
-# labels: the reference map on each grid tile, as class ids of the legend.
+# labels: the reference map on each grid tile, as class ids of the legend; one job per block of tiles.
 
 
-rule labels_tile:
+rule labels_block:
     input:
         reference=CONFIG.labels.path or [],
     output:
-        f"{RESULTS}/labels/{{tile}}.tif",
+        manifest=f"{RESULTS}/labels/blocks/{{block}}.json",
     params:
         settings=settings("labels", "grid"),
+        tiles=joined_block_tiles,
+        folder=block_stage_folder("manifest"),
     log:
-        f"{LOGS}/labels/{{tile}}.log",
+        f"{LOGS}/labels/{{block}}.log",
     benchmark:
-        f"{BENCHMARKS}/labels/{{tile}}.tsv"
+        f"{BENCHMARKS}/labels/{{block}}.tsv"
     conda:
         "../envs/runtime.yml"
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=block_runtime(10, 5),
     shell:
-        "s2ecosg labels --settings {params.settings} --tile {wildcards.tile} --out {output} --log {log}"
+        "s2ecosg labels --settings {params.settings} --tiles {params.tiles} --folder {params.folder}"
+        " --manifest {output.manifest} --log {log}"

@@ -1,45 +1,40 @@
-# predict: class ids and confidence per grid tile, and a VRT mosaic over all tiles. A tile is read with a halo
-# from its staged neighbours, so that tile edges are predicted like interiors (and a restaged tile re-predicts
-# its neighbours too).
+# predict: class ids and confidence per grid tile, one job per block of tiles (one model build), and a VRT mosaic
+# over all tiles. A tile is read with a halo from its staged neighbours, also across block edges, so that tile edges
+# are predicted like interiors (and a restaged tile re-predicts its neighbours too).
 
 
-rule predict_tile:
+rule predict_block:
     input:
         weights=f"{BUNDLE}/weights.pt",
         card=f"{BUNDLE}/bundle.json",
-        image=f"{RESULTS}/stage/{{tile}}.tif",
-        neighbours=stage_neighbours,
+        stage=predict_stage_manifests,
     output:
-        classes=f"{RESULTS}/predict/{{tile}}.tif",
-        confidence=f"{RESULTS}/predict/{{tile}}.conf.tif",
-        **({"top2": f"{RESULTS}/predict/{{tile}}.top2.tif"} if CONFIG.predict.top2 else {}),
+        manifest=f"{RESULTS}/predict/blocks/{{block}}.json",
     params:
-        settings=settings("predict"),
+        settings=settings("predict", "grid"),
         bundle=input_folder("card"),
-        neighbours=lambda wildcards, input: ",".join(input.neighbours),
+        folder=block_stage_folder("manifest"),
         legend=CONFIG.labels.legend if CONFIG.labels.path else "",  # no labels: nothing to compare with
-        top2=lambda wildcards, output: f"--top2 {output.top2}" if CONFIG.predict.top2 else "",
     log:
-        f"{LOGS}/predict/{{tile}}.log",
+        f"{LOGS}/predict/{{block}}.log",
     benchmark:
-        f"{BENCHMARKS}/predict/{{tile}}.tsv"
+        f"{BENCHMARKS}/predict/{{block}}.tsv"
     conda:
         "../envs/runtime.yml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=8000,  # one tile and the next one's read at a time
+        runtime=block_runtime(10, 3),
         gpu=1,
         tasks_per_gpu=0,
     shell:
-        "s2ecosg predict --settings {params.settings} --bundle {params.bundle} --image {input.image}"
-        " --classes {output.classes} --confidence {output.confidence} --neighbours '{params.neighbours}'"
-        " --legend '{params.legend}' {params.top2} --log {log}"
+        "s2ecosg predict --settings {params.settings} --bundle {params.bundle} --folder {params.folder}"
+        " --manifest {output.manifest} --legend '{params.legend}' --log {log} {input.stage}"
 
 
 rule mosaic:
     input:
-        per_tile(f"{RESULTS}/predict/{{tile}}.tif"),
+        per_block(f"{RESULTS}/predict/blocks/{{block}}.json"),
     output:
         f"{RESULTS}/predict/mosaic.vrt",
     log:
@@ -49,4 +44,4 @@ rule mosaic:
     conda:
         "../envs/runtime.yml"
     shell:
-        "s2ecosg mosaic {input} --out {output} --log {log}"
+        "s2ecosg mosaic --out {output} --log {log} {input}"

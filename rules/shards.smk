@@ -3,8 +3,8 @@
 
 rule shards:
     input:
-        images=per_tile(f"{RESULTS}/stage/{{tile}}.tif"),
-        labels=per_tile(f"{RESULTS}/labels/{{tile}}.tif"),
+        images=per_block(f"{RESULTS}/stage/blocks/{{block}}.json"),
+        labels=per_block(f"{RESULTS}/labels/blocks/{{block}}.json"),
     output:
         train_images=f"{RESULTS}/shards/train_images.npy",
         train_labels=f"{RESULTS}/shards/train_labels.npy",
@@ -15,8 +15,8 @@ rule shards:
     params:
         settings=settings("shards", "grid", "labels"),
         tiles=joined_tiles,
-        stage_dir=input_folder("images"),
-        labels_dir=input_folder("labels"),
+        stage_dir=f"{RESULTS}/stage",
+        labels_dir=f"{RESULTS}/labels",
         out=output_folder("stats"),
     log:
         f"{LOGS}/shards.log",

@@ -1,4 +1,5 @@
-# stage: find scenes (checkpoint: the tiles are known only after it), then one composite per grid tile.
+# stage: find scenes (checkpoint: the tiles are known only after it), then one job per block of grid tiles
+# (grid.block_tiles), writing one composite per tile.
 
 
 checkpoint inventory:
@@ -24,24 +25,24 @@ checkpoint inventory:
         " --tile-lists {params.tile_lists} --log {log}"
 
 
-rule stage_tile:
+rule stage_block:
     input:
-        tile_list=tile_list,
+        tile_lists=block_tile_lists,
     output:
-        image=f"{RESULTS}/stage/{{tile}}.tif",
-        valid_count=f"{RESULTS}/stage/{{tile}}.count.tif",
+        manifest=f"{RESULTS}/stage/blocks/{{block}}.json",
     params:
         settings=stage_settings(),
+        folder=block_stage_folder("manifest"),
     log:
-        f"{LOGS}/stage/{{tile}}.log",
+        f"{LOGS}/stage/{{block}}.log",
     benchmark:
-        f"{BENCHMARKS}/stage/{{tile}}.tsv"
+        f"{BENCHMARKS}/stage/{{block}}.tsv"
     conda:
         "../envs/runtime.yml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=4000,  # one tile at a time: memory does not grow with the block
+        runtime=block_runtime(10, 20),
     shell:
-        "s2ecosg stage --settings {params.settings} --tile-list {input.tile_list} --threads {threads}"
-        " --image {output.image} --count {output.valid_count} --log {log}"
+        "s2ecosg stage --settings {params.settings} --folder {params.folder} --manifest {output.manifest}"
+        " --threads {threads} --log {log} {input.tile_lists}"

@@ -167,8 +167,8 @@ def inventory_and_stage(
     if result.returncode != 0:
         return result, stage
     tile = sorted(path.stem for path in (stage / "scenes").glob("E*.json"))[0]
-    outputs = ["--image", str(stage / f"{tile}.tif"), "--count", str(stage / f"{tile}.count.tif")]
-    command = ["stage", "--settings", settings, "--tile-list", str(stage / "scenes" / f"{tile}.json"), *outputs]
+    outputs = ["--folder", str(stage), "--manifest", str(stage / "blocks" / f"{tile}.json")]
+    command = ["stage", "--settings", settings, *outputs, str(stage / "scenes" / f"{tile}.json")]
     return s2ecosg(command, folder, limit_bytes=limit_bytes), stage
 
 
@@ -320,10 +320,12 @@ def labels_command(folder: Path, path: Path, legend: str = "slovenia_lulc", fiel
         "labels",
         "--settings",
         json.dumps(settings),
-        "--tile",
+        "--tiles",
         TILE,
-        "--out",
-        str(folder / "labels" / f"{TILE}.tif"),
+        "--folder",
+        str(folder / "labels"),
+        "--manifest",
+        str(folder / "labels" / "blocks" / f"{TILE}.json"),
     ]
 
 
@@ -409,9 +411,9 @@ BUNDLE_CASES = {
 def test_broken_bundle(case: str, bundle: Path, staged: Path, tmp_path: Path) -> None:
     folder = broken_bundle(bundle, tmp_path, case)
     out = tmp_path / "predict"
-    settings = json.dumps({"predict": {"window": 64, "overlap": 16, "device": "cpu"}})
-    command = ["predict", "--settings", settings, "--bundle", str(folder), "--image", str(staged)]
-    command += ["--classes", str(out / f"{TILE}.tif"), "--confidence", str(out / f"{TILE}.conf.tif")]
+    settings = json.dumps({"predict": {"window": 64, "overlap": 16, "device": "cpu"}, "grid": {"tile_size": 1000}})
+    command = ["predict", "--settings", settings, "--bundle", str(folder), "--folder", str(out)]
+    command += ["--manifest", str(out / "blocks" / f"{TILE}.json"), str(staged.parent / "blocks" / f"{TILE}.json")]
     one_error(s2ecosg(command, tmp_path), BUNDLE_CASES[case])
     nothing_left(out)
 

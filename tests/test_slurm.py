@@ -49,7 +49,7 @@ def layered_profile(folder: Path) -> Path:
     profile["slurm-init-seconds-before-status-checks"] = 2
     profile["default-resources"].update(slurm_partition="main", mem_mb=1500, runtime=20, cpus_per_task=1)
     profile["default-resources"].pop("slurm_account")
-    for rule in ("train", "predict_tile"):
+    for rule in ("train", "predict_block"):
         profile["set-resources"][rule].update(slurm_partition="main", mem_mb=3000, runtime=20, cpus_per_gpu=1)
     profile["set-resources"]["train"]["gpu"] = 2
     (folder / "config.yaml").parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def test_one_tile_workflow_through_sbatch(cluster: Path, tmp_path: Path) -> None
     output = result.stdout + result.stderr
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
     ran = re.findall(r"^(?:rule|checkpoint) (\w+):", output, flags=re.MULTILINE)
-    assert set(ran) >= {"inventory", "stage_tile", "labels_tile", "shards", "train", "predict_tile", "cover"}
+    assert set(ran) >= {"inventory", "stage_block", "labels_block", "shards", "train", "predict_block", "cover"}
     assert len(submitted) == len(ran) - ran.count("all")  # every job but the target went through sbatch
     controller = (cluster / "slurmctld.log").read_text()
     for job in submitted.values():

@@ -18,7 +18,7 @@ from s2ecosg.validate import validate_cover
 
 pytestmark = pytest.mark.timeout(900)
 SNAKEMAKE = ["snakemake", "--profile", "profiles/local", "--cores", "2"]
-RULES = ("inventory", "stage_tile", "labels_tile", "shards", "train", "predict_tile", "mosaic", "cover", "evaluate")
+RULES = ("inventory", "stage_block", "labels_block", "shards", "train", "predict_block", "mosaic", "cover", "evaluate")
 
 
 def test_lint_is_clean() -> None:
@@ -340,14 +340,14 @@ def test_missing_band_fails_cleanly(workdir: Path) -> None:
 
 
 def jobs_run(output: str) -> list[tuple[str, str]]:
-    """(rule, tile wildcard or "") of every job Snakemake started, from its log output."""
+    """(rule, tile or block wildcard or "") of every job Snakemake started, from its log output."""
     jobs, rule = [], None
     for line in output.splitlines():
         stripped = line.strip()
         if stripped.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint ")) and stripped.endswith(":"):
             rule = stripped.split()[1].rstrip(":")
             jobs.append((rule, ""))
-        elif stripped.startswith("wildcards: tile=") and jobs:
+        elif stripped.startswith(("wildcards: tile=", "wildcards: block=")) and jobs:
             jobs[-1] = (jobs[-1][0], stripped.split("=", 1)[1])
     return jobs
 
@@ -386,7 +386,8 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     command = [*SNAKEMAKE, "--configfile", "nightly.yaml"]
     result = run(command, cwd=slovenia_run, timeout=600)
     first = jobs_run(result.stdout + result.stderr)
-    assert sorted(tile for rule, tile in first if rule == "stage_tile") == ["E4674N2539", "E4675N2539"]
+    # With the 1 km tiles of this run and 5 × 5 tile blocks, the two tiles lie in two blocks.
+    assert sorted(block for rule, block in first if rule == "stage_block") == ["E4670N2535", "E4675N2535"]
     assert not any(rule in ("train", "shards") for rule, _ in first)
     cover = slovenia_run / "results" / "nightly" / "cover" / "S2ECOSG_SLO.dir"
     first_cover = cover.stat().st_mtime_ns
@@ -401,9 +402,9 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     )
     result = run(command, cwd=slovenia_run, timeout=600)
     second = jobs_run(result.stdout + result.stderr)
-    assert [tile for rule, tile in second if rule == "stage_tile"] == ["E4674N2539"]
+    assert [block for rule, block in second if rule == "stage_block"] == ["E4670N2535"]
     # Its neighbour is re-predicted too: its halo (read from the restaged tile) changed. Nothing else runs.
-    assert sorted(tile for rule, tile in second if rule == "predict_tile") == ["E4674N2539", "E4675N2539"]
+    assert sorted(block for rule, block in second if rule == "predict_block") == ["E4670N2535", "E4675N2535"]
     assert ("cover", "") in second and not any(rule in ("train", "shards") for rule, _ in second)
     assert cover.stat().st_mtime_ns > first_cover
     scenes = json.loads((slovenia_run / "results" / "nightly" / "stage" / "scenes" / "E4674N2539.json").read_text())
@@ -435,7 +436,7 @@ def test_stac_predict_only_run(slovenia_run: Path) -> None:
         (slovenia_run / "stac.yaml").write_text(yaml.safe_dump(config))
         result = run([*SNAKEMAKE, "--configfile", "stac.yaml"], cwd=slovenia_run, timeout=600)
     jobs = jobs_run(result.stdout + result.stderr)
-    assert any(rule == "stage_tile" for rule, _ in jobs) and not any(rule == "train" for rule, _ in jobs)
+    assert any(rule == "stage_block" for rule, _ in jobs) and not any(rule == "train" for rule, _ in jobs)
     base = slovenia_run / "results" / "stac" / "cover" / "S2ECOSG_SLO"
     assert validate_cover(base) == []
     cover, _ = read_cover(base)
@@ -568,7 +569,7 @@ def test_a_replaced_scene_file_restages_its_tiles(slovenia_run: Path) -> None:
     first = jobs_run(
         (lambda result: result.stdout + result.stderr)(run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run))
     )
-    staged = sorted(tile for rule, tile in first if rule == "stage_tile")
+    staged = sorted(block for rule, block in first if rule == "stage_block")
     assert staged and "Nothing to be done" in run([*SNAKEMAKE, "--configfile", config, "-n"], cwd=slovenia_run).stdout
     replaced = archive / scenes[0].name
     old = replaced.stat().st_mtime_ns
@@ -578,7 +579,7 @@ def test_a_replaced_scene_file_restages_its_tiles(slovenia_run: Path) -> None:
         (lambda result: result.stdout + result.stderr)(run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run))
     )
     assert ("inventory", "") in second
-    assert sorted(tile for rule, tile in second if rule == "stage_tile") == staged  # the scene covers every tile
+    assert sorted(block for rule, block in second if rule == "stage_block") == staged  # the scene covers every tile
     assert ("cover", "") in second
 
 
@@ -681,7 +682,9 @@ def test_kill_9_of_a_job_leaves_nothing_and_the_rerun_completes(
     output = process.communicate(timeout=300)[0]
     assert process.returncode != 0, output
     finals = [path.name for path in (results / folder).iterdir() if path.name.startswith(stem)]
-    assert finals == [], finals
+    # A predicted tile's class raster is renamed into place last and marks it complete (with its signature); the
+    # top-2 raster before it may stand, and the rerun remakes the tile.
+    assert finals == ([f"{stem}.top2.tif"] if folder == "predict" else []), finals
     run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run, timeout=600)
     assert [path.name for path in (results / folder).iterdir() if ".tmp" in path.name] == []
     assert validate_cover(results / "cover" / "S2ECOSG_SLO") == []
@@ -715,3 +718,83 @@ def test_nightly_timeout_stops_the_whole_process_group(slovenia_run: Path) -> No
     assert log.count("s2ecosg-nightly FAILED run=timeout exit=124") == 1 and "s2ecosg-nightly OK" not in log
     assert not (slovenia_run / "timeout-published").exists()
     assert [path.name for path in (slovenia_run / "results" / "timeout" / "predict").glob(".*tmp*")] == []
+
+
+def test_block_tiles_one_predicts_and_covers_like_blocks_of_five(slovenia_run: Path) -> None:
+    """The job unit changes nothing else: block_tiles 1 (a job per tile) gives the same tiles and cover file.
+
+    Every tile is read with its halo from its neighbours whether they lie in its block or not, so predictions are
+    equal to the bit, and so are the cover files made from them.
+    """
+    config = config_variant(
+        slovenia_run,
+        "single-tiles",
+        {
+            "run": {"name": "single-tiles"},
+            "grid": {"block_tiles": 1},
+            "model": {"bundle": "results/slovenia/model"},
+            "evaluate": {"baseline": False},
+        },
+    )
+    result = run([*SNAKEMAKE, "--configfile", config], cwd=slovenia_run, timeout=600)
+    jobs = jobs_run(result.stdout + result.stderr)
+    blocks = slovenia_run / "results" / "slovenia" / "predict" / "blocks"
+    tiles = sorted(path.name for path in (slovenia_run / "results" / "slovenia" / "predict").glob("E*.tif"))
+    assert len(list(blocks.glob("*.json"))) == 4 and len(tiles) == 3 * 6  # 6 tiles in 4 blocks of 5 × 5
+    assert sorted(block for rule, block in jobs if rule == "predict_block") == sorted(
+        name.split(".")[0] for name in tiles if name.count(".") == 1
+    )  # one job per tile
+    for name in tiles:
+        with rasterio.open(slovenia_run / "results" / "slovenia" / "predict" / name) as five:
+            with rasterio.open(slovenia_run / "results" / "single-tiles" / "predict" / name) as one:
+                np.testing.assert_array_equal(one.read(), five.read(), err_msg=name)
+    cover = "cover/S2ECOSG_SLO.dir"
+    assert (slovenia_run / "results" / "single-tiles" / cover).read_bytes() == (
+        slovenia_run / "results" / "slovenia" / cover
+    ).read_bytes()
+
+
+def test_a_block_job_redoes_only_missing_or_changed_tiles(
+    slovenia_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A block's rerun keeps the tiles whose signature matches and remakes the one that is missing."""
+    monkeypatch.chdir(slovenia_run)  # manifests name files relative to the run's folder, as the rules give them
+    from s2ecosg.blocks import read_manifests, tile_signature_of
+    from s2ecosg.config_files import validate_sections
+    from s2ecosg.predict import run_predict_block
+
+    workflow = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
+    settings = validate_sections({"predict": {**workflow["predict"], "device": "cpu"}, "grid": workflow["grid"]})
+    stage = slovenia_run / "results" / "slovenia" / "stage" / "blocks"
+    own = stage / "E4670N2535.json"
+    manifests = [str(own), *sorted(str(path) for path in stage.glob("E*.json") if path != own)]
+    folder, manifest = tmp_path / "predict", tmp_path / "predict" / "blocks" / "E4670N2535.json"
+    bundle = str(slovenia_run / "results" / "slovenia" / "model")
+    run_predict_block(bundle, settings, manifests, str(folder), str(manifest))
+    made = read_manifests([str(manifest)])
+    assert sorted(made) == ["E4674N2538", "E4674N2539"]
+    stamps = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.tif")}
+    assert len(stamps) == 6 and all(
+        tile_signature_of(entry["classes"]) == entry["signature"] for entry in made.values()
+    )
+
+    run_predict_block(bundle, settings, manifests, str(folder), str(manifest))  # nothing changed: nothing remade
+    assert {path.name: path.stat().st_mtime_ns for path in folder.glob("*.tif")} == stamps
+
+    with rasterio.open(folder / "E4674N2538.tif") as source:
+        before = source.read()
+    (folder / "E4674N2538.tif").unlink()  # as a job killed before its last rename leaves it
+    run_predict_block(bundle, settings, manifests, str(folder), str(manifest))
+    after = {path.name: path.stat().st_mtime_ns for path in folder.glob("*.tif")}
+    assert {name for name in after if after[name] != stamps.get(name)} == {
+        "E4674N2538.tif",
+        "E4674N2538.conf.tif",
+        "E4674N2538.top2.tif",
+    }
+    with rasterio.open(folder / "E4674N2538.tif") as source:
+        np.testing.assert_array_equal(source.read(), before)
+    # The block's predictions are the workflow's own (the same bundle, settings and staged tiles).
+    with rasterio.open(slovenia_run / "results" / "slovenia" / "predict" / "E4674N2539.tif") as source:
+        workflow_classes = source.read()
+    with rasterio.open(folder / "E4674N2539.tif") as source:
+        np.testing.assert_array_equal(source.read(), workflow_classes)

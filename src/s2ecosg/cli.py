@@ -128,33 +128,32 @@ def inventory_command(settings: str, out: str, tile_lists: str) -> None:
 
 @main.command("stage")
 @settings_option
-@click.option(
-    "--tile-list", required=True, type=click.Path(exists=True, dir_okay=False), help="stage/scenes/<tile>.json"
-)
-@click.option("--image", required=True, type=click.Path(dir_okay=False), help="Composite to write.")
-@click.option("--count", required=True, type=click.Path(dir_okay=False), help="Valid-count raster to write.")
+@click.argument("tile_lists", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--folder", required=True, type=click.Path(file_okay=False), help="stage/: <tile>.tif, <tile>.count.tif")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="stage/blocks/<block>.json")
 @click.option("--threads", default=2, show_default=True, help="Bands warped in parallel.")
 @log_option
 @command
-def stage_command(settings: str, tile_list: str, image: str, count: str, threads: int) -> None:
-    """Warp, mask and composite the scenes of one grid tile."""
-    from s2ecosg.stage import run_stage
+def stage_command(settings: str, tile_lists: tuple[str, ...], folder: str, manifest: str, threads: int) -> None:
+    """Warp, mask and composite the scenes of each grid tile of a block (TILE_LISTS: stage/scenes/<tile>.json)."""
+    from s2ecosg.stage import run_stage_block
 
-    run_stage(tile_list, sections(settings).imagery, image, count, threads)
+    run_stage_block(list(tile_lists), sections(settings).imagery, folder, manifest, threads)
 
 
 @main.command("labels")
 @settings_option
-@click.option("--tile", required=True)
-@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@tiles_option
+@click.option("--folder", required=True, type=click.Path(file_okay=False), help="labels/: <tile>.tif")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="labels/blocks/<block>.json")
 @log_option
 @command
-def labels_command(settings: str, tile: str, out: str) -> None:
-    """Rasterise the reference labels onto one grid tile."""
-    from s2ecosg.labels import run_labels
+def labels_command(settings: str, tiles: str, folder: str, manifest: str) -> None:
+    """Rasterise the reference labels onto the grid tiles of a block."""
+    from s2ecosg.labels import run_labels_block
 
     config = sections(settings)
-    run_labels(config.labels.path, config.labels.legend, config.labels.field, tile, grid_of(config), out)
+    run_labels_block(config.labels, [tile for tile in tiles.split(",") if tile], grid_of(config), folder, manifest)
 
 
 @main.command("shards")
@@ -192,42 +191,34 @@ def train_command(settings: str, shards: str, checkpoints: str, bundle: str) -> 
 
 @main.command("predict")
 @settings_option
+@click.argument("stage_manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--image", required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--classes", required=True, type=click.Path(dir_okay=False))
-@click.option("--confidence", required=True, type=click.Path(dir_okay=False))
-@click.option("--neighbours", default="", help="Comma-separated staged tiles around it (read for the halo).")
+@click.option("--folder", required=True, type=click.Path(file_okay=False), help="predict/: <tile>.tif, .conf.tif")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="predict/blocks/<block>.json")
 @click.option("--legend", default=None, help="The run's legend (labels.legend): a bundle with another is refused.")
-@click.option("--top2", default=None, type=click.Path(dir_okay=False), help="Also write quantised top-2 here.")
 @log_option
 @command
 def predict_command(
-    settings: str,
-    bundle: str,
-    image: str,
-    classes: str,
-    confidence: str,
-    neighbours: str,
-    legend: str | None,
-    top2: str | None,
+    settings: str, stage_manifests: tuple[str, ...], bundle: str, folder: str, manifest: str, legend: str | None
 ) -> None:
-    """Predict class ids and confidence for one staged tile."""
-    from s2ecosg.predict import run_predict
+    """Predict the tiles of a block (STAGE_MANIFESTS: the block's stage manifest, then its neighbours')."""
+    from s2ecosg.predict import run_predict_block
 
-    around = [path for path in neighbours.split(",") if path]
-    run_predict(bundle, image, sections(settings).predict, classes, confidence, around, legend, top2)
+    run_predict_block(bundle, sections(settings), list(stage_manifests), folder, manifest, legend or None)
 
 
 @main.command("mosaic")
-@click.argument("tiles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False))
 @log_option
 @command
-def mosaic_command(tiles: tuple[str, ...], out: str) -> None:
-    """Write a VRT mosaic of predicted tiles."""
+def mosaic_command(manifests: tuple[str, ...], out: str) -> None:
+    """Write a VRT mosaic of the predicted tiles of every block (MANIFESTS: predict/blocks/<block>.json)."""
+    from s2ecosg.blocks import read_manifests
     from s2ecosg.predict import write_mosaic
 
-    write_mosaic(list(tiles), out)
+    tiles = read_manifests(list(manifests))
+    write_mosaic([tiles[tile]["classes"] for tile in sorted(tiles)], out)
 
 
 def run() -> None:

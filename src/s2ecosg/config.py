@@ -89,6 +89,9 @@ class GridConfig(Section):
     crs: str = Field("EPSG:3035", description="Target CRS every raster is warped to once.")
     resolution: float = Field(10.0, gt=0, description="Pixel size of the target grid, in CRS units (m).")
     tile_size: float = Field(10000.0, gt=0, description="Grid tile edge in CRS units (m); a multiple of 1000.")
+    block_tiles: int = Field(
+        5, ge=1, le=20, description="Job blocks of block_tiles × block_tiles grid tiles (stage, labels, predict)."
+    )
 
     @model_validator(mode="after")
     def tiles_fit(self) -> GridConfig:

@@ -52,6 +52,27 @@ class TargetGrid:
         left, _, _, top = self.tile_bounds(name)
         return Affine(self.resolution, 0.0, left, 0.0, -self.resolution, top)
 
+    def tile_index(self, name: str) -> tuple[int, int]:
+        """(column, row) of a tile: its lower-left corner / tile_size."""
+        left, bottom, _, _ = self.tile_bounds(name)
+        return round(left / self.tile_size), round(bottom / self.tile_size)
+
+    def block_of(self, name: str, block_tiles: int) -> str:
+        """The job block holding a tile: named like its lower-left tile; blocks are ``block_tiles`` tiles square.
+
+        Blocks are aligned on multiples of ``block_tiles`` tiles, so a tile's block never depends on which other
+        tiles have imagery (a new scene elsewhere never moves a tile to another job).
+        """
+        column, row = self.tile_index(name)
+        return self.tile_name(column // block_tiles * block_tiles, row // block_tiles * block_tiles)
+
+    def block_members(self, block: str, block_tiles: int) -> list[str]:
+        """Every tile of a block (whether it has imagery or not), row by row from the south-west."""
+        column, row = self.tile_index(block)
+        return [
+            self.tile_name(column + east, row + north) for north in range(block_tiles) for east in range(block_tiles)
+        ]
+
     def neighbours(self, name: str) -> list[str]:
         """The 8 tiles around ``name`` (whether they have data or not)."""
         left, bottom, right, top = self.tile_bounds(name)

@@ -197,6 +197,7 @@ def write_raster(
     transform: Any,
     nodata: float | None = 0,
     descriptions: list[str] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
     """Write a (bands, rows, cols) or (rows, cols) array as a tiled, compressed GeoTIFF, atomically.
 
@@ -207,6 +208,7 @@ def write_raster(
         transform: Affine transform of the upper-left corner, in CRS units.
         nodata: Nodata value recorded in the file.
         descriptions: Band names, one per band.
+        tags: Dataset metadata items (e.g. the signature of a block job's tile, :mod:`s2ecosg.blocks`).
     """
     import rasterio
 
@@ -225,6 +227,8 @@ def write_raster(
                 destination.write(data)
                 for index, name in enumerate(descriptions or [], start=1):
                     destination.set_band_description(index, name)
+                if tags:
+                    destination.update_tags(**tags)
         except RasterioError as error:
             raise InputError(path, f"cannot write ({gdal_message(error)})") from None
 

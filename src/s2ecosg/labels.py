@@ -103,7 +103,15 @@ def tile_labels(
     return raster_labels(path, legend, transform, shape, crs)
 
 
-def run_labels(labels_path: str, legend_name: str, field: str | None, tile: str, grid: Any, output: str) -> None:
+def run_labels(
+    labels_path: str,
+    legend_name: str,
+    field: str | None,
+    tile: str,
+    grid: Any,
+    output: str,
+    tags: dict[str, str] | None = None,
+) -> None:
     """Write ``labels/{tile}.tif`` for one grid tile."""
     from s2ecosg.io import write_raster
     from s2ecosg.legend import load_legend
@@ -112,4 +120,27 @@ def run_labels(labels_path: str, legend_name: str, field: str | None, tile: str,
     transform = grid.tile_transform(tile)
     ids = tile_labels(labels_path, field, legend, transform, (grid.tile_pixels, grid.tile_pixels), grid.crs)
     LOG.info("tile %s: %.1f %% labelled, classes %s", tile, 100 * (ids > 0).mean(), np.unique(ids[ids > 0]).tolist())
-    write_raster(output, ids, crs=grid.crs, transform=transform, nodata=0, descriptions=["class_id"])
+    write_raster(output, ids, crs=grid.crs, transform=transform, nodata=0, descriptions=["class_id"], tags=tags)
+
+
+def run_labels_block(labels: Any, tiles: list[str], grid: Any, folder: str, manifest: str) -> None:
+    """Rasterise the reference onto the tiles of one job block, then write the block's manifest.
+
+    Tiles already made from the same reference file (size and modification time), legend and grid are kept.
+    """
+    from s2ecosg.blocks import SIGNATURE_TAG, block_name, report, signature, up_to_date, write_manifest
+    from s2ecosg.scenes import file_stamp
+
+    grid_record = [grid.crs, grid.resolution, grid.tile_size]
+    wanted = signature(labels.model_dump(mode="json"), file_stamp(labels.path), grid_record)
+    entries, made, kept = {}, [], []
+    for tile in tiles:
+        output = str(Path(folder) / f"{tile}.tif")
+        if up_to_date([output], wanted):
+            kept.append(tile)
+        else:
+            run_labels(labels.path, labels.legend, labels.field, tile, grid, output, tags={SIGNATURE_TAG: wanted})
+            made.append(tile)
+        entries[tile] = {"signature": wanted, "labels": output}
+    report("labels", block_name(manifest), made, kept)
+    write_manifest(manifest, block_name(manifest), entries)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2ecosg.blocks import lookahead
 from s2ecosg.bundle import check_legend, load_bundle
 from s2ecosg.data import normalise
 from s2ecosg.errors import InputError
@@ -267,35 +268,106 @@ def run_predict(
     A bundle whose bands, band order or legend (when ``legend_name`` is given) differ from the run's is refused.
     With ``top2_path``, the quantised top-2 probabilities go there too (class, p, runner-up class, p; uint8).
     """
-    from affine import Affine
-
-    from s2ecosg.io import write_raster
-
     device = pick_device(settings.device)
+    model, card = ready_model(bundle, settings, device, legend_name)
+    halo = settings.window if getattr(settings, "halo", None) is None else settings.halo
+    padded = read_padded(image_path, list(neighbours), halo, card["bands"])
+    outputs = {"classes": classes_path, "confidence": confidence_path, "top2": top2_path}
+    predict_tile(model, card, settings, device, padded, halo, outputs, image_path)
+
+
+def ready_model(bundle: str, settings: Any, device: torch.device, legend_name: str | None) -> tuple[Any, dict]:
+    """The bundle's network, checked against the run's legend, compiled when ``predict.compile`` asks for it."""
     model, card = load_bundle(bundle, device)
     if legend_name:
         check_legend(card, legend_name, bundle)
     if getattr(settings, "compile", False):
         model = compiled(model)
-    halo = settings.window if getattr(settings, "halo", None) is None else settings.halo
-    image, transform, crs = read_padded(image_path, list(neighbours), halo, card["bands"])
+    return model, card
+
+
+def predict_tile(
+    model: Any,
+    card: dict[str, Any],
+    settings: Any,
+    device: torch.device,
+    padded: tuple[np.ndarray, Any, Any],
+    halo: int,
+    outputs: dict[str, str | None],
+    name: str,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Predict a tile read with its halo (:func:`read_padded`) and write ``outputs`` (classes, confidence, top2)."""
+    from affine import Affine
+
+    from s2ecosg.io import write_raster
+
+    image, transform, crs = padded
     keep = (slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo))
     origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
     top = predict_array(model, card, image, settings, device, origin, keep)
     classes, confidence = top[0], top[1]
     transform = transform @ Affine.translation(halo, halo)
-    LOG.info(
-        "%s: %.1f %% predicted (halo %d px from %d neighbours)",
-        image_path,
-        100 * (classes > 0).mean(),
-        halo,
-        len(neighbours),
-    )
-    write_raster(classes_path, classes, crs=crs, transform=transform, nodata=0, descriptions=["class_id"])
-    write_raster(confidence_path, confidence, crs=crs, transform=transform, nodata=0, descriptions=["confidence"])
-    if top2_path:
+    LOG.info("%s: %.1f %% predicted (halo %d px)", name, 100 * (classes > 0).mean(), halo)
+    written = dict(crs=crs, transform=transform, nodata=0, tags=tags)
+    if outputs.get("top2"):
         names = ["class_id", "probability_255", "second_class_id", "second_probability_255"]
-        write_raster(top2_path, top, crs=crs, transform=transform, nodata=0, descriptions=names)
+        write_raster(outputs["top2"], top, descriptions=names, **written)
+    write_raster(outputs["confidence"], confidence, descriptions=["confidence"], **written)
+    write_raster(outputs["classes"], classes, descriptions=["class_id"], **written)
+
+
+def run_predict_block(
+    bundle: str,
+    settings: Any,
+    stage_manifests: list[str],
+    folder: str,
+    manifest: str,
+    legend_name: str | None = None,
+) -> None:
+    """Predict the tiles of one job block: one model build, tiles streamed, each read with its halo.
+
+    ``stage_manifests`` are the block's own stage manifest (first) and those of the blocks around it (for the
+    halo). The next tile is read while the model runs on the current one. Tiles whose files carry the signature
+    of the same bundle, settings and staged tiles (their own and their neighbours') are kept.
+    """
+    from s2ecosg.blocks import SIGNATURE_TAG, block_name, read_manifests, report, signature, up_to_date, write_manifest
+    from s2ecosg.grid import TargetGrid
+    from s2ecosg.io import read_json
+    from s2ecosg.scenes import file_stamp
+
+    grid = TargetGrid(settings.grid.crs, settings.grid.resolution, settings.grid.tile_size)
+    own, around = read_manifests(stage_manifests[:1]), read_manifests(stage_manifests)
+    bundle_record = [read_json(Path(bundle) / "bundle.json"), file_stamp(Path(bundle) / "weights.pt")]
+    settings_record = settings.predict.model_dump(mode="json")
+    halo = settings.predict.window if settings.predict.halo is None else settings.predict.halo
+    entries, pending = {}, []
+    for tile, staged in sorted(own.items()):
+        neighbours = [name for name in grid.neighbours(tile) if name in around]
+        wanted = signature(
+            bundle_record,
+            settings_record,
+            legend_name,
+            staged["signature"],
+            [around[n]["signature"] for n in neighbours],
+        )
+        outputs = {"classes": str(Path(folder) / f"{tile}.tif"), "confidence": str(Path(folder) / f"{tile}.conf.tif")}
+        if settings.predict.top2:
+            outputs["top2"] = str(Path(folder) / f"{tile}.top2.tif")
+        entries[tile] = {"signature": wanted, **outputs}
+        if not up_to_date(list(outputs.values()), wanted):
+            pending.append((tile, staged["image"], [around[n]["image"] for n in neighbours], outputs, wanted))
+    made = [tile for tile, *_ in pending]
+    if pending:
+        device = pick_device(settings.predict.device)
+        model, card = ready_model(bundle, settings.predict, device, legend_name)
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            reads = (reader.submit(read_padded, image, near, halo, card["bands"]) for _, image, near, _, _ in pending)
+            for (_, image, _, outputs, wanted), padded in zip(pending, lookahead(reads, 1), strict=True):
+                tags = {SIGNATURE_TAG: wanted}
+                predict_tile(model, card, settings.predict, device, padded.result(), halo, outputs, image, tags)
+    report("predict", block_name(manifest), made, sorted(set(entries) - set(made)))
+    write_manifest(manifest, block_name(manifest), entries)
 
 
 def write_mosaic(tiles: list[str], output: str) -> None:

@@ -14,15 +14,15 @@ taken by row blocks sized to a fixed memory budget, so memory does not depend on
 
 from __future__ import annotations
 
-import collections
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from affine import Affine
 
+from s2ecosg.blocks import SIGNATURE_TAG, lookahead
 from s2ecosg.clouds import cloud_mask, mask_method, rows_at_full_resolution
 from s2ecosg.composite import block_rows, median_composite
 from s2ecosg.errors import InputError
@@ -30,7 +30,6 @@ from s2ecosg.grid import TargetGrid, intersect
 from s2ecosg.io import warp
 
 LOG = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def scene_reflectance(
@@ -246,16 +245,6 @@ def warp_scenes(
         spool.add(*warped)
 
 
-def lookahead(items: Iterator[T], ahead: int) -> Iterator[T]:
-    """The items of ``items`` in order, drawing up to ``ahead`` more before each is handed out."""
-    waiting: collections.deque[T] = collections.deque()
-    for item in items:
-        waiting.append(item)
-        if len(waiting) > ahead:
-            yield waiting.popleft()
-    yield from waiting
-
-
 def composite_scenes(
     scenes: list[dict[str, Any]],
     bands: list[str],
@@ -339,8 +328,15 @@ def band_names(bands: list[str], seasons: list[Any] | None) -> list[str]:
     return [f"{band}_s{index}" for index in range(1, len(seasons) + 1) for band in bands]
 
 
-def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: str, threads: int = 2) -> None:
-    """Write the composite and the count raster of one grid tile."""
+def run_stage(
+    tile_list_path: str,
+    settings: Any,
+    image_path: str,
+    count_path: str,
+    threads: int = 2,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Write the composite and the count raster of one grid tile (the count first: the image marks it complete)."""
     from s2ecosg.io import read_json, use_read_settings, write_raster
 
     use_read_settings()
@@ -354,6 +350,33 @@ def run_stage(tile_list_path: str, settings: Any, image_path: str, count_path: s
     transform = grid.tile_transform(tile_list["tile"])
     seasons = getattr(settings, "seasons", None)
     names = band_names(tile_list["bands"], seasons)
-    write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=names)
     count_names = [f"valid_count_s{index}" for index in range(1, len(seasons) + 1)] if seasons else ["valid_count"]
-    write_raster(count_path, count, crs=grid.crs, transform=transform, nodata=None, descriptions=count_names)
+    write_raster(count_path, count, crs=grid.crs, transform=transform, nodata=None, descriptions=count_names, tags=tags)
+    write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=names, tags=tags)
+
+
+def run_stage_block(tile_lists: list[str], settings: Any, folder: str, manifest: str, threads: int = 2) -> None:
+    """Stage the tiles of one job block: ``{folder}/{tile}.tif`` and ``.count.tif`` each, then the manifest.
+
+    Tiles whose files carry the signature of their current scene list and settings are kept (a rerun after a
+    crash or a new scene redoes only what is missing or changed).
+    """
+    from pathlib import Path
+
+    from s2ecosg.blocks import block_name, report, signature, up_to_date, write_manifest
+    from s2ecosg.io import read_json
+
+    settings_record = settings.model_dump(mode="json")
+    tiles, made, kept = {}, [], []
+    for path in tile_lists:
+        tile = read_json(path)["tile"]
+        image, count = str(Path(folder) / f"{tile}.tif"), str(Path(folder) / f"{tile}.count.tif")
+        wanted = signature(read_json(path), settings_record)
+        if up_to_date([image, count], wanted):
+            kept.append(tile)
+        else:
+            run_stage(path, settings, image, count, threads, tags={SIGNATURE_TAG: wanted})
+            made.append(tile)
+        tiles[tile] = {"signature": wanted, "image": image, "count": count}
+    report("stage", block_name(manifest), made, kept)
+    write_manifest(manifest, block_name(manifest), tiles)
