@@ -8,7 +8,9 @@ every scene covers the same 4 grid tiles of 10 km. Measured in fresh subprocesse
 - inventory (its own rule), then stage: the 4 tile jobs (decode + warp + composite, SCL masks) → MB/s and its
   ratio to bare decode (target ≥ 0.5);
 - s2cloudless: the 160 m cloud masks alone, per scene and tile (its cost reported separately);
-- the real Sentinel-2 JPEG 2000 layout (1024² tiles): grid-tile windows vs a whole-file decode;
+- the real Sentinel-2 JPEG 2000 layout (1024² tiles): grid-tile windows and 5 × 5-tile block windows vs a
+  whole-file decode (RESULT block_decode_over_whole_decode, target ≤ 1.3);
+- the stage as one block job over the 4 tiles (RESULT stage_over_bare_decode, target ≥ 0.5);
 - peak memory of the stage at N and 4N scenes and their ratio (target ≤ 1.2).
 
 Usage: python bench/stage.py [--scenes 8] [--keep DIR] [--repeat 3]
@@ -80,7 +82,11 @@ else:
     write_tile_lists(inventory, out / "scenes")
     settings = ImageryConfig(paths=["x"], cloud_mask="scl")
     inventory_seconds, start = time.perf_counter() - start, time.perf_counter()  # the tile jobs are timed apart
-    for tile in inventory["tiles"]:
+    if mode == "stage-block":
+        from s2ecosg.stage import run_stage_block
+        lists = [str(out / "scenes" / f"{tile}.json") for tile in inventory["tiles"]]
+        run_stage_block(lists, settings, str(out / "block"), str(out / "block" / "blocks" / "B.json"))
+    for tile in inventory["tiles"] if mode != "stage-block" else []:
         if mode == "clouds":
             grid = TargetGrid()
             for scene in json.loads((out / "scenes" / f"{tile}.json").read_text())["scenes"]:
@@ -141,7 +147,8 @@ def sentinel2_layout(folder: Path) -> tuple[float, float, int]:
     tile rotated into EPSG:3035), each opened afresh as a tile job would.
 
     Returns:
-        Seconds for the whole-file decode, seconds for all windows, number of windows.
+        Seconds for the whole-file decode, seconds for all grid-tile windows, their number, seconds for the
+        windows of 5 × 5-tile block jobs (one per block, as a block job reads it), their number.
     """
     import time
 
@@ -159,6 +166,7 @@ def sentinel2_layout(folder: Path) -> tuple[float, float, int]:
         with rasterio.open(path, "w", transform=Affine(10, 0, 3e5, 0, -10, 5.9e6), **profile, **options) as target:
             target.write(image, 1)
     starts = range(0, size - window + 1, 1000)
+    block_starts = range(0, size, 5000)  # 5 × 5 tile blocks of 50 km: one window per block, 70 px of slack
     with rasterio.Env(GDAL_CACHEMAX=128, VSI_CACHE=True):
         start = time.perf_counter()
         with rasterio.open(path) as source:
@@ -168,7 +176,13 @@ def sentinel2_layout(folder: Path) -> tuple[float, float, int]:
             for column in starts:
                 with rasterio.open(path) as source:
                     source.read(1, window=Window(column, row, window, window))
-    return whole, time.perf_counter() - start, len(starts) ** 2
+        tiles, start = time.perf_counter() - start, time.perf_counter()
+        for row in block_starts:
+            for column in block_starts:
+                with rasterio.open(path) as source:
+                    extent = min(5000 + window - 1000, size - row), min(5000 + window - 1000, size - column)
+                    source.read(1, window=Window(column, row, extent[1], extent[0]))
+    return whole, tiles, len(starts) ** 2, time.perf_counter() - start, len(block_starts) ** 2
 
 
 def main() -> None:
@@ -187,6 +201,7 @@ def main() -> None:
         tuned = measure("decode-tuned", small, root / "decode", args.repeat)
         windows = measure("windows", small, root / "windows", args.repeat)
         stage = measure("stage", small, root / "stage_small", args.repeat)
+        block = measure("stage-block", small, root / "stage_block", args.repeat)
         clouds = measure("clouds", small, root / "clouds")
         stage_large = measure("stage", large, root / "stage_large")
         layout = sentinel2_layout(root)
@@ -214,6 +229,15 @@ def main() -> None:
         f"{layout[1]:.2f} s = {layout[1] / layout[0]:.1f}× (every 1024² tile a 10 km grid tile touches is decoded whole)"
     )
     print(
+        f"  the same file decoded by 5 × 5-tile block jobs ({layout[4]} windows of ≤ 5070² px): {layout[3]:.2f} s = "
+        f"{layout[3] / layout[0]:.2f}× the whole decode (each 1024² tile decoded once, twice along block edges)"
+    )
+    print(
+        f"stage as one block job (each band file decoded once for the 4 tiles): {megabytes / block['seconds']:.1f} "
+        f"MB/s ({block['seconds']:.2f} s); ratio to bare decode {decode['seconds'] / block['seconds']:.2f}; "
+        f"tile jobs / block job {stage['seconds'] / block['seconds']:.2f}; peak {block['peak_mb']:.0f} MB"
+    )
+    print(
         f"s2cloudless at 160 m: {clouds['seconds']:.1f} s for {args.scenes} scenes × 4 tiles "
         f"({clouds['seconds'] / (4 * args.scenes):.2f} s per scene and tile)"
     )
@@ -221,6 +245,10 @@ def main() -> None:
         f"peak memory: {stage['peak_mb']:.0f} MB at {args.scenes} scenes, {stage_large['peak_mb']:.0f} MB at "
         f"{4 * args.scenes} scenes; ratio {stage_large['peak_mb'] / stage['peak_mb']:.2f} (target ≤ 1.2)"
     )
+    print(f"RESULT block_decode_over_whole_decode {layout[3] / layout[0]:.3f}")
+    print(f"RESULT tile_decode_over_whole_decode {layout[1] / layout[0]:.3f}")
+    print(f"RESULT stage_over_bare_decode {decode['seconds'] / block['seconds']:.3f}")
+    print(f"RESULT stage_peak_memory_ratio {stage_large['peak_mb'] / stage['peak_mb']:.3f}")
 
 
 if __name__ == "__main__":

@@ -165,7 +165,7 @@ def test_scene_without_valid_pixel_is_skipped_with_a_log(tmp_path: Path, caplog:
 
 def test_lookahead_keeps_order_and_bounds_work_in_flight() -> None:
     """Scenes are started at most one ahead of the one being spooled, so memory holds two scenes, not all."""
-    from s2ecosg.stage import lookahead
+    from s2ecosg.blocks import lookahead
 
     drawn: list[int] = []
 
@@ -189,3 +189,48 @@ def test_read_settings_leave_a_users_choice(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "FALSE")
     use_read_settings()
     assert os.environ["VSI_CACHE"] == "TRUE" and os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] == "FALSE"
+
+
+def test_a_block_stages_like_its_tiles_one_by_one_and_decodes_each_band_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six 2 km tiles of the demo scene staged as one block equal the same tiles staged alone, to the bit.
+
+    The block job decodes each band file once for all six tiles; the tile jobs decode it per tile.
+    In strips (a spool budget of one tile row) the result is the same again.
+    """
+    import s2ecosg.scene_parts
+    import s2ecosg.stage
+    from s2ecosg.stage import run_stage_block
+
+    settings = ImageryConfig(paths=["unused"], cloud_mask="scl")
+    inventory = build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], BANDS, TargetGrid(tile_size=2000))
+    tiles = sorted(inventory["tiles"])[:6]
+    write_tile_lists(inventory, tmp_path / "scenes")
+    lists = [str(tmp_path / "scenes" / f"{tile}.json") for tile in tiles]
+    decodes: list[str] = []
+    real_decode = s2ecosg.scene_parts.decode_band
+
+    def counted(path: str, *arguments: object) -> object:
+        decodes.append(Path(path).name)
+        return real_decode(path, *arguments)
+
+    monkeypatch.setattr(s2ecosg.scene_parts, "decode_band", counted)
+    for tile, path in zip(tiles, lists, strict=True):
+        run_stage(path, settings, str(tmp_path / "alone" / f"{tile}.tif"), str(tmp_path / "alone" / f"{tile}.c.tif"))
+    per_tile = len(decodes)
+    decodes.clear()
+    run_stage_block(lists, settings, str(tmp_path / "block"), str(tmp_path / "block" / "blocks" / "B.json"))
+    assert sorted(decodes) == sorted(set(decodes)) and len(decodes) == len(BANDS)  # each file once (L1C: no SCL)
+    assert per_tile == len(tiles) * len(decodes)
+    monkeypatch.setattr(s2ecosg.stage, "SPOOL_BYTES", 1)  # every tile row its own strip
+    run_stage_block(lists, settings, str(tmp_path / "strips"), str(tmp_path / "strips" / "blocks" / "B.json"))
+    valid = 0
+    for tile in tiles:
+        with rasterio.open(tmp_path / "alone" / f"{tile}.tif") as source:
+            alone = source.read()
+        valid += int((alone > 0).sum())
+        for folder in ("block", "strips"):
+            with rasterio.open(tmp_path / folder / f"{tile}.tif") as source:
+                np.testing.assert_array_equal(source.read(), alone, err_msg=f"{folder} {tile}")
+    assert valid > 0

@@ -59,7 +59,7 @@ def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Args:
         stack: (scenes, bands, rows, cols) uint16, 0 where invalid; a scene is valid or invalid in all bands of
-            a pixel at once (as :func:`scene_tile` makes it). Overwritten.
+            a pixel at once (as :func:`s2ecosg.scene_parts.scene_parts` makes it). Overwritten.
 
     Returns:
         (bands, rows, cols) uint16 composite, the mean of the two middle values rounded half to even (0 where

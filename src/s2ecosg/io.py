@@ -278,7 +278,7 @@ def warp(
 
             raise InputError(path, f"cannot read band {index} ({gdal_message(error)})") from None
     if resampling == "bilinear":
-        destination[(destination <= 0) | (destination >= SATURATED - 0.5)] = np.nan
+        unusable_to_nan(destination)
     return destination
 
 
@@ -337,3 +337,64 @@ def gdal_warp(
         f"band {index}",
     )
     return destination
+
+
+def decode_band(path: str, index: int, bounds: tuple[float, float, float, float], crs: str) -> Any:
+    """One band decoded once over the part of a raster that ``bounds`` (in ``crs``) reaches, with 2 px of slack.
+
+    Returns a :class:`~s2ecosg.resample.Decoded` that every tile of a block samples from (so each JPEG 2000 tile
+    of the file is decoded once per job), or None where the raster is not north-up or ``bounds`` miss it (the
+    caller then warps tile by tile with :func:`warp`).
+    """
+    import math
+
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    from s2ecosg.resample import Decoded, grid_key, is_north_up
+
+    with open_raster(path) as source:
+        if index > source.count:
+            raise InputError(path, f"has {source.count} band(s), band {index} was asked for")
+        if source.crs is None or not is_north_up(source.transform):
+            return None
+        left, bottom, right, top = transform_bounds(crs, source.crs, *bounds, densify_pts=21)
+        transform = source.transform  # north-up: pixel = (x - c) / a, (y - f) / e
+        column0, column1 = (left - transform.c) / transform.a, (right - transform.c) / transform.a
+        row0, row1 = (top - transform.f) / transform.e, (bottom - transform.f) / transform.e
+        rows = max(0, math.floor(min(row0, row1)) - 2), min(source.height, math.ceil(max(row0, row1)) + 2)
+        columns = max(0, math.floor(min(column0, column1)) - 2), min(source.width, math.ceil(max(column0, column1)) + 2)
+        if rows[0] >= rows[1] or columns[0] >= columns[1]:
+            return None
+        try:
+            values = source.read(index, window=(rows, columns))
+        except rasterio.errors.RasterioError as error:
+            from s2ecosg.gdal_errors import gdal_message
+
+            raise InputError(path, f"cannot read band {index} ({gdal_message(error)})") from None
+        grid = grid_key(source.transform, source.shape, source.crs)
+        return Decoded(values, (rows, columns), grid, source.nodata)
+
+
+def warp_decoded(
+    decoded: Any,
+    path: str,
+    index: int,
+    tile: tuple[Any, tuple[int, int], str],
+    part: tuple[slice, slice],
+    resampling: str = "bilinear",
+) -> np.ndarray:
+    """:func:`warp` of part of a tile from a band decoded by :func:`decode_band` (read afresh where it cannot)."""
+    from s2ecosg.resample import sample_decoded
+
+    values = None if decoded is None else sample_decoded(decoded, tile, part, resampling)
+    if values is None:
+        return warp(path, index, *tile, resampling=resampling, part=part)
+    if resampling == "bilinear":
+        unusable_to_nan(values)
+    return values
+
+
+def unusable_to_nan(values: np.ndarray) -> None:
+    """Mark reflectance samples that are no data (≤ 0) or saturated as NaN, in place."""
+    values[(values <= 0) | (values >= SATURATED - 0.5)] = np.nan

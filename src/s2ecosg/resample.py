@@ -254,10 +254,49 @@ def sample(
     if sampling is None:
         return np.full(shape, np.nan, dtype=np.float32)
     values = source.read(index, window=sampling.window)
+    return sample_values(values, source.nodata, sampling, method)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """One band of a north-up source raster decoded once over a window, then sampled onto many target tiles.
+
+    Attributes:
+        values: The window's pixels as stored (e.g. uint16 DN), shape of ``window``.
+        window: Source rows and columns (half-open) the values cover.
+        grid: The source grid (:func:`grid_key`).
+        nodata: The source's nodata value (None: 0 is taken, as Sentinel-2 files store it).
+    """
+
+    values: np.ndarray
+    window: tuple[tuple[int, int], tuple[int, int]]
+    grid: tuple[tuple[float, ...], tuple[int, int], str]
+    nodata: float | None
+
+
+def sample_values(values: np.ndarray, nodata: float | None, sampling: Plan, method: str) -> np.ndarray:
+    """The plan's samples of a source window: float32, NaN outside the source or at its nodata."""
     if method == "nearest":
         return nearest(values, sampling)
-    nodata = source.nodata if source.nodata is not None else 0
-    invalid = values == nodata
+    invalid = values == (nodata if nodata is not None else 0)
     if np.issubdtype(values.dtype, np.floating):
         invalid |= np.isnan(values)
     return bilinear(values, sampling, ~invalid if invalid.any() else None)
+
+
+def sample_decoded(
+    decoded: Decoded, tile: tuple[Affine, tuple[int, int], str], part: tuple[slice, slice], method: str
+) -> np.ndarray | None:
+    """Like :func:`sample`, from a decoded window; None when the samples need source pixels outside it."""
+    rows, columns = part
+    key = (grid_key(*tile), ((rows.start, rows.stop), (columns.start, columns.stop)), decoded.grid)
+    with PLAN_LOCKS[key]:
+        sampling = plan(*key)
+    if sampling is None:
+        return np.full((rows.stop - rows.start, columns.stop - columns.start), np.nan, dtype=np.float32)
+    (row0, row1), (column0, column1) = sampling.window
+    (top, bottom), (left, right) = decoded.window
+    if row0 < top or row1 > bottom or column0 < left or column1 > right:
+        return None
+    values = decoded.values[row0 - top : row1 - top, column0 - left : column1 - left]
+    return sample_values(np.ascontiguousarray(values), decoded.nodata, sampling, method)
