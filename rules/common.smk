@@ -73,11 +73,6 @@ def block_tile_lists(wildcards):
     return [f"{RESULTS}/stage/scenes/{tile}.json" for tile in block_tiles(wildcards.block)]
 
 
-def joined_block_tiles(wildcards):
-    """Params function: a block's tiles with imagery, comma-separated."""
-    return ",".join(block_tiles(wildcards.block))
-
-
 def predict_stage_manifests(wildcards):
     """Input function: the block's stage manifest, then those of the blocks holding its tiles' neighbours."""
     present = set(tiles())

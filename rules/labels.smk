@@ -4,11 +4,12 @@
 rule labels_block:
     input:
         reference=CONFIG.labels.path or [],
+        tile_lists=block_tile_lists,  # which tiles of the block have imagery (the inventory checkpoint knows)
     output:
         manifest=f"{RESULTS}/labels/blocks/{{block}}.json",
     params:
         settings=settings("labels", "grid"),
-        tiles=joined_block_tiles,
+        tiles=lambda wildcards, input: ",".join(os.path.basename(path)[: -len(".json")] for path in input.tile_lists),
         folder=block_stage_folder("manifest"),
     log:
         f"{LOGS}/labels/{{block}}.log",
