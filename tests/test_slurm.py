@@ -67,9 +67,16 @@ def test_one_tile_workflow_through_sbatch(cluster: Path, tmp_path: Path) -> None
     (tmp_path / "slurm.yaml").write_text(yaml.safe_dump(config))
     layered_profile(tmp_path / "profiles" / "slurm_test")
     result = run(
-        ["snakemake", "--profile", "profiles/slurm_test", "--configfile", "slurm.yaml"], cwd=tmp_path, timeout=1400
+        ["snakemake", "--profile", "profiles/slurm_test", "--configfile", "slurm.yaml"],
+        cwd=tmp_path,
+        timeout=1400,
+        check=False,
     )
     output = result.stdout + result.stderr
+    if result.returncode != 0:  # what SLURM itself logged of each job (a job that failed before its rule log)
+        jobs = sorted((tmp_path / ".snakemake" / "slurm_logs").rglob("*.log"))
+        logs = "\n".join(f"--- {path.relative_to(tmp_path)}\n{path.read_text()[-2000:]}" for path in jobs)
+        raise AssertionError(f"{output[-6000:]}\n{logs}\n{(cluster / 'slurmctld.log').read_text()[-3000:]}")
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
     ran = re.findall(r"^(?:rule|checkpoint) (\w+):", output, flags=re.MULTILINE)
     assert set(ran) >= {"inventory", "stage_block", "labels_block", "shards", "train", "predict_block", "cover"}

@@ -215,7 +215,7 @@ def predict_command(
 def mosaic_command(manifests: tuple[str, ...], out: str) -> None:
     """Write a VRT mosaic of the predicted tiles of every block (MANIFESTS: predict/blocks/<block>.json)."""
     from s2ecosg.blocks import read_manifests
-    from s2ecosg.predict import write_mosaic
+    from s2ecosg.mosaic import write_mosaic
 
     tiles = read_manifests(list(manifests))
     write_mosaic([tiles[tile]["classes"] for tile in sorted(tiles)], out)
