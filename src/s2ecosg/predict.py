@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2ecosg.blocks import lookahead
+from s2ecosg.blocks import SIGNATURE_TAG, lookahead
 from s2ecosg.bundle import check_legend, load_bundle
 from s2ecosg.data import normalise
 from s2ecosg.errors import InputError
@@ -331,7 +331,7 @@ def run_predict_block(
     halo). The next tile is read while the model runs on the current one. Tiles whose files carry the signature
     of the same bundle, settings and staged tiles (their own and their neighbours') are kept.
     """
-    from s2ecosg.blocks import SIGNATURE_TAG, block_name, read_manifests, report, signature, up_to_date, write_manifest
+    from s2ecosg.blocks import block_name, read_manifests, report, signature, up_to_date, write_manifest
     from s2ecosg.grid import TargetGrid
     from s2ecosg.io import read_json
     from s2ecosg.scenes import file_stamp
@@ -359,12 +359,20 @@ def run_predict_block(
             pending.append((tile, staged["image"], [around[n]["image"] for n in neighbours], outputs, wanted))
     made = [tile for tile, *_ in pending]
     if pending:
-        device = pick_device(settings.predict.device)
-        model, card = ready_model(bundle, settings.predict, device, legend_name)
-        with ThreadPoolExecutor(max_workers=1) as reader:
-            reads = (reader.submit(read_padded, image, near, halo, card["bands"]) for _, image, near, _, _ in pending)
-            for (_, image, _, outputs, wanted), padded in zip(pending, lookahead(reads, 1), strict=True):
-                tags = {SIGNATURE_TAG: wanted}
-                predict_tile(model, card, settings.predict, device, padded.result(), halo, outputs, image, tags)
+        predict_pending(bundle, settings.predict, pending, halo, legend_name)
     report("predict", block_name(manifest), made, sorted(set(entries) - set(made)))
     write_manifest(manifest, block_name(manifest), entries)
+
+
+def predict_pending(bundle: str, settings: Any, pending: list[tuple], halo: int, legend_name: str | None) -> None:
+    """Predict the tiles a block job must make, one model build, each next tile read while one is predicted.
+
+    ``pending`` holds (tile, staged image, neighbours' staged images, outputs, signature) per tile.
+    """
+    device = pick_device(settings.device)
+    model, card = ready_model(bundle, settings, device, legend_name)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        reads = (reader.submit(read_padded, image, near, halo, card["bands"]) for _, image, near, _, _ in pending)
+        for (_, image, _, outputs, wanted), padded in zip(pending, lookahead(reads, 1), strict=True):
+            tags = {SIGNATURE_TAG: wanted}
+            predict_tile(model, card, settings, device, padded.result(), halo, outputs, image, tags)

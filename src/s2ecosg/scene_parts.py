@@ -110,6 +110,18 @@ def classes_onto_tiles(path: str, targets: dict[str, Target], area: Bounds) -> d
     }
 
 
+def scene_targets(scene: dict[str, Any], grid: TargetGrid, tiles: list[str]) -> dict[str, Target]:
+    """Each tile the scene's footprint reaches: its (transform, shape, CRS) and the rows and columns reached."""
+    size = grid.tile_pixels
+    targets: dict[str, Target] = {}
+    for tile in tiles:
+        transform = grid.tile_transform(tile)
+        window = footprint_window(tuple(scene["footprint"]), transform, size)
+        if window is not None:
+            targets[tile] = ((transform, (size, size), grid.crs), window)
+    return targets
+
+
 def scene_parts(
     scene: dict[str, Any], bands: list[str], grid: TargetGrid, tiles: list[str], settings: Any, pool: ThreadPoolExecutor
 ) -> Callable[[], dict[str, tuple[np.ndarray, tuple[slice, slice]]]]:
@@ -120,13 +132,7 @@ def scene_parts(
     rows and columns in the tile), 0 where invalid: a pixel is kept only when every band is valid, its SCL class
     is not excluded and s2cloudless (if used, per tile at 160 m) calls it clear.
     """
-    size = grid.tile_pixels
-    targets: dict[str, Target] = {}
-    for tile in tiles:
-        transform = grid.tile_transform(tile)
-        window = footprint_window(tuple(scene["footprint"]), transform, size)
-        if window is not None:
-            targets[tile] = ((transform, (size, size), grid.crs), window)
+    targets = scene_targets(scene, grid, tiles)
     if not targets:
         return lambda: {}
     area = covered_area(targets, grid.resolution)
@@ -152,22 +158,37 @@ def scene_parts(
         for plane in planes:
             plane.result()
         scene_classes = classes.result() if classes is not None else {}
-        finished = {}
-        for tile, part in parts.items():
-            rows, columns = targets[tile][1]
-            invalid = (part == 0).any(axis=0)
-            if tile in scene_classes:
-                invalid |= np.isin(scene_classes[tile], settings.scl_invalid) | np.isnan(scene_classes[tile])
-            if tile in clouds:
-                mask = rows_at_full_resolution(
-                    clouds[tile].result(), rows.start, rows.stop - rows.start, size, grid.resolution
-                )
-                invalid |= mask[:, columns]
-            np.multiply(part, ~invalid, out=part)
-            finished[tile] = (part, (rows, columns))
-        return finished
+        return {
+            tile: (
+                mask_part(part, targets[tile][1], scene_classes.get(tile), clouds.get(tile), settings, grid),
+                targets[tile][1],
+            )
+            for tile, part in parts.items()
+        }
 
     return finish
+
+
+def mask_part(
+    part: np.ndarray,
+    window: tuple[slice, slice],
+    classes: np.ndarray | None,
+    clouds: Any,
+    settings: Any,
+    grid: TargetGrid,
+) -> np.ndarray:
+    """Zero a tile part wherever a band is invalid, its SCL class is excluded or s2cloudless (a future) says cloud."""
+    rows, columns = window
+    invalid = (part == 0).any(axis=0)
+    if classes is not None:
+        invalid |= np.isin(classes, settings.scl_invalid) | np.isnan(classes)
+    if clouds is not None:
+        mask = rows_at_full_resolution(
+            clouds.result(), rows.start, rows.stop - rows.start, grid.tile_pixels, grid.resolution
+        )
+        invalid |= mask[:, columns]
+    np.multiply(part, ~invalid, out=part)
+    return part
 
 
 def covered_area(targets: dict[str, Target], resolution: float) -> Bounds:
