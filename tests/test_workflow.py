@@ -543,6 +543,16 @@ def test_the_workflow_runs_the_config_check_config_prints(slovenia_run: Path) ->
     assert settings["train"] == printed["train"] and settings["model"] == printed["model"]
 
 
+def one_tile_aoi() -> list[float]:
+    """A lon/lat box inside grid tile E4674N2539 of the 1 km test grid (fast runs of one tile)."""
+    from rasterio.warp import transform_bounds
+
+    return list(transform_bounds("EPSG:3035", "EPSG:4326", 4674300, 2539200, 4674800, 2539800))
+
+
+ONE_TILE_AOI = one_tile_aoi()
+
+
 def test_a_replaced_scene_file_restages_its_tiles(slovenia_run: Path) -> None:
     """Same name, other content, an older modification time (cp -p, rsync -t): the tiles it covers are restaged."""
     import os
@@ -559,7 +569,7 @@ def test_a_replaced_scene_file_restages_its_tiles(slovenia_run: Path) -> None:
         {
             "run": {"name": "replaced"},
             "model": {"bundle": "results/slovenia/model"},
-            "imagery": {"paths": ["replaced-archive/*.tif"]},
+            "imagery": {"paths": ["replaced-archive/*.tif"], "aoi": ONE_TILE_AOI},
         },
     )
     config_path = slovenia_run / config
@@ -642,9 +652,7 @@ def start_paused(command: list[str], folder: Path, environment: dict[str, str]) 
 
 def killed_config(folder: Path, name: str) -> str:
     """A predict-only run ``name`` of one 1 km tile, fast to repeat."""
-    from rasterio.warp import transform_bounds
-
-    aoi = list(transform_bounds("EPSG:3035", "EPSG:4326", 4674300, 2539200, 4674800, 2539800))
+    aoi = ONE_TILE_AOI
     return config_variant(
         folder,
         name,
@@ -707,7 +715,8 @@ def test_nightly_timeout_stops_the_whole_process_group(slovenia_run: Path) -> No
         "--publish",
         "timeout-published",
     ]
-    command += ["--timeout", "20", "--log", "logs/timeout-nightly.log"]
+    # Long enough to reach the paused predict job on a loaded machine (inventory, stage, model load take ~20 s).
+    command += ["--timeout", "75", "--log", "logs/timeout-nightly.log"]
     process, pid = start_paused(command, slovenia_run, environment)
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 124, output
