@@ -1,4 +1,5 @@
 # Shared wiring: validated config, paths, settings passed to commands, tile lists from the inventory.
+import functools
 import json
 import os
 import shlex
@@ -59,12 +60,21 @@ BLOCK_TILES = CONFIG.grid.block_tiles
 
 def blocks(wildcards=None):
     """Job blocks that hold at least one tile with imagery (named like their lower-left tile)."""
-    return sorted({GRID.block_of(tile, BLOCK_TILES) for tile in tiles()})
+    return sorted(tiles_by_block(tuple(tiles())))
 
 
 def block_tiles(block):
     """The tiles of a block that have imagery."""
-    return [tile for tile in tiles() if GRID.block_of(tile, BLOCK_TILES) == block]
+    return tiles_by_block(tuple(tiles())).get(block, [])
+
+
+@functools.lru_cache(maxsize=4)
+def tiles_by_block(names):
+    """Tiles grouped by their job block, once per inventory (input functions ask per job)."""
+    grouped = {}
+    for tile in names:
+        grouped.setdefault(GRID.block_of(tile, BLOCK_TILES), []).append(tile)
+    return grouped
 
 
 def block_tile_lists(wildcards):

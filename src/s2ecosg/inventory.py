@@ -9,6 +9,7 @@ so a nightly rerun restages only the tiles whose scenes changed. Scenes are foun
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from dataclasses import asdict
@@ -237,7 +238,19 @@ def record_found(inventory: dict[str, Any], folder: str | Path, now: str) -> Non
 
 
 def inventory_tiles(path: str | Path) -> list[str]:
-    """Tile names recorded in an ``inventory.json``."""
+    """Tile names recorded in an ``inventory.json``, read once per version of the file.
+
+    The workflow asks for them in the input functions of every block job (a country: hundreds of times per DAG).
+    """
+    import os
+
+    status = os.stat(path)
+    return list(recorded_tiles(str(path), status.st_mtime_ns, status.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def recorded_tiles(path: str, modified_ns: int, size: int) -> tuple[str, ...]:
+    """:func:`inventory_tiles` without the cache (the modification time and size only key it)."""
     from s2ecosg.io import read_json
 
-    return list(read_json(path)["tiles"])
+    return tuple(read_json(path)["tiles"])
