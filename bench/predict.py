@@ -1,17 +1,23 @@
-"""Benchmark of the predict stage (not run in CI).
+"""Benchmark of the predict stage as the workflow runs it: whole block jobs (not run in CI).
 
-A 2 × 2 block of staged tiles (random reflectance, N² px each) and a randomly initialised bundle; each
-measurement runs in its own subprocess with ``GDAL_CACHEMAX`` bounded, peak memory read from VmHWM:
-- predict stage, 1 tile (build the model from the bundle, read with its 3 neighbours' halo + normalise + model +
-  blend + write) and all 4 tiles one after the other (4× the area: peak memory must not grow); library imports
-  are start-up, reported apart;
-- bare model forward over exactly the windows the stage computed for one tile, same device, batch and dtype;
-- loader only: reading the tile with its halo and normalising every window, no model.
-Rates are km² of tile per second (10 m pixels); the ratio stage / bare model is the pipeline's efficiency
-(target ≥ 0.8).
+A run of 2 × 2 job blocks of ``--block-tiles``² staged tiles (random reflectance, N² px each, EPSG:3035) with their
+stage manifests, and a randomly initialised bundle. Each measurement runs in its own subprocess with
+``GDAL_CACHEMAX`` bounded; peak memory is VmHWM:
+- windows: the windows per km² of a block with the exact (one-window) halo against the halo-free count (the
+  windows that tile the block without a halo), mean over every alignment of the block on the window lattice, for
+  the configured block and, for comparison, for one tile (computed, no model);
+- block job: ``run_predict_block`` on one block (library imports, model build from the bundle, every tile read
+  with the halo from the neighbouring blocks, normalised, predicted, blended, written) and on the 4 blocks one
+  after the other in one process (peak memory must not grow);
+- bare model: the network's forward (and softmax) over exactly as many windows as the block job ran, same device,
+  batch and dtype, nothing else;
+- loader only: reading the block with its halo and normalising every window, no model.
+Rates are km² of block per second (10 m pixels).
 
-Usage: python bench/predict.py [--encoder resnet50] [--tile-pixels 1000] [--window 256] [--overlap 64]
-       [--batch-size 32] [--device auto] [--halo PX] [--compile]
+Usage: python bench/predict.py [--encoder resnet50] [--tile-pixels N] [--block-tiles 5] [--window 256]
+       [--overlap 64] [--batch-size 32] [--device auto] [--halo PX] [--compile]
+(--tile-pixels defaults to 1000, 10 km tiles, on a GPU and to 200 on a CPU, where a block of 10 km tiles through
+a ResNet-50 takes most of an hour.)
 """
 
 from __future__ import annotations
@@ -30,88 +36,102 @@ CHILD = r"""
 import json, sys, time
 imports = time.perf_counter()
 from pathlib import Path
-import numpy as np, torch, torchvision  # library start-up of every job, reported apart from the timed work
-from s2ecosg.config import PredictConfig
-from s2ecosg.bundle import load_bundle
-from s2ecosg.predict import read_padded, run_predict, window_positions
-from s2ecosg.data import normalise
-from s2ecosg.model import pick_device
+import numpy as np, torch, torchvision  # library start-up of every job
+from s2ecosg.config_files import validate_sections
+from s2ecosg.predict_block import run_predict_block
 imports = time.perf_counter() - imports
 mode, root, options = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
-settings = PredictConfig(**options)
-tiles = sorted(root.glob("tile_*.tif"))
-device = pick_device(settings.device)
-if not mode.startswith("stage"):  # a predict job builds its model inside the timed part
-    model, card = load_bundle(root / "model", device)
-def positions(path):
-    halo = settings.window if settings.halo is None else settings.halo
-    image, transform, _ = read_padded(str(path), [str(t) for t in tiles if t != path], halo, card["bands"])
-    keep = slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo)
-    origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
-    return image, window_positions((image > 0).all(axis=0), settings, origin, keep)[0]
-if device.type == "cuda":
-    torch.cuda.synchronize()
+settings = validate_sections({"predict": options["predict"], "grid": options["grid"]})
+manifests = sorted(str(path) for path in (root / "stage").glob("*.json"))
+windows, seconds = 0, 0.0
 start = time.perf_counter()
-windows = 0
-if mode.startswith("stage"):
-    for path in tiles[: int(mode[5:])]:
-        run_predict(str(root / "model"), str(path), settings, str(root / "c.tif"), str(root / "f.tif"),
-                    [str(t) for t in tiles if t != path])
-elif mode == "loader":
-    image, places = positions(tiles[0])
-    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
-    size = settings.window
-    for r, c in places:
-        normalise(image[:, r : r + size, c : c + size], mean, std)
-    windows = len(places)
+if mode.startswith("job"):
+    for index in range(int(mode[3:])):
+        own = manifests[index]
+        out = root / f"predict{index}"
+        windows += run_predict_block(str(root / "model"), settings, [own, *[m for m in manifests if m != own]],
+                                     str(out), str(out / "blocks" / Path(own).name))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 else:
-    image, places = positions(tiles[0])
-    constant = np.full(10, 3000, np.float32), np.full(10, 1700, np.float32)
-    window = normalise(image[:, : settings.window, : settings.window], *constant)
-    batch = torch.from_numpy(np.stack([window] * settings.batch_size)).to(device)
-    if device.type == "cuda":  # as the stage feeds it
-        batch = batch.contiguous(memory_format=torch.channels_last)
-    if settings.compile:
-        model = torch.compile(model, dynamic=False)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with torch.no_grad(), autocast:
-        model(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    from s2ecosg.bundle import load_bundle
+    from s2ecosg.data import normalise
+    from s2ecosg.model import pick_device
+    from s2ecosg.predict import window_plan
+    from s2ecosg.predict_block import BlockTiles, StagedMosaic
+    from s2ecosg.blocks import read_manifests
+    from s2ecosg.grid import TargetGrid
+    grid = TargetGrid(settings.grid.crs, settings.grid.resolution, settings.grid.tile_size)
+    own, around = read_manifests(manifests[:1]), read_manifests(manifests)
+    predict = settings.predict
+    block = BlockTiles(grid, {tile: ({}, "") for tile in own}, predict.window if predict.halo is None else predict.halo)
+    rows, columns, size = window_plan(block.region, predict)
+    device = pick_device(predict.device)
+    model, card = load_bundle(root / "model", device)
+    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
+    if mode == "loader":
         start = time.perf_counter()
-        for first in range(0, len(places), settings.batch_size):
-            size = settings.batch_size if settings.compile else min(settings.batch_size, len(places) - first)
-            model(batch[:size]).float().softmax(dim=1)  # compiled: the last batch padded, as the stage does
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    windows = len(places)
+        mosaic = StagedMosaic(block.paths_around({t: e["image"] for t, e in around.items()}), card["bands"])
+        read = mosaic.reader(block.region)
+        for row in rows:
+            image = read(row, row + size)
+            for column in columns:
+                normalise(image[:, :, column : column + size], mean, std)
+                windows += 1
+    else:
+        windows = options["windows"]
+        window = torch.from_numpy(np.random.default_rng(0).normal(size=(len(mean), size, size)).astype(np.float32))
+        batch = torch.stack([window] * predict.batch_size).to(device)
+        if device.type == "cuda":  # as the job feeds it
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        if predict.compile:
+            model = torch.compile(model, dynamic=False)
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        with torch.no_grad(), autocast:
+            model(batch)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for first in range(0, windows, predict.batch_size):
+                count = predict.batch_size if predict.compile else min(predict.batch_size, windows - first)
+                model(batch[:count]).float().softmax(dim=1)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
 seconds = time.perf_counter() - start
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": seconds, "windows": windows, "peak_mb": peak / 1024, "imports": imports}))
 """
 
 
-def write_block(root: Path, pixels: int, encoder: str) -> None:
-    """Four staged tiles in a 2 × 2 block on EPSG:3035 and a bundle."""
+def write_run(root: Path, pixels: int, block_tiles: int, encoder: str) -> dict[str, object]:
+    """2 × 2 blocks of staged tiles on EPSG:3035 with their stage manifests, and a bundle; the grid settings."""
     import torch
-    from affine import Affine
 
+    from s2ecosg.blocks import block_name
     from s2ecosg.config import DEFAULT_BANDS
+    from s2ecosg.grid import TargetGrid
     from s2ecosg.io import write_json, write_raster
     from s2ecosg.model import UNet
 
+    grid = TargetGrid("EPSG:3035", 10.0, pixels * 10.0)
     generator = np.random.default_rng(0)
-    for index in range(4):
-        left, top = 4e6 + (index % 2) * pixels * 10, 3e6 - (index // 2) * pixels * 10
-        image = generator.integers(1, 6000, (10, pixels, pixels), dtype=np.uint16)
-        transform = Affine(10, 0, left, 0, -10, top)
-        write_raster(
-            root / f"tile_{index}.tif", image, crs="EPSG:3035", transform=transform, descriptions=DEFAULT_BANDS
-        )
+    first_column, first_row = 400 * block_tiles, 300 * block_tiles  # block-aligned tile indices
+    manifests: dict[str, dict] = {}
+    for row in range(2 * block_tiles):
+        for column in range(2 * block_tiles):
+            name = grid.tile_name(first_column + column, first_row + row)
+            image = generator.integers(1, 6000, (10, pixels, pixels), dtype=np.uint16)
+            path = root / "stage" / f"{name}.tif"
+            write_raster(path, image, crs=grid.crs, transform=grid.tile_transform(name), descriptions=DEFAULT_BANDS)
+            block = grid.block_of(name, block_tiles)
+            manifests.setdefault(block, {})[name] = {"signature": name, "image": str(path)}
+    for block, tiles in manifests.items():
+        write_json(root / "stage" / f"{block}.json", {"block": block_name(block), "tiles": tiles})
     (root / "model").mkdir()
     torch.save(UNet(encoder, 10, 10).state_dict(), root / "model" / "weights.pt")
     card = {"encoder": encoder, "bands": DEFAULT_BANDS, "n_classes": 10, "mean": [3000.0] * 10, "std": [1700.0] * 10}
     write_json(root / "model" / "bundle.json", card)
+    return {"crs": grid.crs, "resolution": 10.0, "tile_size": grid.tile_size, "block_tiles": block_tiles}
 
 
 def measure(mode: str, root: Path, options: dict[str, object]) -> dict[str, float]:
@@ -122,55 +142,93 @@ def measure(mode: str, root: Path, options: dict[str, object]) -> dict[str, floa
         env=environment,
         capture_output=True,
         text=True,
-        timeout=3600,
+        timeout=7200,
     )
     if result.returncode:
         raise SystemExit(f"bench/predict: the {mode} measurement failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def windows_over_halo_free(length: int, window: int, overlap: int) -> float:
+    """Mean over alignments of (windows touching a square of ``length`` px, one-window halo) / halo-free windows.
+
+    Halo-free: the windows that tile the square alone, the last one shifted back to its edge (``window_starts``).
+    """
+    from s2ecosg.grid import window_starts
+    from s2ecosg.predict import aligned_starts
+
+    size, stride = window // 32 * 32, window - overlap
+    free = len(window_starts(length, size, stride)) ** 2
+    counts = [
+        len(aligned_starts(length + 2 * window, size, stride, offset - window, (window, window + length))) ** 2
+        for offset in range(stride)
+    ]
+    return float(np.mean(counts)) / free
+
+
 def main() -> None:
-    """Build the block, run the measurements, print rates, ratio and peak memory."""
+    """Build the run, measure, print rates, ratios and peak memory, then the RESULT lines."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="resnet50")
-    parser.add_argument("--tile-pixels", type=int, default=1000)
+    parser.add_argument("--tile-pixels", type=int, help="tile edge in px (default: 1000 on a GPU, 200 on a CPU)")
+    parser.add_argument("--block-tiles", type=int, default=5)
     parser.add_argument("--window", type=int, default=256)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--halo", type=int, help="predict.halo (default: one window, seamless)")
-    parser.add_argument("--compile", action="store_true", help="predict.compile (the stage's time includes compiling)")
+    parser.add_argument("--compile", action="store_true", help="predict.compile (the job's time includes compiling)")
     args = parser.parse_args()
-    options = {
-        "window": args.window,
-        "overlap": args.overlap,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "compile": args.compile,
-        "halo": args.halo,
-    }
+    import torch
+
+    gpu = args.device in ("auto", "cuda") and torch.cuda.is_available()
+    pixels = args.tile_pixels or (1000 if gpu else 200)
+    predict = {"window": args.window, "overlap": args.overlap, "batch_size": args.batch_size, "device": args.device}
+    predict |= {"compile": args.compile, "halo": args.halo, "top2": True}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        write_block(root, args.tile_pixels, args.encoder)
-        one, four = measure("stage1", root, options), measure("stage4", root, options)
-        model, loader = measure("model", root, options), measure("loader", root, options)
-    area = (args.tile_pixels * 10 / 1000) ** 2
-    stage_rate, model_rate = area / one["seconds"], area / model["seconds"]
+        options: dict[str, object] = {
+            "predict": predict,
+            "grid": write_run(root, pixels, args.block_tiles, args.encoder),
+        }
+        one, four = measure("job1", root, options), measure("job4", root, options)
+        model = measure("model", root, options | {"windows": one["windows"]})
+        loader = measure("loader", root, options)
+    report(args, pixels, one, four, model, loader, "GPU" if gpu else "CPU")
+
+
+def report(args: argparse.Namespace, pixels: int, one: dict, four: dict, model: dict, loader: dict, kind: str) -> None:
+    """Print the figures and the RESULT lines."""
+    block_km = args.block_tiles * pixels * 10 / 1000
+    area = block_km**2
+    job = one["seconds"] + one["imports"]
+    job_rate, model_rate = area / job, area / model["seconds"]
+    stride = args.window - args.overlap
+    block_ratio = windows_over_halo_free(args.block_tiles * pixels, args.window, args.overlap)
+    print(f"encoder {args.encoder} on the {kind}, block {args.block_tiles}² tiles of {pixels}² px ({area:.0f} km²)")
+    print(f"window {args.window}, overlap {args.overlap} (stride {stride}), batch {args.batch_size}")
     print(
-        f"encoder {args.encoder}, tile {args.tile_pixels}² px ({area:.0f} km²), window {args.window}, overlap {args.overlap}"
+        f"windows per km², one-window halo / halo-free (mean over alignments): block {block_ratio:.3f} (target ≤ 1.15),"
+        f" one tile alone {windows_over_halo_free(pixels, args.window, args.overlap):.3f}"
     )
-    halo = "one window (seamless)" if args.halo is None else f"{args.halo} px"
-    print(f"windows per tile (halo {halo}, grid-aligned): {model['windows']}")
-    print(f"library imports of a job (torch, torchvision; not in the rates): {one['imports']:.1f} s")
+    print(f"windows the block job ran: {one['windows']} ({one['windows'] / area:.2f} per km²)")
+    print(f"library imports of a job (torch, torchvision): {one['imports']:.1f} s (in the job's time)")
     print(
-        f"predict stage: {stage_rate:.3f} km²/s; bare model on the same windows: {model_rate:.3f} km²/s; "
-        f"ratio {stage_rate / model_rate:.2f} (target ≥ 0.8)"
+        f"block job: {job:.1f} s, {job_rate:.2f} km²/s ({area / one['seconds']:.2f} km²/s without the imports); "
+        f"bare model on the same windows: {model['seconds']:.1f} s, {model_rate:.2f} km²/s; "
+        f"ratio {job_rate / model_rate:.2f} (target ≥ 0.8)"
     )
+    print(f"4 block jobs in one process: {4 * area / four['seconds']:.2f} km²/s")
     print(f"loader only (read with halo + normalise): {area / loader['seconds']:.1f} km²/s")
     print(
-        f"peak memory: {one['peak_mb']:.0f} MB for 1 tile, {four['peak_mb']:.0f} MB for 4 tiles; "
+        f"peak memory: {one['peak_mb']:.0f} MB for 1 block, {four['peak_mb']:.0f} MB for 4 blocks; "
         f"ratio {four['peak_mb'] / one['peak_mb']:.2f} (target ≤ 1.2)"
     )
+    print(f"RESULT windows_over_halo_free {block_ratio:.3f}")
+    print(f"RESULT stage_over_bare_model {job_rate / model_rate:.3f}")
+    print(f"RESULT block_job_km2_per_s {job_rate:.3f}")
+    print(f"RESULT bare_model_km2_per_s {model_rate:.3f}")
+    print(f"RESULT peak_rss_ratio_4_blocks {four['peak_mb'] / one['peak_mb']:.3f}")
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def predict_command(
     settings: str, stage_manifests: tuple[str, ...], bundle: str, folder: str, manifest: str, legend: str | None
 ) -> None:
     """Predict the tiles of a block (STAGE_MANIFESTS: the block's stage manifest, then its neighbours')."""
-    from s2ecosg.predict import run_predict_block
+    from s2ecosg.predict_block import run_predict_block
 
     run_predict_block(bundle, sections(settings), list(stage_manifests), folder, manifest, legend or None)
 

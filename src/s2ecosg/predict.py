@@ -1,31 +1,60 @@
-"""Predict: class ids and confidence for one grid tile, by overlapping sliding windows.
+"""Predict: class ids and confidence over a region of the target grid, by overlapping sliding windows.
 
-Inputs: the model bundle (``model/``) and ``stage/{tile}.tif``.
-Outputs: ``predict/{tile}.tif`` (uint8 class ids, 0 = no data) and ``predict/{tile}.conf.tif``
-(uint8, round(255 × max softmax probability)); ``predict/mosaic.vrt`` over all tiles.
+Inputs: the model bundle (``model/``) and staged tiles ``stage/{tile}.tif``.
+Outputs: per tile ``predict/{tile}.tif`` (uint8 class ids, 0 = no data), ``predict/{tile}.conf.tif`` (uint8,
+round(255 × max softmax probability)) and, with ``predict.top2``, ``predict/{tile}.top2.tif``.
 
-Softmax probabilities of overlapping windows are blended with a smooth (raised-cosine) weight so
-window edges, where the network sees least context, count least. Memory is bounded by one tile.
+Windows sit at global grid positions (multiples of the stride), so a pixel is predicted from the same windows
+whatever region it is predicted in. A region (one tile, or the tiles of a job block, :mod:`s2ecosg.predict_block`)
+is read with a halo of one window and its windows are computed once each: tiles inside a block share the windows
+across their edges, and only the block's edge pays for the halo. Softmax probabilities of overlapping windows are
+blended with a smooth (raised-cosine) weight, so window edges, where the network sees least context, count least.
+The blend rolls down the region one window row at a time; memory is bounded by the region's width, not its height.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from s2ecosg.blocks import SIGNATURE_TAG, lookahead
+from s2ecosg.blocks import lookahead
 from s2ecosg.bundle import check_legend, load_bundle
 from s2ecosg.data import normalise
 from s2ecosg.errors import InputError
-from s2ecosg.model import UNet, pick_device
+from s2ecosg.model import UNet
 
 LOG = logging.getLogger(__name__)
+CHUNK_ROWS = 1024  # image rows read at a time (plus one window), across the region's whole width
+Emit = Callable[[int, np.ndarray], None]  # (first kept row, (4, rows, columns) uint8 top-2 of those rows)
+
+
+@dataclass(frozen=True)
+class Region:
+    """Pixels to predict on the target grid, and the halo read around them for context.
+
+    Attributes:
+        origin: Global (row, column) pixel index of the first kept pixel (row = −y / resolution, column = x /
+            resolution, so windows align on the grid whatever the region).
+        shape: Kept (rows, columns).
+        halo: Pixels read on each side; "padded" indices below count from the halo's corner.
+    """
+
+    origin: tuple[int, int]
+    shape: tuple[int, int]
+    halo: int
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        """(rows, columns) of the region with its halo."""
+        return self.shape[0] + 2 * self.halo, self.shape[1] + 2 * self.halo
 
 
 def window_weight(size: int) -> np.ndarray:
@@ -44,9 +73,9 @@ def aligned_starts(length: int, size: int, stride: int, origin: int, keep: tuple
     """Window starts along one axis, at global pixel indices that are multiples of ``stride``.
 
     The starts fit the image (``length`` pixels, the first at global index ``origin``) and the windows touch the
-    kept part ``keep`` (half-open). Because starts are tied to the grid and not to the tile, a pixel sees the same windows whichever tile it
-    is predicted from, provided the image carries a halo of at least one window around the kept part; a
-    smaller halo adds windows at the edges so every kept pixel is still covered.
+    kept part ``keep`` (half-open). Because starts are tied to the grid and not to the tile, a pixel sees the same
+    windows whichever region it is predicted in, provided the image carries a halo of at least one window around
+    the kept part; a smaller halo adds windows at the edges so every kept pixel is still covered.
     """
     if size >= length:
         return [0]
@@ -59,221 +88,32 @@ def aligned_starts(length: int, size: int, stride: int, origin: int, keep: tuple
     return sorted(set(starts))
 
 
-@torch.no_grad()
-def predict_array(
-    model: UNet,
-    card: dict[str, Any],
-    image: np.ndarray,
-    settings: Any,
-    device: torch.device,
-    origin: tuple[int, int] = (0, 0),
-    keep: tuple[slice, slice] | None = None,
-) -> np.ndarray:
-    """Blend window predictions over a (bands, H, W) uint16 image.
+def window_plan(region: Region, settings: Any) -> tuple[list[int], list[int], int]:
+    """Row starts, column starts (padded indices) of the grid-aligned windows over a region, and the window edge."""
+    height, width = region.padded
+    size = min(settings.window, height, width) // 32 * 32
+    stride = max(1, min(settings.window - settings.overlap, size))
+    halo = region.halo
+    rows = aligned_starts(height, size, stride, region.origin[0] - halo, (halo, halo + region.shape[0]))
+    columns = aligned_starts(width, size, stride, region.origin[1] - halo, (halo, halo + region.shape[1]))
+    return rows, columns, size
 
-    Args:
-        model: Network in eval mode on ``device``.
-        card: Bundle card (n_classes, mean, std, trained_classes).
-        image: (bands, H, W) reflectance × 10000, 0 = nodata; may include a halo around the kept part.
-        settings: ``PredictConfig`` (window, overlap, batch_size).
-        device: Where the model runs.
-        origin: Global (row, column) pixel index of ``image[:, 0, 0]`` on the target grid (aligns windows).
-        keep: Rows and columns to predict (default: all); context outside it is only read.
 
-    Returns:
-        (4, h, w) uint8 over ``keep``: class id, confidence (round(255 × probability)), and the runner-up's
-        class id and confidence; all 0 where the image has no data.
-    """
-    keep = keep or (slice(0, image.shape[1]), slice(0, image.shape[2]))
-    valid = (image > 0).all(axis=0)
-    positions, size = window_positions(valid, settings, origin, keep)
-    blend = Blend(card["n_classes"], keep, size)
-    # A compiled network is specialised to one batch shape: the last batch is padded to it, not recompiled.
-    padded = settings.batch_size if getattr(settings, "compile", False) else 0
-    batches = [
-        positions[start : start + settings.batch_size] for start in range(0, len(positions), settings.batch_size)
-    ]
-    # A thread cuts and normalises the next batch while the model runs on this one (numpy releases the GIL).
-    with ThreadPoolExecutor(max_workers=1) as loader:
-        pending = loader.submit(window_batch, card, image, batches[0], size, device, padded) if batches else None
-        for index in tqdm_steps(len(batches)):
-            tensor = pending.result()
-            if index + 1 < len(batches):
-                pending = loader.submit(window_batch, card, image, batches[index + 1], size, device, padded)
-            probabilities = forward(model, card, tensor, device)[: len(batches[index])]
-            for (row, column), window in zip(batches[index], probabilities, strict=True):
-                blend.add(row, column, window)
-    top, weights = blend.result()
-    return np.where(valid[keep] & (weights > 0), top, 0).astype(np.uint8)
+def row_chunks(rows: list[int], chunk_rows: int) -> list[list[int]]:
+    """Window row starts grouped so the image rows of a group span less than ``chunk_rows`` plus one window."""
+    chunks: list[list[int]] = []
+    for row in rows:
+        if chunks and row - chunks[-1][0] < chunk_rows:
+            chunks[-1].append(row)
+        else:
+            chunks.append([row])
+    return chunks
 
 
 @functools.lru_cache(maxsize=1)
 def compiled(model: UNet) -> Any:
     """``torch.compile`` of a bundle's network, once per process (the tiles of a job share the compiled code)."""
     return torch.compile(model, dynamic=False)
-
-
-def window_positions(
-    valid: np.ndarray, settings: Any, origin: tuple[int, int], keep: tuple[slice, slice]
-) -> tuple[list[tuple[int, int]], int]:
-    """Upper-left corners of the grid-aligned windows over ``keep`` that hold data, and the window edge (px).
-
-    Args:
-        valid: (H, W) bool, True where the image has data.
-        settings: ``PredictConfig`` (window, overlap).
-        origin: Global (row, column) pixel index of ``valid[0, 0]``.
-        keep: Rows and columns to predict.
-    """
-    height, width = valid.shape
-    size = min(settings.window, height, width) // 32 * 32
-    stride = max(1, min(settings.window - settings.overlap, size))
-    positions = [
-        (row, column)
-        for row in aligned_starts(height, size, stride, origin[0], (keep[0].start, keep[0].stop))
-        for column in aligned_starts(width, size, stride, origin[1], (keep[1].start, keep[1].stop))
-        if valid[row : row + size, column : column + size].any()
-    ]
-    return positions, size
-
-
-def tqdm_steps(count: int) -> Any:
-    """Batch indices with a progress bar."""
-    from tqdm import tqdm
-
-    return tqdm(range(count), desc="predict", unit="batch", mininterval=10)
-
-
-def window_batch(
-    card: dict[str, Any],
-    image: np.ndarray,
-    batch: list[tuple[int, int]],
-    size: int,
-    device: torch.device,
-    padded: int = 0,
-) -> torch.Tensor:
-    """(windows, bands, size, size) float32 normalised windows, in pinned memory when going to a GPU.
-
-    With ``padded``, zero windows are appended up to that many (their predictions are not used).
-    """
-    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
-    windows = [normalise(image[:, r : r + size, c : c + size], mean, std) for r, c in batch]
-    windows += [np.zeros_like(windows[0])] * max(0, padded - len(windows))
-    tensor = torch.from_numpy(np.stack(windows))
-    return tensor.pin_memory() if device.type == "cuda" else tensor
-
-
-def forward(model: UNet, card: dict[str, Any], tensor: torch.Tensor, device: torch.device) -> np.ndarray:
-    """(windows, n_classes, size, size) float32 softmax of the model (bf16 and channels-last on CUDA).
-
-    Classes without a single training pixel carry no evidence: they are never predicted.
-    """
-    tensor = tensor.to(device, non_blocking=True)
-    if device.type == "cuda":
-        tensor = tensor.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        logits = model(tensor).float()
-    untrained = torch.ones(card["n_classes"], dtype=torch.bool)
-    untrained[[class_id - 1 for class_id in card.get("trained_classes", range(1, card["n_classes"] + 1))]] = False
-    logits = logits[:, 1:].masked_fill(untrained.to(device)[None, :, None, None], float("-inf"))
-    return torch.softmax(logits, dim=1).cpu().numpy()
-
-
-class Blend:
-    """Weighted sum of window probabilities over the kept part of an image (memory: classes × kept pixels)."""
-
-    def __init__(self, n_classes: int, keep: tuple[slice, slice], size: int) -> None:
-        self.keep = keep
-        rows, columns = keep[0].stop - keep[0].start, keep[1].stop - keep[1].start
-        self.probabilities = np.zeros((n_classes, rows, columns), dtype=np.float32)
-        self.weights = np.zeros((rows, columns), dtype=np.float32)
-        self.weight = window_weight(size)
-        self.size = size
-
-    def add(self, row: int, column: int, probabilities: np.ndarray) -> None:
-        """Add one window whose upper-left pixel is (row, column) of the image; only its kept part counts."""
-        top, left = max(row, self.keep[0].start), max(column, self.keep[1].start)
-        bottom = min(row + self.size, self.keep[0].stop)
-        right = min(column + self.size, self.keep[1].stop)
-        if top >= bottom or left >= right:
-            return
-        source = (slice(top - row, bottom - row), slice(left - column, right - column))
-        target = (
-            slice(top - self.keep[0].start, bottom - self.keep[0].start),
-            slice(left - self.keep[1].start, right - self.keep[1].start),
-        )
-        self.probabilities[(slice(None), *target)] += probabilities[(slice(None), *source)] * self.weight[source]
-        self.weights[target] += self.weight[source]
-
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """(4, h, w) uint8 top two (class id 1..K, round(255 × probability)) pairs and the weights, kept part."""
-        self.probabilities /= np.maximum(self.weights, 1e-12)
-        if self.probabilities.shape[0] == 1:
-            order = np.zeros((2, *self.probabilities.shape[1:]), dtype=np.int64)
-        else:  # the two largest probabilities, largest first (kth=-2 puts the runner-up in place)
-            order = np.argpartition(self.probabilities, -2, axis=0)[:-3:-1]
-        best = np.take_along_axis(self.probabilities, order, axis=0)
-        if self.probabilities.shape[0] == 1:
-            best[1] = 0.0
-        top = np.stack([order[0] + 1, np.rint(best[0] * 255), order[1] + 1, np.rint(best[1] * 255)])
-        return top.astype(np.uint8), self.weights
-
-
-def read_padded(image_path: str, neighbours: list[str], halo: int, bands: list[str]) -> tuple[np.ndarray, Any, Any]:
-    """A tile with ``halo`` pixels around it filled from neighbouring tiles (0 where none has data).
-
-    Returns:
-        (bands, n + 2·halo, m + 2·halo) uint16 image, its affine transform and CRS.
-    """
-    from affine import Affine
-
-    from s2ecosg.io import open_raster
-
-    with open_raster(image_path, NUM_THREADS="ALL_CPUS") as source:
-        check_bands(bands, list(source.descriptions), image_path)
-        transform, crs = source.transform @ Affine.translation(-halo, -halo), source.crs
-        image = np.zeros((source.count, source.height + 2 * halo, source.width + 2 * halo), dtype=np.uint16)
-        paste(image, transform, source)
-    for path in neighbours:
-        with open_raster(path, NUM_THREADS="ALL_CPUS") as source:
-            check_bands(bands, list(source.descriptions), path)
-            paste(image, transform, source)
-    return image, transform, crs
-
-
-def paste(image: np.ndarray, transform: Any, source: Any) -> None:
-    """Copy the part of an open raster on the same grid that falls inside ``image`` (with ``transform``)."""
-    resolution = transform.a
-    row = round((transform.f - source.transform.f) / resolution)
-    column = round((source.transform.c - transform.c) / resolution)
-    top, left = max(0, row), max(0, column)
-    bottom, right = min(image.shape[1], row + source.height), min(image.shape[2], column + source.width)
-    if top >= bottom or left >= right:
-        return
-    window = ((top - row, bottom - row), (left - column, right - column))
-    image[:, top:bottom, left:right] = source.read(window=window)
-
-
-def run_predict(
-    bundle: str,
-    image_path: str,
-    settings: Any,
-    classes_path: str,
-    confidence_path: str,
-    neighbours: list[str] = (),
-    legend_name: str | None = None,
-    top2_path: str | None = None,
-) -> None:
-    """Predict one staged tile (with a halo from its neighbours) and write its class and confidence rasters.
-
-    A bundle whose bands, band order or legend (when ``legend_name`` is given) differ from the run's is refused.
-    With ``top2_path``, the quantised top-2 probabilities go there too (class, p, runner-up class, p; uint8).
-    """
-    device = pick_device(settings.device)
-    model, card = ready_model(bundle, settings, device, legend_name)
-    halo = settings.window if getattr(settings, "halo", None) is None else settings.halo
-    padded = read_padded(image_path, list(neighbours), halo, card["bands"])
-    outputs = {"classes": classes_path, "confidence": confidence_path, "top2": top2_path}
-    predict_tile(model, card, settings, device, padded, halo, outputs, image_path)
 
 
 def ready_model(bundle: str, settings: Any, device: torch.device, legend_name: str | None) -> tuple[Any, dict]:
@@ -286,93 +126,214 @@ def ready_model(bundle: str, settings: Any, device: torch.device, legend_name: s
     return model, card
 
 
-def predict_tile(
-    model: Any,
+class Predictor:
+    """A network ready to predict regions: one per job, shared by the tiles of a block.
+
+    Three stages overlap: a thread reads the next chunk of image rows while another cuts and normalises the next
+    batch of windows, while the model runs on the current batch and its probabilities are blended on the device.
+    ``windows`` counts the windows computed so far.
+    """
+
+    def __init__(self, model: Any, card: dict[str, Any], settings: Any, device: torch.device) -> None:
+        self.model, self.card, self.settings, self.device = model, card, settings, device
+        self.mean, self.std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
+        untrained = torch.ones(card["n_classes"], dtype=torch.bool)
+        trained = card.get("trained_classes", range(1, card["n_classes"] + 1))
+        untrained[[class_id - 1 for class_id in trained]] = False
+        self.untrained = untrained.to(device)[None, :, None, None]
+        self.windows = 0
+
+    @torch.no_grad()
+    def predict(
+        self,
+        region: Region,
+        read: Callable[[int, int], np.ndarray],
+        emit: Emit,
+        wanted: Callable[[int, int, int], bool] | None = None,
+    ) -> None:
+        """Predict ``region`` and hand every finished row range to ``emit``, top to bottom.
+
+        Args:
+            region: What to predict.
+            read: (first, last) padded rows → (bands, last − first, padded columns) uint16, 0 = nodata.
+            emit: Called with each range of finished kept rows (every kept row exactly once, in order).
+            wanted: (row, column, size) of a window (padded) → whether to compute it (default: all); a window
+                that is not wanted leaves its pixels unpredicted, so skip only windows over pixels not needed.
+        """
+        rows, columns, size = window_plan(region, self.settings)
+        if wanted is not None:
+            rows = [row for row in rows if any(wanted(row, column, size) for column in columns)]
+        windows = self.windows_of(row_chunks(rows, CHUNK_ROWS), columns, size, read, wanted)
+        blend = RollingBlend(self.card["n_classes"], region, size, self.device, emit)
+        for places, probabilities, valid in self.batches(windows, size, len(rows) * len(columns)):
+            for (row, column), window, mask in zip(places, probabilities, valid, strict=True):
+                blend.add(row, column, window, mask)
+            self.windows += len(places)
+        blend.finish()
+
+    def windows_of(
+        self,
+        chunks: list[list[int]],
+        columns: list[int],
+        size: int,
+        read: Callable[[int, int], np.ndarray],
+        wanted: Callable[[int, int, int], bool] | None,
+    ) -> Iterator[tuple[int, int, np.ndarray, int]]:
+        """(row, column, chunk image, chunk's first row) of each window holding data, chunks read one ahead."""
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            images = lookahead((reader.submit(read, chunk[0], chunk[-1] + size) for chunk in chunks), 1)
+            for chunk, future in zip(chunks, images, strict=True):
+                image, top = future.result(), chunk[0]
+                valid = (image > 0).all(axis=0)
+                for row, column in itertools.product(chunk, columns):
+                    if wanted is not None and not wanted(row, column, size):
+                        continue
+                    if valid[row - top : row - top + size, column : column + size].any():
+                        yield row, column, image, top
+
+    def batches(
+        self, windows: Iterator[tuple[int, int, np.ndarray, int]], size: int, planned: int
+    ) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]]:
+        """(places, probabilities, valid masks) per batch; the next batch is cut while the model runs on this one."""
+        from tqdm import tqdm
+
+        count = self.settings.batch_size
+        # A compiled network is specialised to one batch shape: the last batch is padded to it, not recompiled.
+        padded = count if getattr(self.settings, "compile", False) else 0
+
+        def load() -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor] | None:
+            group = list(itertools.islice(windows, count))
+            return self.window_batch(group, size, padded) if group else None
+
+        with (
+            ThreadPoolExecutor(max_workers=1) as loader,
+            tqdm(total=planned, desc="predict", unit="window", mininterval=10) as progress,
+        ):
+            pending = loader.submit(load)
+            while (loaded := pending.result()) is not None:
+                pending = loader.submit(load)
+                places, tensor, valid = loaded
+                yield places, self.forward(tensor)[: len(places)], valid
+                progress.update(len(places))
+
+    def window_batch(
+        self, group: list[tuple[int, int, np.ndarray, int]], size: int, padded: int
+    ) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]:
+        """Places, (windows, bands, size, size) normalised float32 windows (pinned for a GPU) and their valid masks.
+
+        With ``padded``, zero windows are appended up to that many (their predictions are not used).
+        """
+        cuts = [image[:, row - top : row - top + size, column : column + size] for row, column, image, top in group]
+        windows = [normalise(cut, self.mean, self.std) for cut in cuts]
+        windows += [np.zeros_like(windows[0])] * max(0, padded - len(windows))
+        tensor = torch.from_numpy(np.stack(windows))
+        valid = torch.from_numpy(np.stack([(cut > 0).all(axis=0) for cut in cuts]))
+        if self.device.type == "cuda":
+            tensor, valid = tensor.pin_memory(), valid.pin_memory()
+        return [(row, column) for row, column, *_ in group], tensor, valid
+
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        """(windows, n_classes, size, size) float32 softmax on the device (bf16 and channels-last on CUDA).
+
+        Classes without a single training pixel carry no evidence: they are never predicted.
+        """
+        tensor = tensor.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            logits = self.model(tensor).float()
+        logits = logits[:, 1:].masked_fill(self.untrained, float("-inf"))
+        return torch.softmax(logits, dim=1)
+
+
+class RollingBlend:
+    """Weighted sum of window probabilities over one window's height of kept rows, rolled down the region.
+
+    Windows arrive in row-major order of their (padded) positions, so once a window row starts at ``row``, no
+    later window reaches the rows above it: those rows are finished, turned into top-2 classes and handed to
+    ``emit``. Each pixel sums its windows in the same order whatever the region. Memory: classes × window ×
+    kept columns, float32, on the model's device.
+    """
+
+    def __init__(self, n_classes: int, region: Region, size: int, device: torch.device, emit: Emit) -> None:
+        self.top, self.bottom = region.halo, region.halo + region.shape[0]
+        self.left, self.right = region.halo, region.halo + region.shape[1]
+        self.base, self.size, self.emit = self.top, size, emit
+        self.probabilities = torch.zeros((n_classes, size, region.shape[1]), dtype=torch.float32, device=device)
+        self.weights = torch.zeros((size, region.shape[1]), dtype=torch.float32, device=device)
+        self.valid = torch.zeros((size, region.shape[1]), dtype=torch.bool, device=device)
+        self.weight = torch.from_numpy(window_weight(size)).to(device)
+
+    def add(self, row: int, column: int, probabilities: torch.Tensor, valid: torch.Tensor) -> None:
+        """Add one window whose upper-left pixel is (row, column), padded; only its kept part counts."""
+        self.advance(row)
+        top, left = max(row, self.top), max(column, self.left)
+        bottom, right = min(row + self.size, self.bottom), min(column + self.size, self.right)
+        if top >= bottom or left >= right:
+            return
+        source = (slice(top - row, bottom - row), slice(left - column, right - column))
+        target = (slice(top - self.base, bottom - self.base), slice(left - self.left, right - self.left))
+        self.probabilities[(slice(None), *target)] += probabilities[(slice(None), *source)] * self.weight[source]
+        self.weights[target] += self.weight[source]
+        self.valid[target] |= valid[source].to(self.valid.device, non_blocking=True)
+
+    def advance(self, row: int) -> None:
+        """Finish the kept rows above padded row ``row``."""
+        while self.base < min(row, self.bottom):
+            self.flush(min(row, self.bottom, self.base + self.size) - self.base)
+
+    def finish(self) -> None:
+        """Finish every kept row left."""
+        self.advance(self.bottom)
+
+    def flush(self, count: int) -> None:
+        """Hand the first ``count`` rows to ``emit`` as (4, count, columns) uint8 top-2, then roll the buffers up."""
+        probabilities = self.probabilities[:, :count] / torch.clamp(self.weights[:count], min=1e-12)
+        if probabilities.shape[0] == 1:
+            best = torch.stack([probabilities[0], torch.zeros_like(probabilities[0])])
+            order = torch.zeros_like(best, dtype=torch.int64)
+        else:
+            best, order = torch.topk(probabilities, 2, dim=0)
+        classes = (order + 1).to(torch.float32)
+        top = torch.stack([classes[0], torch.round(best[0] * 255), classes[1], torch.round(best[1] * 255)])
+        known = self.valid[:count] & (self.weights[:count] > 0)
+        self.emit(self.base - self.top, torch.where(known, top, 0).to(torch.uint8).cpu().numpy())
+        for buffer in (self.probabilities, self.weights, self.valid):
+            kept = buffer[..., count:, :].clone()
+            buffer[..., : kept.shape[-2], :] = kept
+            buffer[..., kept.shape[-2] :, :] = 0
+        self.base += count
+
+
+def predict_array(
+    model: UNet,
     card: dict[str, Any],
+    image: np.ndarray,
     settings: Any,
     device: torch.device,
-    padded: tuple[np.ndarray, Any, Any],
-    halo: int,
-    outputs: dict[str, str | None],
-    name: str,
-    tags: dict[str, str] | None = None,
-) -> None:
-    """Predict a tile read with its halo (:func:`read_padded`) and write ``outputs`` (classes, confidence, top2)."""
-    from affine import Affine
+    origin: tuple[int, int] = (0, 0),
+    halo: int = 0,
+) -> np.ndarray:
+    """Predict a (bands, H, W) uint16 image held in memory.
 
-    from s2ecosg.io import write_raster
+    Args:
+        model: Network in eval mode on ``device``.
+        card: Bundle card (n_classes, mean, std, trained_classes).
+        image: (bands, H, W) reflectance × 10000, 0 = nodata; ``halo`` pixels on each side are context only.
+        settings: ``PredictConfig`` (window, overlap, batch_size, compile).
+        device: Where the model runs.
+        origin: Global (row, column) pixel index of ``image[:, 0, 0]`` on the target grid (aligns windows).
+        halo: Pixels on each side that are read but not predicted.
 
-    image, transform, crs = padded
-    keep = (slice(halo, image.shape[1] - halo), slice(halo, image.shape[2] - halo))
-    origin = (round(-transform.f / transform.a), round(transform.c / transform.a))
-    top = predict_array(model, card, image, settings, device, origin, keep)
-    classes, confidence = top[0], top[1]
-    transform = transform @ Affine.translation(halo, halo)
-    LOG.info("%s: %.1f %% predicted (halo %d px)", name, 100 * (classes > 0).mean(), halo)
-    written = dict(crs=crs, transform=transform, nodata=0, tags=tags)
-    if outputs.get("top2"):
-        names = ["class_id", "probability_255", "second_class_id", "second_probability_255"]
-        write_raster(outputs["top2"], top, descriptions=names, **written)
-    write_raster(outputs["confidence"], confidence, descriptions=["confidence"], **written)
-    write_raster(outputs["classes"], classes, descriptions=["class_id"], **written)
-
-
-def run_predict_block(
-    bundle: str,
-    settings: Any,
-    stage_manifests: list[str],
-    folder: str,
-    manifest: str,
-    legend_name: str | None = None,
-) -> None:
-    """Predict the tiles of one job block: one model build, tiles streamed, each read with its halo.
-
-    ``stage_manifests`` are the block's own stage manifest (first) and those of the blocks around it (for the
-    halo). The next tile is read while the model runs on the current one. Tiles whose files carry the signature
-    of the same bundle, settings and staged tiles (their own and their neighbours') are kept.
+    Returns:
+        (4, H − 2·halo, W − 2·halo) uint8: class id, confidence (round(255 × probability)), and the runner-up's
+        class id and confidence; all 0 where the image has no data.
     """
-    from s2ecosg.blocks import block_name, read_manifests, report, signature, up_to_date, write_manifest
-    from s2ecosg.grid import TargetGrid
-    from s2ecosg.io import read_json
-    from s2ecosg.scenes import file_stamp
+    region = Region((origin[0] + halo, origin[1] + halo), (image.shape[1] - 2 * halo, image.shape[2] - 2 * halo), halo)
+    result = np.zeros((4, *region.shape), dtype=np.uint8)
 
-    grid = TargetGrid(settings.grid.crs, settings.grid.resolution, settings.grid.tile_size)
-    own, around = read_manifests(stage_manifests[:1]), read_manifests(stage_manifests)
-    bundle_record = [read_json(Path(bundle) / "bundle.json"), file_stamp(Path(bundle) / "weights.pt")]
-    settings_record = settings.predict.model_dump(mode="json")
-    halo = settings.predict.window if settings.predict.halo is None else settings.predict.halo
-    entries, pending = {}, []
-    for tile, staged in sorted(own.items()):
-        neighbours = [name for name in grid.neighbours(tile) if name in around]
-        wanted = signature(
-            bundle_record,
-            settings_record,
-            legend_name,
-            staged["signature"],
-            [around[n]["signature"] for n in neighbours],
-        )
-        outputs = {"classes": str(Path(folder) / f"{tile}.tif"), "confidence": str(Path(folder) / f"{tile}.conf.tif")}
-        if settings.predict.top2:
-            outputs["top2"] = str(Path(folder) / f"{tile}.top2.tif")
-        entries[tile] = {"signature": wanted, **outputs}
-        if not up_to_date(list(outputs.values()), wanted):
-            pending.append((tile, staged["image"], [around[n]["image"] for n in neighbours], outputs, wanted))
-    made = [tile for tile, *_ in pending]
-    if pending:
-        predict_pending(bundle, settings.predict, pending, halo, legend_name)
-    report("predict", block_name(manifest), made, sorted(set(entries) - set(made)))
-    write_manifest(manifest, block_name(manifest), entries)
+    def emit(row: int, top: np.ndarray) -> None:
+        result[:, row : row + top.shape[1]] = top
 
-
-def predict_pending(bundle: str, settings: Any, pending: list[tuple], halo: int, legend_name: str | None) -> None:
-    """Predict the tiles a block job must make, one model build, each next tile read while one is predicted.
-
-    ``pending`` holds (tile, staged image, neighbours' staged images, outputs, signature) per tile.
-    """
-    device = pick_device(settings.device)
-    model, card = ready_model(bundle, settings, device, legend_name)
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        reads = (reader.submit(read_padded, image, near, halo, card["bands"]) for _, image, near, _, _ in pending)
-        for (_, image, _, outputs, wanted), padded in zip(pending, lookahead(reads, 1), strict=True):
-            tags = {SIGNATURE_TAG: wanted}
-            predict_tile(model, card, settings, device, padded.result(), halo, outputs, image, tags)
+    Predictor(model, card, settings, device).predict(region, lambda first, last: image[:, first:last], emit)
+    return result
