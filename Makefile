@@ -28,8 +28,9 @@ demo: venv
 	snakemake --profile profiles/local --configfile $(DEMO_CONFIG)
 	s2ecosg summary $(DEMO_CONFIG)
 
+# Two workers; the tests of each shared workflow run go to one worker (tests/conftest.py), so each run is made once.
 test: venv $(HOROVOD)
-	pytest
+	pytest -n 2 --dist loadgroup
 
 lint: venv
 	snakemake --lint --configfile $(DEMO_CONFIG)

@@ -47,7 +47,7 @@ if BASELINE:
 
     rule baseline_train:
         input:
-            **rules.shards.output,
+            **rules.shards_index.output,
         output:
             model=f"{RESULTS}/baseline/model.txt",
             card=f"{RESULTS}/baseline/card.json",

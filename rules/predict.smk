@@ -23,7 +23,7 @@ rule predict_block:
         "../envs/runtime.yml"
     threads: 2
     resources:
-        mem_mb=8000,  # one tile and the next one's read at a time
+        mem_mb=8000,  # ≈ 2 GB for 5 × 5 tiles of 10 km: rows read 1 024 at a time, memory follows the block width
         runtime=block_runtime(10, 3),
         gpu=1,
         tasks_per_gpu=0,

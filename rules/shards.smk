@@ -1,32 +1,48 @@
-# shards: training/validation patches with a spatial-block split and band statistics.
+# shards: training/validation patches with a global spatial-block split, one job per block of tiles writing a
+# shard per tile (arrays + header), then a small index job that lists them and merges their band statistics.
 
 
-rule shards:
+rule shards_block:
     input:
-        images=per_block(f"{RESULTS}/stage/blocks/{{block}}.json"),
-        labels=per_block(f"{RESULTS}/labels/blocks/{{block}}.json"),
+        stage=f"{RESULTS}/stage/blocks/{{block}}.json",
+        labels=f"{RESULTS}/labels/blocks/{{block}}.json",
     output:
-        train_images=f"{RESULTS}/shards/train_images.npy",
-        train_labels=f"{RESULTS}/shards/train_labels.npy",
-        val_images=f"{RESULTS}/shards/val_images.npy",
-        val_labels=f"{RESULTS}/shards/val_labels.npy",
+        manifest=f"{RESULTS}/shards/blocks/{{block}}.json",
+    params:
+        settings=settings("shards", "grid", "labels"),
+        folder=block_stage_folder("manifest"),
+    log:
+        f"{LOGS}/shards/{{block}}.log",
+    benchmark:
+        f"{BENCHMARKS}/shards/{{block}}.tsv"
+    conda:
+        "../envs/runtime.yml"
+    resources:
+        mem_mb=4000,  # one tile's image and labels at a time
+        runtime=block_runtime(10, 2),
+    shell:
+        "s2ecosg shards --settings {params.settings} --stage-manifest {input.stage} --labels-manifest {input.labels}"
+        " --folder {params.folder} --manifest {output.manifest} --log {log}"
+
+
+rule shards_index:
+    input:
+        per_block(f"{RESULTS}/shards/blocks/{{block}}.json"),
+    output:
+        index=f"{RESULTS}/shards/index.json",
         split=f"{RESULTS}/shards/split.geojson",
         stats=f"{RESULTS}/shards/stats.json",
     params:
         settings=settings("shards", "grid", "labels"),
-        tiles=joined_tiles,
-        stage_dir=f"{RESULTS}/stage",
-        labels_dir=f"{RESULTS}/labels",
-        out=output_folder("stats"),
+        folder=output_folder("index"),
     log:
-        f"{LOGS}/shards.log",
+        f"{LOGS}/shards/index.log",
     benchmark:
-        f"{BENCHMARKS}/shards.tsv"
+        f"{BENCHMARKS}/shards/index.tsv"
     conda:
         "../envs/runtime.yml"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=2000,  # headers only
+        runtime=30,
     shell:
-        "s2ecosg shards --settings {params.settings} --stage-dir {params.stage_dir} --labels-dir {params.labels_dir}"
-        " --tiles {params.tiles} --out {params.out} --log {log}"
+        "s2ecosg shards-index --settings {params.settings} --folder {params.folder} --log {log} {input}"

@@ -7,12 +7,12 @@ if not PREDICT_ONLY:
 
     rule train:
         input:
-            **rules.shards.output,
+            **rules.shards_index.output,
         output:
             weights=f"{RESULTS}/model/weights.pt",
             card=f"{RESULTS}/model/bundle.json",
         params:
-            settings=settings("model", "train", "labels"),
+            settings=settings("model", "train", "labels", "shards"),
             checkpoints=f"{RESULTS}/train/checkpoints",
             shards=input_folder("stats"),
             bundle=output_folder("card"),

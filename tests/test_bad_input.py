@@ -355,13 +355,26 @@ def test_label_vector_in_a_mislabelled_crs_stops_the_shards(staged: Path, tmp_pa
         "grid": {"tile_size": 1000},
         "labels": {"path": str(tmp_path / "labels.gpkg")},
     }
-    command = ["shards", "--settings", json.dumps(settings), "--stage-dir", str(staged.parent)]
-    command += ["--labels-dir", str(tmp_path / "labels"), "--tiles", TILE, "--out", str(tmp_path / "shards")]
+    stage_manifest = tmp_path / "stage-block.json"
+    stage_manifest.write_text(json.dumps({"block": TILE, "tiles": {TILE: {"signature": "-", "image": str(staged)}}}))
+    shards = tmp_path / "shards"
+    command = ["shards", "--settings", json.dumps(settings), "--stage-manifest", str(stage_manifest)]
+    command += ["--labels-manifest", str(tmp_path / "labels" / "blocks" / f"{TILE}.json"), "--folder", str(shards)]
+    result = s2ecosg([*command, "--manifest", str(shards / "blocks" / f"{TILE}.json")], tmp_path)
+    assert result.returncode == 0, result.stderr  # the tile is cut: no patch, no array
+    index = [
+        "shards-index",
+        "--settings",
+        json.dumps(settings),
+        "--folder",
+        str(shards),
+        str(shards / "blocks" / f"{TILE}.json"),
+    ]
     one_error(
-        s2ecosg(command, tmp_path),
+        s2ecosg(index, tmp_path),
         r"labels.gpkg: no labelled pixel on any staged tile: labels.path W .* does not overlap the imagery W 14",
     )
-    nothing_left(tmp_path / "shards")
+    assert sorted(path.name for path in shards.iterdir()) == [f"{TILE}.json", "blocks"]  # no index, stats or split
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROOT, run
+from conftest import DEMO_CONFIG, run
 from pyproj import Transformer
 
 from s2ecosg.surfex import read_cover
 from s2ecosg.validate import validate_cover
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
-DEMO_CONFIG = ["config.yaml", "config/demo.yaml"]  # as `make demo` layers them
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("demo")
-    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml", "config", "data"):
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
-    command = ["snakemake", "--profile", "profiles/local", "--cores", "2", "--configfile", *DEMO_CONFIG]
-    run(command, cwd=folder, timeout=1200)
-    return folder
 
 
 def cells_over_imagery(cover: np.ndarray, header: dict, stage: Path) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, ROOT, run
+from conftest import BIN, ROOT, run, write_shard_set
 
 from s2ecosg.data import EpochBatches
 from s2ecosg.launch import launch_prefix
@@ -27,22 +27,15 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Seeded shards: images whose bands follow the class of each pixel, so the model can learn something."""
     folder = tmp_path_factory.mktemp("shards")
     generator = np.random.default_rng(1)
+    splits = {}
     for split, count in (("train", 7), ("val", 3)):
         labels = generator.integers(1, 4, (count, 32, 32)).astype(np.uint8)
         labels[:, :4] = 0  # an unlabelled strip
         images = (
             1000 + 400 * labels[:, None].astype(np.int64) + generator.integers(0, 300, (count, 4, 32, 32))
         ).astype(np.uint16)
-        np.save(folder / f"{split}_images.npy", images)
-        np.save(folder / f"{split}_labels.npy", labels)
-    stats = {
-        "bands": ["B02", "B03", "B04", "B08"],
-        "mean": [1800.0] * 4,
-        "std": [500.0] * 4,
-        "patch": 32,
-        "class_pixels": {"train": {"1": 2000, "2": 2000, "3": 2000}, "val": {"1": 900}},
-    }
-    (folder / "stats.json").write_text(json.dumps(stats))
+        splits[split] = images, labels
+    write_shard_set(folder, splits, ["B02", "B03", "B04", "B08"])
     return folder
 
 
@@ -107,16 +100,17 @@ def test_two_ranks_end_identical_and_equal_one_rank_with_the_global_batch(
         torch.testing.assert_close(rank0["gradients"][name], gradient, rtol=1e-4, atol=1e-5 * scale)
 
 
-def train_command(shards: Path, folder: Path, backend: str, epochs: int = 2) -> list[str]:
-    """``s2ecosg train`` on the test shards, 2 processes of batch 2."""
+def train_command(shards: Path, folder: Path, backend: str, epochs: int = 2, processes: int = 2) -> list[str]:
+    """``s2ecosg train`` on the test shards, ``processes`` processes of batch 2."""
     settings = {
         "labels": {"legend": "slovenia_lulc", "path": "unused"},
+        "shards": {"patch": 32, "stride": 32},
         "model": {"encoder": "resnet18"},
-        "train": {"backend": backend, "batch_size": 2, "epochs": epochs, "device": "cpu", "processes": 2},
+        "train": {"backend": backend, "batch_size": 2, "epochs": epochs, "device": "cpu", "processes": processes},
     }
     return launched(
         backend,
-        2,
+        processes,
         [str(BIN / "s2ecosg"), "train", "--settings", json.dumps(settings), "--shards", str(shards)]
         + ["--checkpoints", str(folder / "checkpoints"), "--bundle", str(folder / "model")]
         + ["--log-path", str(folder / "train.log")],
@@ -170,6 +164,7 @@ def test_frozen_encoder_epoch_keeps_the_encoder(shards: Path, tmp_path: Path) ->
     """Ulmas & Liiv's first stage: with freeze_encoder_epochs=1, one epoch moves the decoder only."""
     settings = {
         "labels": {"legend": "slovenia_lulc", "path": "unused"},
+        "shards": {"patch": 32, "stride": 32},
         "model": {"encoder": "resnet18"},
         "train": {"batch_size": 4, "epochs": 1, "device": "cpu", "freeze_encoder_epochs": 1, "lr": 0.01},
     }
@@ -186,3 +181,28 @@ def test_frozen_encoder_epoch_keeps_the_encoder(shards: Path, tmp_path: Path) ->
     for name, value in after_one_epoch["model"].items():
         same = torch.equal(value, initial[name])
         assert same == name.startswith("encoder."), name
+
+
+def test_training_reruns_only_when_the_shards_changed(shards: Path, tmp_path: Path) -> None:
+    """Same shards and settings: the bundle is kept untouched. Other shards: last.pt is not resumed, a new bundle."""
+    command = train_command(shards, tmp_path, "single", epochs=1, processes=1)
+    run(command, cwd=tmp_path, timeout=300)
+    weights = tmp_path / "model" / "weights.pt"
+    first, card = weights.stat().st_mtime_ns, json.loads((tmp_path / "model" / "bundle.json").read_text())
+    index = json.loads((shards / "index.json").read_text())
+    assert card["shards_digest"] == index["digest"] and len(card["weights_sha256"]) == 64
+    run(command, cwd=tmp_path, timeout=300)
+    assert "already trained on these shards" in (tmp_path / "train.log").read_text()
+    assert weights.stat().st_mtime_ns == first
+
+    other = tmp_path / "other-shards"
+    generator = np.random.default_rng(2)
+    labels = generator.integers(1, 4, (5, 32, 32)).astype(np.uint8)
+    images = (1000 + 300 * labels[:, None].astype(np.int64) + np.zeros((5, 4, 32, 32), np.int64)).astype(np.uint16)
+    write_shard_set(other, {"train": (images, labels), "val": (images[:1], labels[:1])}, ["B02", "B03", "B04", "B08"])
+    changed = [str(other) if part == str(shards) else part for part in command]
+    run(changed, cwd=tmp_path, timeout=300)
+    log = (tmp_path / "train.log").read_text()
+    assert "was written over other shards: training starts afresh" in log and "resumed from" not in log
+    card = json.loads((tmp_path / "model" / "bundle.json").read_text())
+    assert card["shards_digest"] == json.loads((other / "index.json").read_text())["digest"] != index["digest"]

@@ -131,7 +131,8 @@ def test_an_ireland_dag_is_built_in_blocks_within_a_minute(ireland: tuple[Path, 
     counts = job_counts(dry.stdout + dry.stderr)
     print(f"{len(tiles)} grid tiles, {len(blocks)} blocks; DAG in {seconds:.1f} s; jobs {counts}")
     assert counts["stage_block"] == counts["labels_block"] == counts["predict_block"] == len(blocks)
-    assert len(blocks) < len(tiles) / 10 and counts["shards"] == counts["train"] == counts["cover"] == 1
+    assert counts["shards_block"] == len(blocks) and len(blocks) < len(tiles) / 10
+    assert counts["shards_index"] == counts["train"] == counts["cover"] == 1
     assert seconds <= 60
 
 

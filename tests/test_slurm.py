@@ -79,7 +79,16 @@ def test_one_tile_workflow_through_sbatch(cluster: Path, tmp_path: Path) -> None
         raise AssertionError(f"{output[-6000:]}\n{logs}\n{(cluster / 'slurmctld.log').read_text()[-3000:]}")
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
     ran = re.findall(r"^(?:rule|checkpoint) (\w+):", output, flags=re.MULTILINE)
-    assert set(ran) >= {"inventory", "stage_block", "labels_block", "shards", "train", "predict_block", "cover"}
+    assert set(ran) >= {
+        "inventory",
+        "stage_block",
+        "labels_block",
+        "shards_block",
+        "shards_index",
+        "train",
+        "predict_block",
+        "cover",
+    }
     assert len(submitted) == len(ran) - ran.count("all")  # every job but the target went through sbatch
     controller = (cluster / "slurmctld.log").read_text()
     for job in submitted.values():

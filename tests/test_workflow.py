@@ -11,14 +11,24 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
-from conftest import ROOT, run
+from conftest import ROOT, SNAKEMAKE, config_variant, crop_stack, jobs_run, run, write_shard_set
 
 from s2ecosg.surfex import read_cover
 from s2ecosg.validate import validate_cover
 
 pytestmark = pytest.mark.timeout(900)
-SNAKEMAKE = ["snakemake", "--profile", "profiles/local", "--cores", "2"]
-RULES = ("inventory", "stage_block", "labels_block", "shards", "train", "predict_block", "mosaic", "cover", "evaluate")
+RULES = (
+    "inventory",
+    "stage_block",
+    "labels_block",
+    "shards_block",
+    "shards_index",
+    "train",
+    "predict_block",
+    "mosaic",
+    "cover",
+    "evaluate",
+)
 
 
 def test_lint_is_clean() -> None:
@@ -37,22 +47,6 @@ def test_every_rule_has_log_benchmark_and_conda() -> None:
         body = block.split("\n\n\n")[0]
         assert "log:" in body and "benchmark:" in body and "conda:" in body and "shell:" in body, body[:60]
         assert "run:" not in body
-
-
-@pytest.fixture(scope="module")
-def slovenia_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One full run of the reduced config (module-scoped: the checks below share it)."""
-    import shutil
-
-    from conftest import DATA
-
-    folder = tmp_path_factory.mktemp("workflow")
-    for name in ("Snakefile", "rules", "envs", "profiles", "report", "config.yaml"):
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, folder / name)
-    shutil.copytree(DATA, folder / "tests" / "data")
-    shutil.copytree(ROOT / "tests" / "workflow", folder / "tests" / "workflow")
-    run([*SNAKEMAKE, "--configfile", "tests/workflow/config.yaml"], cwd=folder, timeout=900)
-    return folder
 
 
 def test_run_writes_a_valid_cover(slovenia_run: Path) -> None:
@@ -162,7 +156,7 @@ def test_html_report(slovenia_run: Path) -> None:
 def test_run_logs_and_benchmarks_for_every_rule(slovenia_run: Path) -> None:
     logs = {path.stem for path in (slovenia_run / "logs" / "slovenia").rglob("*.log")}
     benchmarks = list((slovenia_run / "benchmarks" / "slovenia").rglob("*.tsv"))
-    assert {"inventory", "shards", "train", "cover", "evaluate", "mosaic"} <= logs
+    assert {"inventory", "index", "train", "cover", "evaluate", "mosaic"} <= logs  # shards/index.log
     assert len(benchmarks) == len(list((slovenia_run / "logs" / "slovenia").rglob("*.log")))
     assert "epoch 2/2" in (slovenia_run / "logs" / "slovenia" / "train.log").read_text()
 
@@ -179,7 +173,9 @@ def test_predict_only_run_trains_nothing(slovenia_run: Path) -> None:
     (slovenia_run / "predict_only.yaml").write_text(yaml.safe_dump(config))
     result = run([*SNAKEMAKE, "--configfile", "predict_only.yaml"], cwd=slovenia_run, timeout=600)
     output = result.stdout + result.stderr
-    assert "rule train" not in output and "rule shards" not in output and "localrule train" not in output
+    assert (
+        "rule train" not in output and "rule shards" not in output and "localrule train" not in output
+    )  # _block, _index
     assert validate_cover(slovenia_run / "results" / "slovenia-predict" / "cover" / "S2ECOSG_SLO") == []
 
 
@@ -233,14 +229,8 @@ def two_class_bundle(stage: Path, folder: Path) -> Path:
     threshold = np.median(np.stack(indices))  # two classes of equal size: above and below the median NDVI
     labels = [np.where(index > threshold, 2, 1).astype(np.uint8) for index in indices]
     shards = folder / "shards"
-    shards.mkdir(parents=True)
-    for split, part in (("train", slice(None)), ("val", slice(0, 4))):
-        np.save(shards / f"{split}_images.npy", np.stack(images)[part])
-        np.save(shards / f"{split}_labels.npy", np.stack(labels)[part])
-    stack = np.stack(images).astype(float)
-    stats = {"bands": names, "mean": stack.mean(axis=(0, 2, 3)).tolist(), "std": stack.std(axis=(0, 2, 3)).tolist()}
-    stats |= {"patch": 32, "class_pixels": {"train": {"1": 1, "2": 1}}}
-    (shards / "stats.json").write_text(json.dumps(stats))
+    stack, classes = np.stack(images), np.stack(labels)
+    write_shard_set(shards, {"train": (stack, classes), "val": (stack[:4], classes[:4])}, names, tiles=1)
     settings = TrainConfig(epochs=4, batch_size=16, lr=0.003, device="cpu", schedule="constant")
     run_train(
         str(shards),
@@ -339,33 +329,6 @@ def test_missing_band_fails_cleanly(workdir: Path) -> None:
     assert not (workdir / "results" / "slovenia" / "stage" / "inventory.json").exists()
 
 
-def jobs_run(output: str) -> list[tuple[str, str]]:
-    """(rule, tile or block wildcard or "") of every job Snakemake started, from its log output."""
-    jobs, rule = [], None
-    for line in output.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint ")) and stripped.endswith(":"):
-            rule = stripped.split()[1].rstrip(":")
-            jobs.append((rule, ""))
-        elif stripped.startswith(("wildcards: tile=", "wildcards: block=")) and jobs:
-            jobs[-1] = (jobs[-1][0], stripped.split("=", 1)[1])
-    return jobs
-
-
-def crop_stack(source: Path, target: Path, columns: int) -> None:
-    """The first ``columns`` columns of a stack, as a new scene file (same bands, CRS and pixel grid)."""
-    from rasterio.windows import Window
-
-    with rasterio.open(source) as stack:
-        window = Window(0, 0, columns, stack.height)
-        profile = dict(stack.profile, width=columns, transform=stack.window_transform(window))
-        data, names = stack.read(window=window), stack.descriptions
-    with rasterio.open(target, "w", **profile) as destination:
-        destination.write(data)
-        for index, name in enumerate(names, start=1):
-            destination.set_band_description(index, name)
-
-
 def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     """Predict-only 2-tile run; rerun without a new scene does nothing; a new scene on one tile restages that tile only."""
     import shutil
@@ -388,7 +351,7 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     first = jobs_run(result.stdout + result.stderr)
     # With the 1 km tiles of this run and 5 × 5 tile blocks, the two tiles lie in two blocks.
     assert sorted(block for rule, block in first if rule == "stage_block") == ["E4670N2535", "E4675N2535"]
-    assert not any(rule in ("train", "shards") for rule, _ in first)
+    assert not any(rule in ("train", "shards_block", "shards_index") for rule, _ in first)
     cover = slovenia_run / "results" / "nightly" / "cover" / "S2ECOSG_SLO.dir"
     first_cover = cover.stat().st_mtime_ns
 
@@ -405,7 +368,7 @@ def test_nightly_rerun_redoes_only_new_tiles(slovenia_run: Path) -> None:
     assert [block for rule, block in second if rule == "stage_block"] == ["E4670N2535"]
     # Its neighbour is re-predicted too: its halo (read from the restaged tile) changed. Nothing else runs.
     assert sorted(block for rule, block in second if rule == "predict_block") == ["E4670N2535", "E4675N2535"]
-    assert ("cover", "") in second and not any(rule in ("train", "shards") for rule, _ in second)
+    assert ("cover", "") in second and not any(rule in ("train", "shards_block", "shards_index") for rule, _ in second)
     assert cover.stat().st_mtime_ns > first_cover
     scenes = json.loads((slovenia_run / "results" / "nightly" / "stage" / "scenes" / "E4674N2539.json").read_text())
     assert "S2L1C_2015-09-10_13bands" in [scene["scene_id"] for scene in scenes["scenes"]]
@@ -444,6 +407,7 @@ def test_stac_predict_only_run(slovenia_run: Path) -> None:
     assert len(list((slovenia_run / "resources" / "stac" / scene).glob("*.jp2"))) == 10
 
 
+@pytest.mark.xdist_group("slovenia-b")
 def test_nightly_entry_point_publishes_and_recovers(slovenia_run: Path) -> None:
     """`s2ecosg nightly`: clears a stale lock, reruns, publishes a dated copy, moves `latest`, keeps the newest N."""
     config = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
@@ -498,16 +462,6 @@ def test_slurm_profile_is_valid_for_the_plugin(workdir: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "inventory" in result.stdout + result.stderr
-
-
-def config_variant(folder: Path, name: str, change: dict) -> str:
-    """tests/workflow/config.yaml with sections updated by ``change``, written as ``<name>.yaml``; returns its name."""
-    config = yaml.safe_load((folder / "tests" / "workflow" / "config.yaml").read_text())
-    for section, values in change.items():
-        config[section] = None if values is None else {**config.get(section, {}), **values}
-    config = {section: values for section, values in config.items() if values is not None}
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
-    return f"{name}.yaml"
 
 
 @pytest.mark.parametrize(
@@ -665,6 +619,7 @@ def killed_config(folder: Path, name: str) -> str:
     )
 
 
+@pytest.mark.xdist_group("slovenia-b")
 @pytest.mark.parametrize(
     ("pause_at", "folder", "stem"), [(".conf.tif", "predict", "E4674N2539"), (".nc", "cover", "S2ECOSG_SLO")]
 )
@@ -707,6 +662,7 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.xdist_group("slovenia-b")
 def test_nightly_timeout_stops_the_whole_process_group(slovenia_run: Path) -> None:
     """--timeout: Snakemake and the job it runs are stopped together; one FAILED line; nothing is published."""
     import time
@@ -738,6 +694,7 @@ def test_nightly_timeout_stops_the_whole_process_group(slovenia_run: Path) -> No
     assert [path.name for path in (slovenia_run / "results" / "timeout" / "predict").glob(".*tmp*")] == []
 
 
+@pytest.mark.xdist_group("slovenia-b")
 def test_block_tiles_one_predicts_and_covers_like_blocks_of_five(slovenia_run: Path) -> None:
     """The job unit changes nothing else: block_tiles 1 (a job per tile) gives the same tiles and cover file.
 

@@ -23,13 +23,14 @@ BLOCK_ROWS = 256
 
 def training_pixels(shards: str, stats: dict[str, Any], limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, bands) float32 normalised features and (pixels,) class ids of labelled training pixels."""
-    images = np.load(Path(shards) / "train_images.npy", mmap_mode="r")
-    labels = np.load(Path(shards) / "train_labels.npy", mmap_mode="r")
+    from s2ecosg.data import ShardSet
+
+    patches = ShardSet(shards, "train")
     generator = np.random.default_rng(seed)
-    per_patch = max(1, limit // max(1, len(labels)))
+    per_patch = max(1, limit // max(1, len(patches)))
     features, targets = [], []
-    for index in range(len(labels)):
-        label, image = np.asarray(labels[index]), np.asarray(images[index])
+    for index in range(len(patches)):
+        image, label = patches.read(index)
         rows, columns = np.nonzero((label > 0) & (image > 0).all(axis=0))
         chosen = generator.permutation(len(rows))[:per_patch]
         features.append(image[:, rows[chosen], columns[chosen]].T)

@@ -7,6 +7,7 @@ are refused in one line naming the file (torch's own message is a screenful of t
 from __future__ import annotations
 
 import functools
+import hashlib
 import pickle
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ def cached_bundle(folder: str, device_name: str, version: tuple[int, int]) -> tu
     with torch.device("meta"):
         model = UNet(card["encoder"], len(card["bands"]), card["n_classes"])
     weights = Path(folder) / "weights.pt"
+    check_weights_digest(card, weights)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
@@ -66,6 +68,18 @@ def cached_bundle(folder: str, device_name: str, version: tuple[int, int]) -> tu
 
 
 CARD_KEYS = ("encoder", "bands", "n_classes", "mean", "std")
+
+
+def check_weights_digest(card: dict[str, Any], weights: Path) -> None:
+    """Refuse weights that are not the ones the card was written with (its ``weights_sha256``, when it has one).
+
+    Predict signatures name the weights by this digest, so a weights file replaced by hand must not pass.
+    """
+    recorded = card.get("weights_sha256")
+    if recorded is None or not weights.is_file():
+        return
+    if hashlib.sha256(weights.read_bytes()).hexdigest() != recorded:
+        raise InputError(weights, "is not the weights file its bundle.json was written with (weights_sha256 differs)")
 
 
 def check_card(card: Any, path: Path) -> None:

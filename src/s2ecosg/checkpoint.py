@@ -8,6 +8,7 @@ so a run resumed mid-epoch sees exactly the batches it would have seen. Only ran
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from pathlib import Path
@@ -58,12 +59,19 @@ def training_state(parts: Any, progress: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def resume(path: Path, parts: Any) -> dict[str, Any]:
-    """Load ``path`` into the training parts if it exists; return the progress counters to continue from."""
-    fresh = {"epoch": 0, "step": 0, "best": -1.0, "history": [], "partial": {}}
+def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str, Any]:
+    """Load ``path`` into the training parts if it exists; return the progress counters to continue from.
+
+    A checkpoint written while training on other shards (another ``shards_digest``) is not resumed: the run
+    starts afresh on the new shards (and overwrites it).
+    """
+    fresh = {"epoch": 0, "step": 0, "best": -1.0, "history": [], "partial": {}, "shards_digest": shards_digest}
     if not path.exists():
         return fresh
     state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("shards_digest") != shards_digest:
+        LOG.warning("%s was written over other shards: training starts afresh on the current ones", path)
+        return fresh
     getattr(parts.model, "module", parts.model).load_state_dict(state["model"])
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.schedule.load_state_dict(state["schedule"])
@@ -83,6 +91,7 @@ def write_bundle(
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     with atomic_path(Path(bundle) / "weights.pt") as temporary:
         torch.save(state["model"], temporary)
+        weights_digest = hashlib.sha256(temporary.read_bytes()).hexdigest()
     card = {
         "arch": model_settings.arch,
         "encoder": model_settings.encoder,
@@ -98,6 +107,7 @@ def write_bundle(
         "validation_mean_iou": state["best"],
         "s2ecosg_version": s2ecosg.__version__,
         "torch_version": torch.__version__,
+        "weights_sha256": weights_digest,  # what predict signatures name: a touched weights.pt changes nothing
     }
     write_json(Path(bundle) / "bundle.json", card | extra)
     LOG.info("bundle written to %s", bundle)

@@ -158,19 +158,30 @@ def labels_command(settings: str, tiles: str, folder: str, manifest: str) -> Non
 
 @main.command("shards")
 @settings_option
-@click.option("--stage-dir", required=True, type=click.Path(file_okay=False))
-@click.option("--labels-dir", required=True, type=click.Path(file_okay=False))
-@tiles_option
-@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--stage-manifest", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--labels-manifest", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--folder", required=True, type=click.Path(file_okay=False), help="shards/: <tile>.json, .npy arrays")
+@click.option("--manifest", required=True, type=click.Path(dir_okay=False), help="shards/blocks/<block>.json")
 @log_option
 @command
-def shards_command(settings: str, stage_dir: str, labels_dir: str, tiles: str, out: str) -> None:
-    """Cut patches, split them by spatial blocks and compute band statistics."""
-    from s2ecosg.shards import run_shards
+def shards_command(settings: str, stage_manifest: str, labels_manifest: str, folder: str, manifest: str) -> None:
+    """Cut the training and validation patches of the tiles of a block, one shard per tile."""
+    from s2ecosg.shards import run_shards_block
 
-    config = sections(settings)
-    images, labels = tile_paths(stage_dir, tiles), tile_paths(labels_dir, tiles)
-    run_shards(images, labels, grid_of(config), config.shards, out, config.labels.path)
+    run_shards_block(sections(settings), stage_manifest, labels_manifest, folder, manifest)
+
+
+@main.command("shards-index")
+@settings_option
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--folder", required=True, type=click.Path(file_okay=False), help="shards/: index, stats, split")
+@log_option
+@command
+def shards_index_command(settings: str, manifests: tuple[str, ...], folder: str) -> None:
+    """List every tile shard (MANIFESTS: shards/blocks/<block>.json), merge their statistics, write the split."""
+    from s2ecosg.shard_index import run_shards_index
+
+    run_shards_index(sections(settings), list(manifests), folder)
 
 
 @main.command("train")
@@ -186,7 +197,10 @@ def train_command(settings: str, shards: str, checkpoints: str, bundle: str) -> 
     from s2ecosg.train import run_train
 
     config = sections(settings)
-    run_train(shards, config.labels.legend, config.model, config.train, checkpoints, bundle, config_hash(config))
+    digest = config_hash(config)
+    run_train(
+        shards, config.labels.legend, config.model, config.train, checkpoints, bundle, digest, config.shards.patch
+    )
 
 
 @main.command("predict")

@@ -197,7 +197,9 @@ class ShardsConfig(Section):
 
     patch: int = Field(128, ge=16, description="Patch edge in pixels.")
     stride: int = Field(64, ge=1, description="Step between patches in pixels (< patch: overlapping).")
-    val_fraction: float = Field(0.2, ge=0, lt=1, description="Share of labelled blocks held out for validation.")
+    val_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Chance that a split block is held out for validation (per block, seeded)."
+    )
     block_size: float = Field(2560.0, gt=0, description="Edge of the spatial split blocks in CRS units (m).")
     min_labelled: float = Field(0.05, ge=0, le=1, description="Smallest labelled share of a kept patch.")
     seed: int = Field(0, description="Seed of the block split.")
@@ -240,6 +242,11 @@ class TrainConfig(Section):
         "none", description="Cross-entropy class weights: none, or 1/sqrt(pixel share) for rare classes."
     )
     seed: int = Field(0, description="Seed of weights init, patch order and augmentation.")
+    sampling: Literal["uniform", "balanced"] = Field(
+        "uniform",
+        description="uniform: every training patch once per epoch; balanced: as many patches drawn with replacement, "
+        "weighted by the mean inverse frequency of their labelled classes (rare covers seen more often).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Autocast dtype on CUDA (auto: bf16); CPU always trains in fp32."

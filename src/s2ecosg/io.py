@@ -41,6 +41,10 @@ def use_read_settings() -> None:
         os.environ.setdefault(name, value)
 
 
+# Temporaries of the atomic writes in progress, in every thread: a SIGTERM removes them at once
+# (:func:`s2ecosg.log.exit_on_sigterm`), even one a writer thread holds while the main thread exits.
+TEMPORARIES: set[Path] = set()
+
 # Errors of a write that the user (or the site) can fix: full disk or quota, file size limit, read-only target.
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
@@ -62,6 +66,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     for stale in final.parent.glob(f".{glob.escape(final.name)}.tmp*"):
         stale.unlink(missing_ok=True)
     temporary = final.with_name(f".{final.name}.tmp{os.getpid()}")
+    TEMPORARIES.add(temporary)
     try:
         yield temporary
         os.replace(temporary, final)
@@ -70,8 +75,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             raise
         raise InputError(final, f"cannot write ({error.strerror})") from None
     finally:
-        if temporary.exists():
-            temporary.unlink()
+        TEMPORARIES.discard(temporary)
+        temporary.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, content: Any) -> None:

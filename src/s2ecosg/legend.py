@@ -8,6 +8,8 @@ codes that are known and deliberately ignored (nodata, unclassified).
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -33,6 +35,11 @@ class Legend:
 
     source: str
     rows: tuple[dict[str, str], ...]
+
+    @property
+    def digest(self) -> str:
+        """Short hash of the table (ids, codes, names, levels, covers): what shards and bundles are checked by."""
+        return hashlib.sha256(json.dumps(self.to_records(), sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def n_classes(self) -> int:

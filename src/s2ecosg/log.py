@@ -7,11 +7,13 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 from types import FrameType, TracebackType
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_GRACE = 10.0  # seconds a SIGTERM'd command has to exit before it ends itself (a busy writer thread)
 
 
 def is_main_process() -> bool:
@@ -91,6 +93,14 @@ def exit_on_sigterm() -> None:
         logging.getLogger("s2ecosg").error(
             "error: stopped by signal %d (SIGTERM); nothing half-written is kept", number
         )
+        written = sys.modules.get("s2ecosg.io")
+        for temporary in list(written.TEMPORARIES if written else ()):
+            temporary.unlink(missing_ok=True)  # a writer thread's too: the main thread does not wait for it
+        # The exit below runs every ``finally`` of the main thread; a worker thread still busy (a tile write) would
+        # hold the interpreter at exit, so the process ends by itself after a grace period.
+        deadline = threading.Timer(EXIT_GRACE, os._exit, args=(128 + number,))
+        deadline.daemon = True
+        deadline.start()
         raise SystemExit(128 + number)
 
     signal.signal(signal.SIGTERM, stop)

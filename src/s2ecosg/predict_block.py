@@ -236,7 +236,9 @@ def run_predict_block(
 
     grid = TargetGrid(settings.grid.crs, settings.grid.resolution, settings.grid.tile_size)
     own, around = read_manifests(stage_manifests[:1]), read_manifests(stage_manifests)
-    bundle_record = [read_json(Path(bundle) / "bundle.json"), file_stamp(Path(bundle) / "weights.pt")]
+    card = read_json(Path(bundle) / "bundle.json")
+    # The weights by content where the card records it (a touched weights.pt re-predicts nothing), else by stamp.
+    bundle_record = [card] if "weights_sha256" in card else [card, file_stamp(Path(bundle) / "weights.pt")]
     settings_record = settings.predict.model_dump(mode="json")
     entries, pending = {}, {}
     for tile, staged in sorted(own.items()):

@@ -1,22 +1,33 @@
-"""Shards: cut training/validation patches from the staged tiles with a spatial-block split.
+"""Shards: the training and validation patches of each grid tile, cut with one global spatial-block split.
 
-Inputs: ``stage/{tile}.tif`` composites and ``labels/{tile}.tif`` class ids, for every tile.
-Outputs (``shards/``): ``{train,val}_images.npy`` (N, bands, P, P) uint16, ``{train,val}_labels.npy``
-(N, P, P) uint8, ``split.geojson`` (validation blocks, target CRS), ``stats.json`` (per-band mean and
-standard deviation of valid training pixels, class pixel counts, patch counts).
+Inputs: per job block, the stage and labels manifests (``stage/{tile}.tif`` composites, ``labels/{tile}.tif`` ids).
+Outputs per tile with imagery and labels (``shards/``), written by one job per block:
+- ``{tile}.images.npy`` (N, bands, P, P) uint16 and ``{tile}.labels.npy`` (N, P, P) uint8: uncompressed, C order,
+  memory-mappable, the tile's patches in planning order (train and validation interleaved);
+- ``{tile}.json``, the header (:data:`FORMAT`): bands, patch, stride, dtypes, legend digest, the tile's signature,
+  each patch's place, split and class pixel counts, and exact integer band sums of valid pixels per split. It is
+  written last, so it marks a complete tile: a killed job's rerun redoes the tiles without one (or with another
+  signature) and keeps the rest;
+- ``blocks/{block}.json``, the block's manifest. :mod:`s2ecosg.shard_index` merges the headers into ``index.json``,
+  ``stats.json`` and ``split.geojson``; :class:`s2ecosg.data.ShardSet` reads the patches through the index.
 
-The split is by square blocks of ``block_size`` metres aligned on the grid origin. A patch is for
-validation when its footprint lies inside validation blocks, and for training when its footprint grown
-by half a patch touches no validation block, so overlapping patches (stride < patch) cannot leak
-validation pixels into training. Patches that are neither are dropped.
+The split is by square blocks of ``block_size`` metres aligned on the grid origin. A block is held out for
+validation when the hash of (seed, block column, block row), read as a number in [0, 1), is below
+``val_fraction``: the choice depends on the block and the seed alone, not on which tiles exist, so adding or
+restaging a tile never moves a patch between training and validation. A patch is for validation when its
+footprint lies inside validation blocks, and for training when its footprint grown by half a patch touches no
+validation block, so overlapping patches (stride < patch) cannot leak validation pixels into training. Patches
+that are neither are dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +36,8 @@ from s2ecosg.grid import TargetGrid, window_starts
 
 LOG = logging.getLogger(__name__)
 Block = tuple[int, int]
+FORMAT = 1  # version of the tile shard layout and header; a header of another version is refused
+SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
@@ -44,16 +57,16 @@ def blocks_touching(left: float, bottom: float, right: float, top: float, block_
     return {(column, row) for column in columns for row in rows}
 
 
-def choose_validation_blocks(blocks: set[Block], fraction: float, seed: int) -> set[Block]:
-    """Deterministic choice of ``round(fraction × n)`` blocks (at least one when two or more exist)."""
-    if fraction <= 0 or len(blocks) < 2:
-        return set()
-    wanted = min(len(blocks) - 1, max(1, round(fraction * len(blocks))))
+@functools.lru_cache(maxsize=65536)
+def is_validation_block(block: Block, fraction: float, seed: int) -> bool:
+    """Whether a split block is held out: sha256 of (seed, column, row) as a uniform number below ``fraction``."""
+    digest = hashlib.sha256(f"{seed}:{block[0]}:{block[1]}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
-    def rank(block: Block) -> str:
-        return hashlib.sha256(f"{seed}:{block[0]}:{block[1]}".encode()).hexdigest()
 
-    return set(sorted(blocks, key=rank)[:wanted])
+def validation_blocks(blocks: set[Block], fraction: float, seed: int) -> set[Block]:
+    """The held-out blocks among ``blocks`` (each decided on its own, :func:`is_validation_block`)."""
+    return {block for block in blocks if is_validation_block(block, fraction, seed)}
 
 
 def patch_box(grid: TargetGrid, tile: str, row: int, column: int, size: int, grow: float = 0.0) -> tuple[float, ...]:
@@ -64,13 +77,12 @@ def patch_box(grid: TargetGrid, tile: str, row: int, column: int, size: int, gro
     return x0 - grow, y1 - extent - grow, x0 + extent + grow, y1 + grow
 
 
-def assign_split(
-    box: tuple[float, ...], grown: tuple[float, ...], validation: set[Block], block_size: float
-) -> str | None:
+def assign_split(box: tuple[float, ...], grown: tuple[float, ...], settings: Any) -> str | None:
     """``val`` when the footprint is all in validation blocks, ``train`` when the grown one touches none."""
-    if blocks_touching(*box, block_size) <= validation:
+    held_out = functools.partial(is_validation_block, fraction=settings.val_fraction, seed=settings.seed)
+    if all(held_out(block) for block in blocks_touching(*box, settings.block_size)):
         return "val"
-    if not blocks_touching(*grown, block_size) & validation:
+    if not any(held_out(block) for block in blocks_touching(*grown, settings.block_size)):
         return "train"
     return None
 
@@ -85,15 +97,14 @@ def labelled_blocks(ids: np.ndarray, grid: TargetGrid, tile: str, block_size: fl
     return {(int(column), int(row)) for column, row in unique}
 
 
-def plan_patches(tile: str, ids: np.ndarray, grid: TargetGrid, settings: Any, validation: set[Block]) -> list[Patch]:
+def plan_patches(tile: str, ids: np.ndarray, grid: TargetGrid, settings: Any) -> list[Patch]:
     """Patches of one tile with enough labelled pixels, each assigned to a split.
 
     Args:
         tile: Tile name.
         ids: (n, n) uint8 class ids of the tile.
         grid: The target grid.
-        settings: ``ShardsConfig`` (patch, stride, min_labelled, block_size).
-        validation: Validation block indices.
+        settings: ``ShardsConfig`` (patch, stride, min_labelled, block_size, val_fraction, seed).
     """
     patches = []
     size, half = settings.patch, settings.patch * grid.resolution / 2
@@ -102,7 +113,7 @@ def plan_patches(tile: str, ids: np.ndarray, grid: TargetGrid, settings: Any, va
             if (ids[row : row + size, column : column + size] > 0).mean() < settings.min_labelled:
                 continue
             box = patch_box(grid, tile, row, column, size)
-            split = assign_split(box, patch_box(grid, tile, row, column, size, half), validation, settings.block_size)
+            split = assign_split(box, patch_box(grid, tile, row, column, size, half), settings)
             if split:
                 patches.append(Patch(tile, row, column, split))
     return patches
@@ -129,112 +140,155 @@ def split_geojson(validation: set[Block], block_size: float, crs: str) -> dict[s
     }
 
 
-def read_band_one(path: str) -> np.ndarray:
-    """First band of a raster as an array."""
+def empty_sums(bands: int) -> dict[str, Any]:
+    """Running sums of one split: valid pixels, per-band sum and sum of squares (Python ints: exact), classes."""
+    return {"pixels": 0, "sum": [0] * bands, "squares": [0] * bands, "classes": {}}
+
+
+def accumulate(sums: dict[str, Any], image: np.ndarray, ids: np.ndarray) -> list[list[int]]:
+    """Add one patch's valid pixels to ``sums`` (exactly, in integers); return its [class id, pixels] pairs."""
+    valid = (image > 0).all(axis=0)
+    pixels = image[:, valid].astype(np.int64)
+    sums["pixels"] += int(valid.sum())
+    sums["sum"] = [total + int(value) for total, value in zip(sums["sum"], pixels.sum(axis=1), strict=True)]
+    squares = (pixels * pixels).sum(axis=1)
+    sums["squares"] = [total + int(value) for total, value in zip(sums["squares"], squares, strict=True)]
+    found, counts = np.unique(ids[ids > 0], return_counts=True)
+    classes = [[int(class_id), int(count)] for class_id, count in zip(found, counts, strict=True)]
+    for class_id, count in classes:
+        sums["classes"][str(class_id)] = sums["classes"].get(str(class_id), 0) + count
+    return classes
+
+
+def write_tile_shard(
+    tile: str, sources: dict[str, str], grid: TargetGrid, settings: Any, legend: Any, folder: str, wanted: str
+) -> dict[str, Any]:
+    """Cut one tile's patches into ``{tile}.images.npy`` / ``{tile}.labels.npy``, then write its header.
+
+    Args:
+        tile: Tile name.
+        sources: ``image`` (staged composite) and ``labels`` (class ids) of the tile.
+        grid: The target grid.
+        settings: ``ShardsConfig``.
+        legend: The run's :class:`~s2ecosg.legend.Legend` (its digest goes into the header).
+        folder: The shards folder.
+        wanted: The tile's signature.
+
+    Returns:
+        The header (also written to ``{tile}.json``).
+    """
     from s2ecosg.io import open_raster
 
-    with open_raster(path) as source:
-        return source.read(1)
+    with open_raster(sources["labels"]) as source:
+        ids = source.read(1)
+    with open_raster(sources["image"]) as source:
+        image, bands = source.read(), list(source.descriptions)
+    patches, size = plan_patches(tile, ids, grid, settings), settings.patch
+
+    def cut(index: int) -> tuple[np.ndarray, np.ndarray]:
+        window = np.s_[
+            patches[index].row : patches[index].row + size, patches[index].column : patches[index].column + size
+        ]
+        return image[(slice(None), *window)], ids[window]
+
+    places = [(patch.row, patch.column, patch.split) for patch in patches]
+    blocks = labelled_blocks(ids, grid, tile, settings.block_size)
+    layout = {"bands": bands, "patch": size, "stride": settings.stride, "sources": sources, "labelled_blocks": blocks}
+    return write_shard(folder, tile, places, cut, layout, legend, wanted)
 
 
-def write_split(
-    patches: list[Patch], split: str, images: dict[str, str], labels: dict[str, str], out: str, size: int
+def write_shard(
+    folder: str | Path,
+    tile: str,
+    places: list[tuple[int, int, str]],
+    cut: Any,
+    layout: dict[str, Any],
+    legend: Any,
+    wanted: str,
 ) -> dict[str, Any]:
-    """Fill ``{split}_images.npy``/``{split}_labels.npy`` patch by patch; return band sums for stats."""
-    from numpy.lib.format import open_memmap
-    from tqdm import tqdm
+    """Write a tile shard: its patches streamed into the two ``.npy`` arrays, then its header, last.
 
-    from s2ecosg.io import atomic_path, open_raster
+    Args:
+        folder: The shards folder.
+        tile: Tile name (the files' stem).
+        places: (row, column, split) of each patch in the tile.
+        cut: Patch number → ((bands, P, P) uint16 image, (P, P) uint8 class ids).
+        layout: ``bands``, ``patch``, ``stride``, ``sources`` (files cut from) and ``labelled_blocks`` (split blocks
+            holding a label of the tile).
+        legend: The run's legend (its digest and name go into the header).
+        wanted: The tile's signature.
 
-    chosen = [patch for patch in patches if patch.split == split]
-    with open_raster(next(iter(images.values()))) as source:
-        n_bands = source.count
-    sums = {"sum": np.zeros(n_bands), "squares": np.zeros(n_bands), "pixels": 0, "classes": {}}
-    with atomic_path(f"{out}/{split}_images.npy") as image_tmp, atomic_path(f"{out}/{split}_labels.npy") as label_tmp:
-        image_array = open_memmap(image_tmp, mode="w+", dtype=np.uint16, shape=(len(chosen), n_bands, size, size))
-        label_array = open_memmap(label_tmp, mode="w+", dtype=np.uint8, shape=(len(chosen), size, size))
-        for tile in tqdm(sorted({patch.tile for patch in chosen}), desc=f"shards {split}", unit="tile", mininterval=10):
-            with open_raster(images[tile]) as source:
-                image = source.read()
-            ids = read_band_one(labels[tile])
-            for index, patch in enumerate(chosen):
-                if patch.tile != tile:
-                    continue
-                window = np.s_[patch.row : patch.row + size, patch.column : patch.column + size]
-                image_array[index], label_array[index] = image[(slice(None), *window)], ids[window]
-                accumulate(sums, image_array[index], label_array[index])
-        image_array.flush(), label_array.flush()
-        del image_array, label_array
-    LOG.info("%s: %d patches", split, len(chosen))
-    return sums
-
-
-def accumulate(sums: dict[str, Any], image: np.ndarray, ids: np.ndarray) -> None:
-    """Add one patch's valid pixels to the running band sums and class counts."""
-    valid = (image > 0).all(axis=0)
-    pixels = image[:, valid].astype(np.float64)
-    sums["sum"] += pixels.sum(axis=1)
-    sums["squares"] += (pixels**2).sum(axis=1)
-    sums["pixels"] += int(valid.sum())
-    for class_id, count in zip(*np.unique(ids[ids > 0], return_counts=True), strict=True):
-        sums["classes"][int(class_id)] = sums["classes"].get(int(class_id), 0) + int(count)
-
-
-def band_statistics(sums: dict[str, Any], bands: list[str]) -> dict[str, Any]:
-    """Mean and standard deviation per band (reflectance × 10000) from running sums."""
-    pixels = max(sums["pixels"], 1)
-    mean = sums["sum"] / pixels
-    std = np.sqrt(np.maximum(sums["squares"] / pixels - mean**2, 1.0))
-    return {"bands": bands, "mean": mean.round(4).tolist(), "std": std.round(4).tolist(), "pixels": sums["pixels"]}
-
-
-def run_shards(
-    images: dict[str, str],
-    labels: dict[str, str],
-    grid: TargetGrid,
-    settings: Any,
-    out: str,
-    labels_source: str | None = None,
-) -> None:
-    """Plan the split, write the patch arrays, ``split.geojson`` and ``stats.json`` into ``out``.
-
-    Tiles without a single label are an error naming ``labels_source`` (``labels.path``) and both extents.
+    Returns:
+        The header.
     """
-    from s2ecosg.errors import InputError
-    from s2ecosg.io import extent_text, lonlat_extent, open_raster, rasters_extent, write_json
+    from numpy.lib.format import open_memmap
 
-    blocks: set[Block] = set()
-    for tile, path in labels.items():
-        blocks |= labelled_blocks(read_band_one(path), grid, tile, settings.block_size)
-    if not blocks and labels_source:
-        raise InputError(
-            labels_source,
-            f"no labelled pixel on any staged tile: labels.path {extent_text(lonlat_extent(labels_source))} does "
-            f"not overlap the imagery {extent_text(rasters_extent(list(images.values())))} (wrong CRS or file?)",
-        )
-    validation = choose_validation_blocks(blocks, settings.val_fraction, settings.seed)
-    patches = [
-        patch
-        for tile, path in sorted(labels.items())
-        for patch in plan_patches(tile, read_band_one(path), grid, settings, validation)
-    ]
-    if not any(patch.split == "train" for patch in patches):
-        raise InputError(
-            next(iter(labels.values())), "no training patch has enough labelled pixels (shards.min_labelled)"
-        )
-    with open_raster(next(iter(images.values()))) as source:
-        bands = list(source.descriptions)
-    train_sums = write_split(patches, "train", images, labels, out, settings.patch)
-    val_sums = write_split(patches, "val", images, labels, out, settings.patch)
-    write_json(f"{out}/split.geojson", split_geojson(validation, settings.block_size, grid.crs))
-    stats = band_statistics(train_sums, bands)
-    stats.update(
-        patches={"train": sum(p.split == "train" for p in patches), "val": sum(p.split == "val" for p in patches)},
-        class_pixels={"train": train_sums["classes"], "val": val_sums["classes"]},
-        patch=settings.patch,
-        stride=settings.stride,
-        validation_blocks=len(validation),
-        blocks=len(blocks),
-    )
-    write_json(f"{out}/stats.json", stats)
-    LOG.info("shards: %s", stats["patches"])
+    from s2ecosg.io import atomic_path, write_json
+
+    bands, size = layout["bands"], layout["patch"]
+    sums = {split: empty_sums(len(bands)) for split in SPLITS}
+    header = {"format": FORMAT, "tile": tile, "signature": wanted, "bands": bands, "patch": size}
+    header |= {"stride": layout["stride"], "dtype": {"images": "uint16", "labels": "uint8"}, "legend": legend.digest}
+    header |= {"legend_name": legend.source, "sources": layout["sources"], "images": None, "labels": None}
+    header["classes"] = []
+    if places:
+        header |= {"images": f"{tile}.images.npy", "labels": f"{tile}.labels.npy"}
+        with (
+            atomic_path(Path(folder) / header["images"]) as images,
+            atomic_path(Path(folder) / header["labels"]) as labels,
+        ):
+            image_array = open_memmap(images, mode="w+", dtype=np.uint16, shape=(len(places), len(bands), size, size))
+            label_array = open_memmap(labels, mode="w+", dtype=np.uint8, shape=(len(places), size, size))
+            for index, place in enumerate(places):
+                image_array[index], label_array[index] = cut(index)
+                header["classes"].append(accumulate(sums[place[2]], image_array[index], label_array[index]))
+            image_array.flush(), label_array.flush()
+            del image_array, label_array
+    header["patches"] = [list(place) for place in places]
+    header["sums"] = sums
+    header["labelled_blocks"] = sorted(map(list, layout["labelled_blocks"]))
+    write_json(Path(folder) / f"{tile}.json", header)
+    counts = {split: sum(place[2] == split for place in places) for split in SPLITS}
+    LOG.info("tile %s: %d training and %d validation patches", tile, counts["train"], counts["val"])
+    return header
+
+
+def shard_up_to_date(folder: str, tile: str, wanted: str) -> bool:
+    """Whether the tile's header carries ``wanted`` and the arrays it names exist."""
+    import json
+
+    try:
+        header = json.loads((Path(folder) / f"{tile}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    arrays = [header.get(role) for role in ("images", "labels")]
+    return header.get("signature") == wanted and all(name is None or (Path(folder) / name).is_file() for name in arrays)
+
+
+def run_shards_block(settings: Any, stage_manifest: str, labels_manifest: str, folder: str, manifest: str) -> None:
+    """Cut the shards of the tiles of one job block, then write the block's manifest.
+
+    Tiles whose header carries the signature of the same staged tile, label tile, shards settings, grid and legend
+    are kept.
+    """
+    from s2ecosg.blocks import block_name, read_manifests, report, signature, write_manifest
+    from s2ecosg.legend import load_legend
+
+    grid = TargetGrid(settings.grid.crs, settings.grid.resolution, settings.grid.tile_size)
+    legend = load_legend(settings.labels.legend)
+    staged, labelled = read_manifests([stage_manifest]), read_manifests([labels_manifest])
+    grid_record = [grid.crs, grid.resolution, grid.tile_size]
+    shards_record = settings.shards.model_dump(mode="json")
+    entries, made, kept = {}, [], []
+    for tile in sorted(set(staged) & set(labelled)):
+        parts = [staged[tile]["signature"], labelled[tile]["signature"]]
+        wanted = signature(FORMAT, shards_record, grid_record, legend.digest, *parts)
+        if shard_up_to_date(folder, tile, wanted):
+            kept.append(tile)
+        else:
+            sources = {"image": staged[tile]["image"], "labels": labelled[tile]["labels"]}
+            write_tile_shard(tile, sources, grid, settings.shards, legend, folder, wanted)
+            made.append(tile)
+        entries[tile] = {"signature": wanted, "header": str(Path(folder) / f"{tile}.json")}
+    report("shards", block_name(manifest), made, kept)
+    write_manifest(manifest, block_name(manifest), entries)

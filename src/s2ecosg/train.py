@@ -194,7 +194,7 @@ def train_epoch(parts: Parts, loader: DataLoader, epoch: int, progress: dict[str
 
 def saved(progress: dict[str, Any], epoch: int) -> dict[str, Any]:
     """Progress counters as stored in a checkpoint."""
-    return {key: progress[key] for key in ("step", "best", "history", "partial")} | {"epoch": epoch}
+    return {key: progress[key] for key in ("step", "best", "history", "partial", "shards_digest")} | {"epoch": epoch}
 
 
 @torch.no_grad()
@@ -274,28 +274,58 @@ def counted_samples(batches: EpochBatches, epoch: int, steps: int) -> int:
     return int(counted)
 
 
+def bundle_up_to_date(bundle: str, training_digest: str) -> bool:
+    """Whether ``bundle`` was trained on the same shards with the same settings (its card says so)."""
+    import json
+
+    try:
+        card = json.loads((Path(bundle) / "bundle.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return card.get("training_digest") == training_digest and (Path(bundle) / "weights.pt").is_file()
+
+
 def run_train(
-    shards: str, legend_name: str, model_settings: Any, settings: Any, checkpoints: str, bundle: str, config_digest: str
+    shards: str,
+    legend_name: str,
+    model_settings: Any,
+    settings: Any,
+    checkpoints: str,
+    bundle: str,
+    config_digest: str,
+    patch: int | None = None,
 ) -> None:
-    """Train (resuming from ``checkpoints/last.pt`` when present) and write the bundle (rank 0)."""
+    """Train (resuming from ``checkpoints/last.pt`` when present) and write the bundle (rank 0).
+
+    A bundle trained on the same shards (the index digest) with the same settings is kept as it is: Snakemake
+    reruns training whenever the shard index is rewritten, which a restaged tile without labels also does. A
+    ``last.pt`` written over other shards is not resumed: training starts again on the new ones.
+    """
+    from s2ecosg.blocks import signature
     from s2ecosg.io import read_json
     from s2ecosg.legend import load_legend
     from s2ecosg.transfer import load_pretrained
 
+    index, legend = read_json(Path(shards) / "index.json"), load_legend(legend_name)
+    training_digest = signature(index.get("digest"), config_digest)
+    if bundle_up_to_date(bundle, training_digest):
+        LOG.info("bundle %s already trained on these shards with these settings: nothing to train", bundle)
+        return
+    expected = {"legend": legend.digest} | ({"patch": patch} if patch else {})
     device = pick_device(settings.device)
     world = join(settings.backend, device.type)
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     torch.manual_seed(settings.seed)
-    stats, legend = read_json(Path(shards) / "stats.json"), load_legend(legend_name)
+    stats = read_json(Path(shards) / "stats.json")
     model = UNet(model_settings.encoder, len(stats["bands"]), legend.n_classes)
     if model_settings.weights:
         load_pretrained(model, model_settings.weights, stats["bands"])
     weights = class_weights(stats["class_pixels"]["train"], legend.n_classes, settings.class_weights)
     parts = build_parts(model, settings, world, device, weights)
-    loaders = make_loaders(shards, stats, settings, world, device)
-    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts) | {"folder": Path(checkpoints)}
+    loaders = make_loaders(shards, stats, settings, world, device, expected)
+    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index["digest"]) | {"folder": Path(checkpoints)}
     LOG.info(
         "training on %d process(es) (%s), %s, global batch %d",
         world.size,
@@ -314,6 +344,8 @@ def run_train(
         extra = {
             "epochs_trained": settings.epochs,
             "config_hash": config_digest,
+            "shards_digest": index["digest"],
+            "training_digest": training_digest,
             "processes": world.size,
             "backend": world.backend,
         }
@@ -323,11 +355,18 @@ def run_train(
 
 
 def make_loaders(
-    shards: str, stats: dict[str, Any], settings: Any, world: World, device: torch.device
+    shards: str, stats: dict[str, Any], settings: Any, world: World, device: torch.device, expected: dict | None = None
 ) -> tuple[DataLoader, DataLoader]:
-    """Training loader (shuffled, augmented) and validation loader, each over this rank's slice."""
-    train_set = PatchDataset(shards, "train", stats["mean"], stats["std"], augment=True, seed=settings.seed)
-    val_set = PatchDataset(shards, "val", stats["mean"], stats["std"])
-    batches = EpochBatches(len(train_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=True)
+    """Training loader (shuffled or class-balanced, augmented) and validation loader, each over this rank's slice.
+
+    ``expected``: fields the shard index must carry (legend digest, patch), from the run's config.
+    """
+    normalisation = stats["mean"], stats["std"]
+    train_set = PatchDataset(shards, "train", *normalisation, augment=True, seed=settings.seed, expected=expected)
+    val_set = PatchDataset(shards, "val", *normalisation, expected=expected)
+    weights = train_set.shards.balanced_weights() if settings.sampling == "balanced" else None
+    batches = EpochBatches(
+        len(train_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=True, weights=weights
+    )
     val_batches = EpochBatches(len(val_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=False)
     return make_loader(train_set, batches, settings, device), make_loader(val_set, val_batches, settings, device)
