@@ -3,6 +3,9 @@
 Writes a synthetic class raster (EPSG:3035, 10 m, blocks of classes) of N × N pixels, aggregates it to the
 output grid (1/1800°) with ``run_cover`` in a fresh subprocess with a bounded ``GDAL_CACHEMAX``, then does
 the same for 2N × 2N (4× the pixels). Prints Mpx/s, peak RSS of each run and their ratio (target ≤ 1.2).
+Then the block aggregation alone (no files written) on the N² raster, once as the cover stage runs it (a loop
+over the output blocks) and once as a dask graph of the same blocks on the threaded scheduler: the ratio says
+whether dask would be faster for this domain-wide reduction (``RESULT dask_over_loop``).
 
 Usage: python bench/aggregate.py [--pixels 20000] [--keep DIR]
 """
@@ -23,7 +26,7 @@ import numpy as np
 CHILD = r"""
 import json, sys, time
 from s2ecosg.config import CoverConfig, DomainConfig
-from s2ecosg.cover import run_cover
+from s2ecosg.cover.run import run_cover
 from s2ecosg.legend import load_legend
 path, base = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
@@ -33,6 +36,40 @@ run_cover([path], [None], load_legend("clc"), CoverConfig(climate="temperate"), 
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
 """
+
+
+BLOCKS = r"""
+import json, sys, time
+import dask
+from s2ecosg.config import CoverConfig, DomainConfig
+from s2ecosg.cover.aggregate import CoverMapping, open_sources
+from s2ecosg.cover.fill import GapFiller
+from s2ecosg.cover.run import BLOCK_CELLS, block_values, output_grid
+from s2ecosg.legend import load_legend
+path, mode = sys.argv[1], sys.argv[2]
+settings = CoverConfig(climate="temperate")
+sources = open_sources([path], [None])
+grid, _ = output_grid(settings, DomainConfig(), sources)
+mapping, filler = CoverMapping.from_legend(load_legend("clc"), settings), GapFiller(None, None, 1)
+blocks = list(grid.blocks(BLOCK_CELLS))
+start = time.perf_counter()
+if mode == "loop":
+    cells = sum(int(block_values(sources, grid, block, mapping, filler)["cover"].size) for block in blocks)
+else:
+    tasks = [dask.delayed(lambda block: int(block_values(sources, grid, block, mapping, filler)["cover"].size))(block)
+             for block in blocks]
+    cells = sum(dask.compute(*tasks, scheduler="threads"))
+print(json.dumps({"seconds": time.perf_counter() - start, "cells": cells}))
+"""
+
+
+def blocks_alone(path: Path, mode: str) -> float:
+    """Seconds of the block aggregation alone, as a loop (``loop``) or a dask graph on threads (``dask``)."""
+    environment = dict(os.environ, GDAL_CACHEMAX="256")
+    output = subprocess.run(
+        [sys.executable, "-c", BLOCKS, str(path), mode], env=environment, check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])["seconds"]
 
 
 def write_classes(path: Path, pixels: int) -> None:
@@ -100,8 +137,15 @@ def main() -> None:
                 f"{pixels}² px: {results[pixels]['seconds']:.1f} s, {rate:.2f} Mpx/s, peak {results[pixels]['peak_mb']:.0f} MB",
                 flush=True,
             )
+            if pixels == args.pixels:
+                loop, threaded = blocks_alone(path, "loop"), blocks_alone(path, "dask")
+                print(
+                    f"blocks alone: loop {pixels**2 / loop / 1e6:.2f} Mpx/s, dask threads {pixels**2 / threaded / 1e6:.2f} Mpx/s"
+                )
     ratio = results[2 * args.pixels]["peak_mb"] / results[args.pixels]["peak_mb"]
     print(f"peak memory ratio 4× input / 1× input: {ratio:.2f} (target ≤ 1.2)")
+    print(f"RESULT dask_over_loop {loop / threaded:.3f}")
+    print(f"RESULT peak_rss_ratio_4x {ratio:.3f}")
 
 
 if __name__ == "__main__":

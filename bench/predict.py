@@ -38,7 +38,7 @@ imports = time.perf_counter()
 from pathlib import Path
 import numpy as np, torch, torchvision  # library start-up of every job
 from s2ecosg.config_files import validate_sections
-from s2ecosg.predict_block import run_predict_block
+from s2ecosg.predict.block import run_predict_block
 imports = time.perf_counter() - imports
 mode, root, options = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 settings = validate_sections({"predict": options["predict"], "grid": options["grid"]})
@@ -54,11 +54,11 @@ if mode.startswith("job"):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 else:
-    from s2ecosg.bundle import load_bundle
-    from s2ecosg.data import normalise
-    from s2ecosg.model import pick_device
-    from s2ecosg.predict import window_plan
-    from s2ecosg.predict_block import BlockTiles, StagedMosaic
+    from s2ecosg.model.bundle import load_bundle
+    from s2ecosg.train.data import normalise
+    from s2ecosg.model.network import pick_device
+    from s2ecosg.predict.windows import window_plan
+    from s2ecosg.predict.block import BlockTiles, StagedMosaic
     from s2ecosg.blocks import read_manifests
     from s2ecosg.grid import TargetGrid
     grid = TargetGrid(settings.grid.crs, settings.grid.resolution, settings.grid.tile_size)
@@ -111,7 +111,7 @@ def write_run(root: Path, pixels: int, block_tiles: int, encoder: str) -> dict[s
     from s2ecosg.config import DEFAULT_BANDS
     from s2ecosg.grid import TargetGrid
     from s2ecosg.io import write_json, write_raster
-    from s2ecosg.model import UNet
+    from s2ecosg.model.network import UNet
 
     grid = TargetGrid("EPSG:3035", 10.0, pixels * 10.0)
     generator = np.random.default_rng(0)
@@ -155,7 +155,7 @@ def windows_over_halo_free(length: int, window: int, overlap: int) -> float:
     Halo-free: the windows that tile the square alone, the last one shifted back to its edge (``window_starts``).
     """
     from s2ecosg.grid import window_starts
-    from s2ecosg.predict import aligned_starts
+    from s2ecosg.predict.windows import aligned_starts
 
     size, stride = window // 32 * 32, window - overlap
     free = len(window_starts(length, size, stride)) ** 2

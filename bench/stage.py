@@ -55,7 +55,7 @@ elif mode == "windows":
     import rasterio
     from s2ecosg.grid import TargetGrid
     from s2ecosg.resample import grid_key, plan
-    from s2ecosg.inventory import build_inventory
+    from s2ecosg.stage.inventory import build_inventory
     grid = TargetGrid()
     inventory = build_inventory([str(archive / "*.jp2")], bands, grid)
     reads = []
@@ -74,16 +74,16 @@ elif mode == "windows":
 else:
     from s2ecosg.config import ImageryConfig
     from s2ecosg.grid import TargetGrid
-    from s2ecosg.inventory import build_inventory, write_tile_lists
-    from s2ecosg.stage import run_stage
+    from s2ecosg.stage.inventory import build_inventory, write_tile_lists
+    from s2ecosg.stage.run import run_stage
     if mode == "clouds":
-        from s2ecosg.clouds import cloud_mask
+        from s2ecosg.stage.clouds import cloud_mask
     inventory = build_inventory([str(archive / "*.jp2")], bands, TargetGrid())
     write_tile_lists(inventory, out / "scenes")
     settings = ImageryConfig(paths=["x"], cloud_mask="scl")
     inventory_seconds, start = time.perf_counter() - start, time.perf_counter()  # the tile jobs are timed apart
     if mode == "stage-block":
-        from s2ecosg.stage import run_stage_block
+        from s2ecosg.stage.run import run_stage_block
         lists = [str(out / "scenes" / f"{tile}.json") for tile in inventory["tiles"]]
         run_stage_block(lists, settings, str(out / "block"), str(out / "block" / "blocks" / "B.json"))
     for tile in inventory["tiles"] if mode != "stage-block" else []:

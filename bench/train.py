@@ -40,8 +40,8 @@ def write_set(folder: Path, gigabytes: float, files: int) -> int:
     from s2ecosg.blocks import write_manifest
     from s2ecosg.config_files import validate_sections
     from s2ecosg.legend import load_legend
-    from s2ecosg.shard_index import run_shards_index
-    from s2ecosg.shards import write_shard
+    from s2ecosg.shards.cut import write_shard
+    from s2ecosg.shards.index import run_shards_index
 
     per_file = max(1, round(gigabytes * 1e9 / PATCH_BYTES / files))
     generator = np.random.default_rng(0)
@@ -66,8 +66,8 @@ import json, sys, time
 from pathlib import Path
 import torch
 from s2ecosg.config import TrainConfig
-from s2ecosg.data import EpochBatches, PatchDataset
-from s2ecosg.train import make_loader
+from s2ecosg.train.data import EpochBatches, PatchDataset
+from s2ecosg.train.run import make_loader
 folder, workers, batches_wanted = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 stats = json.loads((folder / "stats.json").read_text())
 settings = TrainConfig(batch_size=16, workers=workers)
@@ -130,10 +130,10 @@ def training_ratio(folder: Path, args: argparse.Namespace) -> tuple[float, float
     import torch
 
     from s2ecosg.config import TrainConfig
-    from s2ecosg.data import EpochBatches, PatchDataset
-    from s2ecosg.distributed import World
-    from s2ecosg.model import UNet, pick_device
-    from s2ecosg.train import build_parts, make_loader, train_step
+    from s2ecosg.model.network import UNet, pick_device
+    from s2ecosg.train.data import EpochBatches, PatchDataset
+    from s2ecosg.train.distributed import World
+    from s2ecosg.train.run import build_parts, make_loader, train_step
 
     device = pick_device(args.device)
     settings = TrainConfig(batch_size=args.batch, workers=4, device=args.device, precision=args.precision)

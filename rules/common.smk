@@ -1,17 +1,19 @@
-# Shared wiring: validated config, paths, settings passed to commands, tile lists from the inventory.
+# Shared wiring: validated config, the run's files (s2ecosg.layout), what each rule depends on, tile lists.
 import functools
+import hashlib
 import json
 import os
-import shlex
 
-from s2ecosg.config import CLIMATES, load_config
-from s2ecosg.config_files import check_input_paths
+from s2ecosg.config import CLIMATES
+from s2ecosg.config_files import check_input_paths, config_hash, load_config, write_run_config
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
-from s2ecosg.launch import launch_prefix
-from s2ecosg.inventory import inventory_tiles
-from s2ecosg.scenes import archive_fingerprint, expand_patterns
-from s2ecosg.surfex import direct_base
+from s2ecosg.layout import RunLayout
+from s2ecosg.stage.inventory import inventory_tiles
+from s2ecosg.stage.scenes import archive_fingerprint
+from s2ecosg.stage.sources import source_of
+from s2ecosg.surfex import direct_base, is_direct
+from s2ecosg.train.launch import launch_prefix
 
 CONFIG_SOURCE = " + ".join(map(str, workflow.overwrite_configfiles or workflow.configfiles or ["config"]))
 try:
@@ -21,13 +23,18 @@ except InputError as error:
     raise SystemExit(f"error: {error}")
 
 RUN = CONFIG.run.name
-RESULTS = f"results/{RUN}"
-LOGS = f"logs/{RUN}"
-BENCHMARKS = f"benchmarks/{RUN}"
+LAYOUT = RunLayout(RUN)
+# The run hash names the validated whole config, one file that every command of the run reads; bundle.json and the
+# cover's README, netCDF and .hdr record the same hash. Rules hand its path to their command as a resource
+# (run_config): params are a rerun trigger and this path changes with any key, while a rule's outputs depend on a
+# few sections only, which its params name (depends_on).
+RUN_HASH = config_hash(CONFIG)
+RUN_CONFIG = LAYOUT.config(RUN_HASH)
+write_run_config(CONFIG, RUN_CONFIG)
 PREDICT_ONLY = CONFIG.model.bundle is not None
 BASELINE = CONFIG.evaluate.baseline and not PREDICT_ONLY  # the baseline trains on the shards
-BUNDLE = CONFIG.model.bundle if PREDICT_ONLY else f"{RESULTS}/model"
-COVER = f"{RESULTS}/cover/{CONFIG.cover.basename}"
+BUNDLE = CONFIG.model.bundle if PREDICT_ONLY else LAYOUT.bundle()
+COVER = LAYOUT.cover(CONFIG.cover.basename)
 
 
 wildcard_constraints:
@@ -35,18 +42,27 @@ wildcard_constraints:
     block=r"E-?\d+N-?\d+",
 
 
-def settings(*names):
-    """Config sections as one shell-quoted JSON argument (a change re-runs exactly the rules using it)."""
+def digest(content):
+    """Short hash of JSON-serialisable content."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def depends_on(*names):
+    """Params value: a digest of the config sections a rule's outputs depend on.
+
+    Every command reads the whole config (--config); this value only decides when Snakemake reruns a rule: a
+    change in these sections does, a change elsewhere does not.
+    """
     dumped = CONFIG.model_dump(mode="json")
-    return shlex.quote(json.dumps({name: dumped[name] for name in names}, sort_keys=True))
+    return digest({name: dumped[name] for name in names})
 
 
-def stage_settings():
-    """Only the imagery keys a stage job uses, so that adding a path pattern does not restage every tile."""
+def stage_depends_on():
+    """Params value: the imagery keys a stage job depends on (adding a path pattern restages nothing: each tile's
+    scene list, an input of the job, names its files)."""
     imagery = CONFIG.model_dump(mode="json")["imagery"]
-    keys = ("source", "stac", "aoi", "cloud_mask", "scl_invalid", "seasons")
-    used = {key: imagery[key] for key in keys} | {"paths": ["(listed in the tile's scene list)"]}
-    return shlex.quote(json.dumps({"imagery": used}, sort_keys=True))
+    keys = ("source", "stac", "aoi", "cloud_mask", "scl_invalid", "seasons", "bands")
+    return digest({key: imagery[key] for key in keys})
 
 
 def tiles(wildcards=None):
@@ -80,7 +96,7 @@ def tiles_by_block(names):
 def block_tile_lists(wildcards):
     """Input function: the scene lists of a block's tiles (each rewritten only when its scenes change)."""
     checkpoints.inventory.get()
-    return [f"{RESULTS}/stage/scenes/{tile}.json" for tile in block_tiles(wildcards.block)]
+    return [LAYOUT.scene_list(tile) for tile in block_tiles(wildcards.block)]
 
 
 def predict_stage_manifests(wildcards):
@@ -93,7 +109,7 @@ def predict_stage_manifests(wildcards):
         if neighbour in present
     }
     others = sorted(around - {wildcards.block})
-    return [f"{RESULTS}/stage/blocks/{block}.json" for block in [wildcards.block, *others]]
+    return [LAYOUT.manifest("stage", block) for block in [wildcards.block, *others]]
 
 
 def block_runtime(base, per_tile):
@@ -101,49 +117,27 @@ def block_runtime(base, per_tile):
     return lambda wildcards: base + per_tile * len(block_tiles(wildcards.block))
 
 
-def per_block(pattern):
-    """Input function: ``pattern`` expanded over the blocks."""
-    return lambda wildcards: expand(pattern, block=blocks())
+def manifests(stage):
+    """Input function: the block manifests of ``stage`` (stage, labels, shards, predict), one per block."""
+    return lambda wildcards: [LAYOUT.manifest(stage, block) for block in blocks()]
 
 
 def tile_block_manifest(stage):
     """Input function: the manifest of the block holding ``wildcards.tile`` in ``stage`` (stage, labels, predict)."""
-    return lambda wildcards: f"{RESULTS}/{stage}/blocks/{GRID.block_of(wildcards.tile, BLOCK_TILES)}.json"
+    return lambda wildcards: LAYOUT.manifest(stage, GRID.block_of(wildcards.tile, BLOCK_TILES))
 
 
-def glob_imagery(patterns):
-    """Imagery files of the config's glob patterns (a rerun sees new scenes as new inputs)."""
-    if CONFIG.imagery.source != "local":
-        return []
+def watched_imagery():
+    """Imagery files the source watches (a rerun sees new scenes as new inputs); none for a remote catalogue."""
     try:
-        return expand_patterns(patterns)
+        return source_of(CONFIG.imagery).watched_files(CONFIG.imagery)
     except InputError as error:
         raise SystemExit(f"error: {error}")
 
 
-IMAGERY = glob_imagery(CONFIG.imagery.paths)
+IMAGERY = watched_imagery()
 # Sizes and modification times of every imagery file: a replaced file reruns the inventory (a params change).
 IMAGERY_FINGERPRINT = archive_fingerprint(IMAGERY)
-
-
-def input_folder(name):
-    """Params function: the folder of input ``name`` (its first file when it is a list)."""
-
-    def folder(wildcards, input):
-        value = input[name]
-        return os.path.dirname(value if isinstance(value, str) else value[0])
-
-    return folder
-
-
-def block_stage_folder(name):
-    """Params function: the stage folder of a block manifest output ``name`` (``<stage>/blocks/<block>.json``)."""
-    return lambda wildcards, output: os.path.dirname(os.path.dirname(output[name]))
-
-
-def output_folder(name):
-    """Params function: the folder of output ``name``."""
-    return lambda wildcards, output: os.path.dirname(output[name])
 
 
 def train_launcher(wildcards, resources):
@@ -170,22 +164,24 @@ def direct_or_raster(path):
     if not path:
         return []
     base = direct_base(path)
-    return [f"{base}.dir", f"{base}.hdr"] if os.path.exists(f"{base}.hdr") else [path]
+    return [f"{base}.dir", f"{base}.hdr"] if is_direct(path) else [path]
 
 
-def per_tile(pattern):
-    """Input function: ``pattern`` expanded over the tiles."""
-    return lambda wildcards: expand(pattern, tile=tiles())
+def tile_files(stage, role):
+    """Input function: the file of ``role`` of every tile with imagery in ``stage`` (e.g. the scene lists)."""
+    if stage == "scenes":
+        return lambda wildcards: [LAYOUT.scene_list(tile) for tile in tiles()]
+    return lambda wildcards: [LAYOUT.tile(stage, role, tile) for tile in tiles()]
 
 
-def joined_tiles(wildcards):
-    """Tiles as a comma-separated list (for --tiles)."""
-    return ",".join(tiles())
+def repeated(option, name):
+    """Params function: ``option path`` for every file of input ``name`` (a repeatable command-line option)."""
+    return lambda wildcards, input: " ".join(f"{option} {path}" for path in input[name])
 
 
 def final_outputs(wildcards):
     """What `snakemake` builds by default: cover file, mosaic and (with labels) the evaluation."""
-    outputs = [f"{COVER}.dir", f"{RESULTS}/predict/mosaic.vrt"]
+    outputs = [f"{COVER}.dir", LAYOUT.mosaic]
     if CONFIG.labels.path:
-        outputs.append(f"{RESULTS}/evaluate/metrics.json")
+        outputs.append(LAYOUT.evaluate("metrics.json"))
     return outputs

@@ -3,9 +3,9 @@
 
 rule cover:
     input:
-        predicted=per_block(f"{RESULTS}/predict/blocks/{{block}}.json"),
+        predicted=manifests("predict"),
         card=f"{BUNDLE}/bundle.json",
-        scene_lists=per_tile(f"{RESULTS}/stage/scenes/{{tile}}.json"),
+        scene_lists=tile_files("scenes", "list"),
         fill=cover_fill_files(),
         sea_mask=CONFIG.cover.sea_mask or [],
         zones=[] if CONFIG.cover.climate in CLIMATES else CONFIG.cover.climate,
@@ -15,24 +15,21 @@ rule cover:
         netcdf=f"{COVER}.nc",
         namelist=f"{COVER}.nam",
         picture=report(f"{COVER}.png", caption="../report/cover.rst", category="Cover"),
-        readme=f"{RESULTS}/cover/README.md",
-        validation=f"{RESULTS}/cover/validation.txt",
+        readme=LAYOUT.cover_file("README.md"),
+        validation=LAYOUT.cover_file("validation.txt"),
     params:
-        settings=settings("cover", "domain"),
-        tiles=joined_tiles,
-        bundle=input_folder("card"),
-        predict_dir=f"{RESULTS}/predict",
-        basename=lambda wildcards, output: output.binary[: -len(".dir")],
-        scene_lists=input_folder("scene_lists"),
+        config=depends_on("cover", "domain"),
+        scene_lists=repeated("--scene-list", "scene_lists"),
     log:
-        f"{LOGS}/cover.log",
+        LAYOUT.log("cover.log"),
     benchmark:
-        f"{BENCHMARKS}/cover.tsv"
+        LAYOUT.benchmark("cover.tsv")
     conda:
         "../envs/runtime.yml"
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=8000,
         runtime=60,
     shell:
-        "s2ecosg cover --settings {params.settings} --bundle {params.bundle} --predict-dir {params.predict_dir}"
-        " --tiles {params.tiles} --scene-lists {params.scene_lists} --basename {params.basename} --log {log}"
+        "s2ecosg cover --run-config {resources.run_config} --card {input.card} --binary {output.binary} {params.scene_lists}"
+        " --log {log} {input.predicted}"

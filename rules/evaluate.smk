@@ -5,42 +5,39 @@
 
 rule evaluate:
     input:
-        classes=per_block(f"{RESULTS}/predict/blocks/{{block}}.json"),
-        labels=per_block(f"{RESULTS}/labels/blocks/{{block}}.json"),
-        images=per_block(f"{RESULTS}/stage/blocks/{{block}}.json"),
+        predicted=manifests("predict"),
+        labelled=manifests("labels"),
+        staged=manifests("stage"),
         card=f"{BUNDLE}/bundle.json",
-        split=[] if PREDICT_ONLY else f"{RESULTS}/shards/split.geojson",
+        split=[] if PREDICT_ONLY else LAYOUT.shards("split.geojson"),
         ecosg=ecosg_reference_files(),
         points=[CONFIG.evaluate.points] if CONFIG.evaluate.points else [],
-        baseline=per_tile(f"{RESULTS}/baseline/{{tile}}.tif") if BASELINE else [],
+        baseline=tile_files("baseline", "classes") if BASELINE else [],
     output:
-        metrics=f"{RESULTS}/evaluate/metrics.json",
-        report=f"{RESULTS}/evaluate/metrics.md",
-        html=report(f"{RESULTS}/evaluate/metrics.html", caption="../report/metrics.rst", category="Evaluation"),
-        picture=report(f"{RESULTS}/evaluate/panels.png", caption="../report/panels.rst", category="Evaluation"),
+        metrics=LAYOUT.evaluate("metrics.json"),
+        report=LAYOUT.evaluate("metrics.md"),
+        html=report(LAYOUT.evaluate("metrics.html"), caption="../report/metrics.rst", category="Evaluation"),
+        picture=report(LAYOUT.evaluate("panels.png"), caption="../report/panels.rst", category="Evaluation"),
     params:
-        tiles=joined_tiles,
-        bundle=input_folder("card"),
-        predict_dir=f"{RESULTS}/predict",
-        labels_dir=f"{RESULTS}/labels",
-        stage_dir=f"{RESULTS}/stage",
-        out=output_folder("metrics"),
+        config=depends_on("evaluate", "labels"),
+        predicted=repeated("--predicted", "predicted"),
+        labelled=repeated("--labelled", "labelled"),
+        staged=repeated("--staged", "staged"),
         split=lambda wildcards, input: f"--split {input.split}" if input.split else "",
-        settings=settings("evaluate", "labels"),
-        baseline=lambda wildcards, input: f"--baseline-dir {os.path.dirname(input.baseline[0])}" if input.baseline else "",
+        baseline=repeated("--baseline", "baseline"),
     log:
-        f"{LOGS}/evaluate.log",
+        LAYOUT.log("evaluate.log"),
     benchmark:
-        f"{BENCHMARKS}/evaluate.tsv"
+        LAYOUT.benchmark("evaluate.tsv")
     conda:
         "../envs/runtime.yml"
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=8000,
         runtime=30,
     shell:
-        "s2ecosg evaluate --bundle {params.bundle} --predict-dir {params.predict_dir} --labels-dir {params.labels_dir}"
-        " --stage-dir {params.stage_dir} --tiles {params.tiles} {params.split} --out {params.out} {params.baseline}"
-        " --settings {params.settings} --log {log}"
+        "s2ecosg evaluate --run-config {resources.run_config} --card {input.card} --metrics {output.metrics} {params.split}"
+        " {params.predicted} {params.labelled} {params.staged} {params.baseline} --log {log}"
 
 
 if BASELINE:
@@ -49,43 +46,41 @@ if BASELINE:
         input:
             **rules.shards_index.output,
         output:
-            model=f"{RESULTS}/baseline/model.txt",
-            card=f"{RESULTS}/baseline/card.json",
+            model=LAYOUT.baseline("model.txt"),
+            card=LAYOUT.baseline("card.json"),
         params:
-            settings=settings("evaluate", "train"),
-            shards=input_folder("stats"),
-            out=output_folder("card"),
+            config=depends_on("evaluate", "train"),
         log:
-            f"{LOGS}/baseline/train.log",
+            LAYOUT.log("baseline", "train.log"),
         benchmark:
-            f"{BENCHMARKS}/baseline/train.tsv"
+            LAYOUT.benchmark("baseline", "train.tsv")
         conda:
             "../envs/runtime.yml"
         threads: CONFIG.evaluate.baseline_threads
         resources:
+            run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
             mem_mb=8000,
             runtime=60,
         shell:
-            "s2ecosg baseline-train --shards {params.shards} --out {params.out} --settings {params.settings} --log {log}"
+            "s2ecosg baseline-train --run-config {resources.run_config} --index {input.index} --card {output.card} --log {log}"
 
     rule baseline_tile:
         input:
-            model=f"{RESULTS}/baseline/model.txt",
-            card=f"{RESULTS}/baseline/card.json",
+            model=LAYOUT.baseline("model.txt"),
+            card=LAYOUT.baseline("card.json"),
             stage=tile_block_manifest("stage"),
         output:
-            f"{RESULTS}/baseline/{{tile}}.tif",
+            LAYOUT.tile("baseline", "classes", "{tile}"),
         params:
-            folder=input_folder("card"),
-            image=f"{RESULTS}/stage/{{tile}}.tif",
+            image=LAYOUT.tile("stage", "image", "{tile}"),
         log:
-            f"{LOGS}/baseline/{{tile}}.log",
+            LAYOUT.log("baseline", "{tile}.log"),
         benchmark:
-            f"{BENCHMARKS}/baseline/{{tile}}.tsv"
+            LAYOUT.benchmark("baseline", "{tile}.tsv")
         conda:
             "../envs/runtime.yml"
         resources:
             mem_mb=4000,
             runtime=30,
         shell:
-            "s2ecosg baseline-predict --model-dir {params.folder} --image {params.image} --classes {output} --log {log}"
+            "s2ecosg baseline-predict --card {input.card} --image {params.image} --classes {output} --log {log}"

@@ -6,20 +6,19 @@ rule labels_block:
         reference=CONFIG.labels.path or [],
         tile_lists=block_tile_lists,  # which tiles of the block have imagery (the inventory checkpoint knows)
     output:
-        manifest=f"{RESULTS}/labels/blocks/{{block}}.json",
+        manifest=LAYOUT.manifest("labels", "{block}"),
     params:
-        settings=settings("labels", "grid"),
+        config=depends_on("labels", "grid"),
         tiles=lambda wildcards, input: ",".join(os.path.basename(path)[: -len(".json")] for path in input.tile_lists),
-        folder=block_stage_folder("manifest"),
     log:
-        f"{LOGS}/labels/{{block}}.log",
+        LAYOUT.log("labels", "{block}.log"),
     benchmark:
-        f"{BENCHMARKS}/labels/{{block}}.tsv"
+        LAYOUT.benchmark("labels", "{block}.tsv")
     conda:
         "../envs/runtime.yml"
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=4000,
         runtime=block_runtime(10, 5),
     shell:
-        "s2ecosg labels --settings {params.settings} --tiles {params.tiles} --folder {params.folder}"
-        " --manifest {output.manifest} --log {log}"
+        "s2ecosg labels --run-config {resources.run_config} --tiles {params.tiles} --manifest {output.manifest} --log {log}"

@@ -1,6 +1,6 @@
 # predict: class ids and confidence per grid tile, one job per block of tiles (one model build), and a VRT mosaic
-# over all tiles. A tile is read with a halo from its staged neighbours, also across block edges, so that tile edges
-# are predicted like interiors (and a restaged tile re-predicts its neighbours too).
+# over all tiles. A block is predicted as one region with a halo from the neighbouring blocks' staged tiles, so that
+# block edges are predicted like interiors (and a restaged tile re-predicts the blocks its halo reaches too).
 
 
 rule predict_block:
@@ -9,38 +9,36 @@ rule predict_block:
         card=f"{BUNDLE}/bundle.json",
         stage=predict_stage_manifests,
     output:
-        manifest=f"{RESULTS}/predict/blocks/{{block}}.json",
+        manifest=LAYOUT.manifest("predict", "{block}"),
     params:
-        settings=settings("predict", "grid"),
-        bundle=input_folder("card"),
-        folder=block_stage_folder("manifest"),
-        legend=CONFIG.labels.legend if CONFIG.labels.path else "",  # no labels: nothing to compare with
+        config=depends_on("predict", "grid", "labels"),
     log:
-        f"{LOGS}/predict/{{block}}.log",
+        LAYOUT.log("predict", "{block}.log"),
     benchmark:
-        f"{BENCHMARKS}/predict/{{block}}.tsv"
+        LAYOUT.benchmark("predict", "{block}.tsv")
     conda:
         "../envs/runtime.yml"
     threads: 2
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=8000,  # ≈ 2 GB for 5 × 5 tiles of 10 km: rows read 1 024 at a time, memory follows the block width
         runtime=block_runtime(10, 3),
         gpu=1,
         tasks_per_gpu=0,
     shell:
-        "s2ecosg predict --settings {params.settings} --bundle {params.bundle} --folder {params.folder}"
-        " --manifest {output.manifest} --legend '{params.legend}' --log {log} {input.stage}"
+        "s2ecosg predict --run-config {resources.run_config} --card {input.card} --manifest {output.manifest} --log {log}"
+        " {input.stage}"
 
 
 rule mosaic:
     input:
-        per_block(f"{RESULTS}/predict/blocks/{{block}}.json"),
+        manifests("predict"),
     output:
-        f"{RESULTS}/predict/mosaic.vrt",
+        LAYOUT.mosaic,
     log:
-        f"{LOGS}/predict/mosaic.log",
+        LAYOUT.log("predict", "mosaic.log"),
     benchmark:
-        f"{BENCHMARKS}/predict/mosaic.tsv"
+        LAYOUT.benchmark("predict", "mosaic.tsv")
     conda:
         "../envs/runtime.yml"
     shell:

@@ -4,45 +4,45 @@
 
 rule shards_block:
     input:
-        stage=f"{RESULTS}/stage/blocks/{{block}}.json",
-        labels=f"{RESULTS}/labels/blocks/{{block}}.json",
+        stage=LAYOUT.manifest("stage", "{block}"),
+        labels=LAYOUT.manifest("labels", "{block}"),
     output:
-        manifest=f"{RESULTS}/shards/blocks/{{block}}.json",
+        manifest=LAYOUT.manifest("shards", "{block}"),
     params:
-        settings=settings("shards", "grid", "labels"),
-        folder=block_stage_folder("manifest"),
+        config=depends_on("shards", "grid", "labels"),
     log:
-        f"{LOGS}/shards/{{block}}.log",
+        LAYOUT.log("shards", "{block}.log"),
     benchmark:
-        f"{BENCHMARKS}/shards/{{block}}.tsv"
+        LAYOUT.benchmark("shards", "{block}.tsv")
     conda:
         "../envs/runtime.yml"
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=4000,  # one tile's image and labels at a time
         runtime=block_runtime(10, 2),
     shell:
-        "s2ecosg shards --settings {params.settings} --stage-manifest {input.stage} --labels-manifest {input.labels}"
-        " --folder {params.folder} --manifest {output.manifest} --log {log}"
+        "s2ecosg shards --run-config {resources.run_config} --stage-manifest {input.stage} --labels-manifest {input.labels}"
+        " --manifest {output.manifest} --log {log}"
 
 
 rule shards_index:
     input:
-        per_block(f"{RESULTS}/shards/blocks/{{block}}.json"),
+        manifests("shards"),
     output:
-        index=f"{RESULTS}/shards/index.json",
-        split=f"{RESULTS}/shards/split.geojson",
-        stats=f"{RESULTS}/shards/stats.json",
+        index=LAYOUT.shards("index.json"),
+        split=LAYOUT.shards("split.geojson"),
+        stats=LAYOUT.shards("stats.json"),
     params:
-        settings=settings("shards", "grid", "labels"),
-        folder=output_folder("index"),
+        config=depends_on("shards", "grid", "labels"),
     log:
-        f"{LOGS}/shards/index.log",
+        LAYOUT.log("shards", "index.log"),
     benchmark:
-        f"{BENCHMARKS}/shards/index.tsv"
+        LAYOUT.benchmark("shards", "index.tsv")
     conda:
         "../envs/runtime.yml"
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=2000,  # headers only
         runtime=30,
     shell:
-        "s2ecosg shards-index --settings {params.settings} --folder {params.folder} --log {log} {input}"
+        "s2ecosg shards-index --run-config {resources.run_config} --index {output.index} --log {log} {input}"

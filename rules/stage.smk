@@ -6,22 +6,23 @@ checkpoint inventory:
     input:
         [str(path) for path in IMAGERY],
     output:
-        inventory=f"{RESULTS}/stage/inventory.json",
+        inventory=LAYOUT.inventory,
     params:
-        settings=settings("imagery", "grid", "domain"),
+        config=depends_on("imagery", "grid", "domain"),
         archive=IMAGERY_FINGERPRINT,
-        tile_lists=f"{RESULTS}/stage/scenes",
+        tile_lists=LAYOUT.results("stage", "scenes"),
     log:
-        f"{LOGS}/stage/inventory.log",
+        LAYOUT.log("stage", "inventory.log"),
     benchmark:
-        f"{BENCHMARKS}/stage/inventory.tsv"
+        LAYOUT.benchmark("stage", "inventory.tsv")
     conda:
         "../envs/runtime.yml"
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=2000,
         runtime=30,
     shell:
-        "s2ecosg inventory --settings {params.settings} --out {output.inventory}"
+        "s2ecosg inventory --run-config {resources.run_config} --out {output.inventory}"
         " --tile-lists {params.tile_lists} --log {log}"
 
 
@@ -29,20 +30,20 @@ rule stage_block:
     input:
         tile_lists=block_tile_lists,
     output:
-        manifest=f"{RESULTS}/stage/blocks/{{block}}.json",
+        manifest=LAYOUT.manifest("stage", "{block}"),
     params:
-        settings=stage_settings(),
-        folder=block_stage_folder("manifest"),
+        config=stage_depends_on(),
     log:
-        f"{LOGS}/stage/{{block}}.log",
+        LAYOUT.log("stage", "{block}.log"),
     benchmark:
-        f"{BENCHMARKS}/stage/{{block}}.tsv"
+        LAYOUT.benchmark("stage", "{block}.tsv")
     conda:
         "../envs/runtime.yml"
     threads: 2
     resources:
+        run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
         mem_mb=4000,  # one tile at a time: memory does not grow with the block
         runtime=block_runtime(10, 20),
     shell:
-        "s2ecosg stage --settings {params.settings} --folder {params.folder} --manifest {output.manifest}"
-        " --threads {threads} --log {log} {input.tile_lists}"
+        "s2ecosg stage --run-config {resources.run_config} --manifest {output.manifest} --threads {threads} --log {log}"
+        " {input.tile_lists}"

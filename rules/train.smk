@@ -9,27 +9,26 @@ if not PREDICT_ONLY:
         input:
             **rules.shards_index.output,
         output:
-            weights=f"{RESULTS}/model/weights.pt",
-            card=f"{RESULTS}/model/bundle.json",
+            weights=LAYOUT.bundle("weights.pt"),
+            card=LAYOUT.bundle("bundle.json"),
         params:
-            settings=settings("model", "train", "labels", "shards"),
-            checkpoints=f"{RESULTS}/train/checkpoints",
-            shards=input_folder("stats"),
-            bundle=output_folder("card"),
+            config=depends_on("model", "train", "labels", "shards"),
+            checkpoints=LAYOUT.checkpoints,
             launch=train_launcher,
         log:
-            f"{LOGS}/train.log",
+            LAYOUT.log("train.log"),
         benchmark:
-            f"{BENCHMARKS}/train.tsv"
+            LAYOUT.benchmark("train.tsv")
         conda:
             "../envs/runtime.yml"
         threads: 2
         resources:
+            run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
             mem_mb=16000,
             runtime=720,
             gpu=0 if CONFIG.train.device == "cpu" else 1,
             nodes=1,
             tasks_per_gpu=0,
         shell:
-            "{params.launch} s2ecosg train --settings {params.settings} --shards {params.shards}"
-            " --checkpoints {params.checkpoints} --bundle {params.bundle} --log-path {log}"
+            "{params.launch} s2ecosg train --run-config {resources.run_config} --index {input.index}"
+            " --checkpoints {params.checkpoints} --card {output.card} --log-path {log}"

@@ -122,8 +122,8 @@ def write_shard_set(
     from s2ecosg.blocks import write_manifest
     from s2ecosg.config_files import validate_sections
     from s2ecosg.legend import load_legend
-    from s2ecosg.shard_index import run_shards_index
-    from s2ecosg.shards import write_shard
+    from s2ecosg.shards.cut import write_shard
+    from s2ecosg.shards.index import run_shards_index
 
     patch = next(iter(splits.values()))[0].shape[-1]
     entries = {}

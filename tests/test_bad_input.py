@@ -167,7 +167,7 @@ def inventory_and_stage(
     if result.returncode != 0:
         return result, stage
     tile = sorted(path.stem for path in (stage / "scenes").glob("E*.json"))[0]
-    outputs = ["--folder", str(stage), "--manifest", str(stage / "blocks" / f"{tile}.json")]
+    outputs = ["--manifest", str(stage / "blocks" / f"{tile}.json")]
     command = ["stage", "--settings", settings, *outputs, str(stage / "scenes" / f"{tile}.json")]
     return s2ecosg(command, folder, limit_bytes=limit_bytes), stage
 
@@ -322,8 +322,6 @@ def labels_command(folder: Path, path: Path, legend: str = "slovenia_lulc", fiel
         json.dumps(settings),
         "--tiles",
         TILE,
-        "--folder",
-        str(folder / "labels"),
         "--manifest",
         str(folder / "labels" / "blocks" / f"{TILE}.json"),
     ]
@@ -359,15 +357,15 @@ def test_label_vector_in_a_mislabelled_crs_stops_the_shards(staged: Path, tmp_pa
     stage_manifest.write_text(json.dumps({"block": TILE, "tiles": {TILE: {"signature": "-", "image": str(staged)}}}))
     shards = tmp_path / "shards"
     command = ["shards", "--settings", json.dumps(settings), "--stage-manifest", str(stage_manifest)]
-    command += ["--labels-manifest", str(tmp_path / "labels" / "blocks" / f"{TILE}.json"), "--folder", str(shards)]
+    command += ["--labels-manifest", str(tmp_path / "labels" / "blocks" / f"{TILE}.json")]
     result = s2ecosg([*command, "--manifest", str(shards / "blocks" / f"{TILE}.json")], tmp_path)
     assert result.returncode == 0, result.stderr  # the tile is cut: no patch, no array
     index = [
         "shards-index",
         "--settings",
         json.dumps(settings),
-        "--folder",
-        str(shards),
+        "--index",
+        str(shards / "index.json"),
         str(shards / "blocks" / f"{TILE}.json"),
     ]
     one_error(
@@ -380,18 +378,24 @@ def test_label_vector_in_a_mislabelled_crs_stops_the_shards(staged: Path, tmp_pa
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-18 U-Net bundle for the 10 default bands and the Slovenia legend (untrained: only loaded)."""
-    import torch
-
     from s2ecosg.config import DEFAULT_BANDS
     from s2ecosg.legend import load_legend
-    from s2ecosg.model import UNet
+    from s2ecosg.model.bundle import save_bundle
+    from s2ecosg.model.card import BundleCard
+    from s2ecosg.model.network import UNet
 
     folder = tmp_path_factory.mktemp("bundle")
     legend = load_legend("slovenia_lulc")
-    torch.save(UNet("resnet18", 10, legend.n_classes).state_dict(), folder / "weights.pt")
-    card = {"encoder": "resnet18", "bands": DEFAULT_BANDS, "n_classes": legend.n_classes, "legend": legend.to_records()}
-    card |= {"mean": [1000.0] * 10, "std": [500.0] * 10, "legend_name": "slovenia_lulc"}
-    (folder / "bundle.json").write_text(json.dumps(card))
+    card = BundleCard(
+        encoder="resnet18",
+        bands=DEFAULT_BANDS,
+        n_classes=legend.n_classes,
+        legend=legend.to_records(),
+        legend_name="slovenia_lulc",
+        mean=[1000.0] * 10,
+        std=[500.0] * 10,
+    )
+    save_bundle(folder, UNet("resnet18", 10, legend.n_classes).state_dict(), card)
     return folder
 
 
@@ -409,6 +413,12 @@ def broken_bundle(bundle: Path, folder: Path, case: str) -> Path:
         )
     elif case == "truncated-weights":
         truncate(target / "weights.pt", 4096)
+    elif case == "card-of-older-version":
+        (target / "bundle.json").write_text(json.dumps({key: value for key, value in card.items() if key != "version"}))
+    elif case == "card-of-newer-version":
+        (target / "bundle.json").write_text(json.dumps({**card, "version": 3}))
+    elif case == "weights-replaced-by-hand":
+        truncate(target / "weights.pt", (target / "weights.pt").stat().st_size - 1)
     return target
 
 
@@ -416,7 +426,10 @@ BUNDLE_CASES = {
     "other-encoder": r"weights.pt: does not fit the network of bundle.json \(encoder resnet34, .*another encoder",
     "broken-card": r"bundle.json: cannot read JSON",
     "card-without-statistics": r"bundle.json: bundle card lacks mean, std",
-    "truncated-weights": r"weights.pt: cannot load weights",
+    "truncated-weights": r"weights.pt: is not the weights file its bundle.json was written with",
+    "card-of-older-version": r"bundle.json: bundle format 1 was written by an older s2ecosg; this one reads format 2",
+    "card-of-newer-version": r"bundle.json: bundle format 3 was written by a newer s2ecosg; this one reads format 2",
+    "weights-replaced-by-hand": r"weights.pt: is not the weights file its bundle.json was written with",
 }
 
 
@@ -425,7 +438,7 @@ def test_broken_bundle(case: str, bundle: Path, staged: Path, tmp_path: Path) ->
     folder = broken_bundle(bundle, tmp_path, case)
     out = tmp_path / "predict"
     settings = json.dumps({"predict": {"window": 64, "overlap": 16, "device": "cpu"}, "grid": {"tile_size": 1000}})
-    command = ["predict", "--settings", settings, "--bundle", str(folder), "--folder", str(out)]
+    command = ["predict", "--settings", settings, "--card", str(folder / "bundle.json")]
     command += ["--manifest", str(out / "blocks" / f"{TILE}.json"), str(staged.parent / "blocks" / f"{TILE}.json")]
     one_error(s2ecosg(command, tmp_path), BUNDLE_CASES[case])
     nothing_left(out)
@@ -441,8 +454,11 @@ LANJARON = {"nlon": 19, "nlat": 19, "lonc": -3.46, "latc": 36.96, "lon0": -3.5, 
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """predict/E0N0.tif (CORINE class ids of the Lanjarón excerpt) and a bundle card with the CLC legend."""
-    from s2ecosg.labels import raster_labels
+    from s2ecosg.blocks import write_manifest
+    from s2ecosg.io import write_json
+    from s2ecosg.labels.run import raster_labels
     from s2ecosg.legend import load_legend
+    from s2ecosg.model.card import BundleCard
 
     folder = tmp_path_factory.mktemp("predicted")
     clc = DATA / "lanjaron" / "clc.tif"
@@ -452,8 +468,15 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "predict").mkdir()
     with rasterio.open(folder / "predict" / "E0N0.tif", "w", **dict(profile, dtype="uint8", nodata=0)) as destination:
         destination.write(ids, 1)
+    predicted = {
+        "classes": str(folder / "predict" / "E0N0.tif"),
+        "confidence": str(folder / "predict" / "E0N0.conf.tif"),
+    }
+    write_manifest(folder / "predict" / "blocks" / "E0N0.json", "E0N0", {"E0N0": {"signature": "-", **predicted}})
     (folder / "model").mkdir()
-    (folder / "model" / "bundle.json").write_text(json.dumps({"legend": load_legend("clc").to_records()}))
+    legend = load_legend("clc")
+    card = BundleCard(encoder="resnet18", bands=["B02"], mean=[0.0], std=[1.0], n_classes=legend.n_classes)
+    write_json(folder / "model" / "bundle.json", card.model_dump(mode="json") | {"legend": legend.to_records()})
     (folder / "model" / "weights.pt").write_bytes(b"weights")
     return folder
 
@@ -537,9 +560,9 @@ COVER_CASES = {
 
 def cover_command(folder: Path, predicted: Path, cover: dict, domain: dict) -> list[str]:
     settings = json.dumps({"cover": cover, "domain": domain})
-    command = ["cover", "--settings", settings, "--bundle", str(predicted / "model")]
-    command += ["--predict-dir", str(predicted / "predict"), "--tiles", "E0N0"]
-    return [*command, "--basename", str(folder / "cover" / cover["basename"])]
+    command = ["cover", "--settings", settings, "--card", str(predicted / "model" / "bundle.json")]
+    command += [str(predicted / "predict" / "blocks" / "E0N0.json")]
+    return [*command, "--binary", str(folder / "cover" / f"{cover['basename']}.dir")]
 
 
 @pytest.mark.parametrize("case", COVER_CASES, ids=list(COVER_CASES))

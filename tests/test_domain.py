@@ -10,8 +10,7 @@ from click.testing import CliRunner
 from pyproj import Proj
 
 from s2ecosg.cli import main
-from s2ecosg.cli_cover import domain_command  # noqa: F401  (registers the commands)
-from s2ecosg.config import load_config
+from s2ecosg.config_files import load_config
 from s2ecosg.domain import domain_from_keys, named_domains
 from s2ecosg.errors import InputError
 from s2ecosg.lonlat import snap_grid
@@ -82,3 +81,21 @@ def test_unknown_domain_and_bad_keys() -> None:
         load_config(
             {"labels": {"path": "x"}, "imagery": {"paths": ["x"]}, "domain": {"name": "X", "harmonie": {"nlon": 50}}}
         )
+
+
+@pytest.mark.parametrize("name", ["IRELAND25", "DKCOEXP"])
+def test_cell_centres_equal_pysurfex_conf_proj_from_harmonie(name: str) -> None:
+    """Pysurfex (the HARMONIE surface tools) builds the same grid from the same domain keys, to the millimetre."""
+    from pyproj import Transformer
+    from pysurfex.geo import ConfProjFromHarmonie
+
+    domain = named_domains()[name]
+    keys = {"NLON": domain.nlon, "NLAT": domain.nlat, "LONC": domain.lonc, "LATC": domain.latc}
+    keys |= {"LON0": domain.lon0, "LAT0": domain.lat0, "GSIZE": domain.gsize, "EZONE": domain.ezone}
+    oracle = ConfProjFromHarmonie({key: str(value) for key, value in keys.items()})
+    assert (oracle.nimax, oracle.njmax) == (domain.nimax, domain.njmax)
+    x_edges, y_edges = domain.cell_edges()
+    x, y = np.meshgrid((x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2, indexing="ij")
+    lon, lat = Transformer.from_crs(domain.proj4, "EPSG:4326", always_xy=True).transform(x, y)
+    np.testing.assert_allclose(lon, oracle.lons, atol=1e-8)  # 1e-8° ≈ 1 mm
+    np.testing.assert_allclose(lat, oracle.lats, atol=1e-8)

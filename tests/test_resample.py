@@ -11,8 +11,9 @@ from conftest import DEMO
 from pyproj import Transformer
 
 from s2ecosg.grid import TargetGrid
-from s2ecosg.io import gdal_warp, open_raster, warp
+from s2ecosg.io import open_raster
 from s2ecosg.resample import bilinear, grid_key, interpolation_matrix, plan, target_in_source
+from s2ecosg.warp import gdal_warp, warp
 
 BAND = DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B02.jp2"
 

@@ -17,18 +17,6 @@ from s2ecosg.surfex import read_cover
 from s2ecosg.validate import validate_cover
 
 pytestmark = pytest.mark.timeout(900)
-RULES = (
-    "inventory",
-    "stage_block",
-    "labels_block",
-    "shards_block",
-    "shards_index",
-    "train",
-    "predict_block",
-    "mosaic",
-    "cover",
-    "evaluate",
-)
 
 
 def test_lint_is_clean() -> None:
@@ -64,8 +52,26 @@ def test_run_writes_a_valid_cover(slovenia_run: Path) -> None:
     assert "LECOSG=.TRUE." in namelist and "YCOVER='S2ECOSG_SLO'" in namelist
 
 
+def test_one_run_hash_in_the_bundle_the_cover_readme_netcdf_and_header(slovenia_run: Path) -> None:
+    """The hash of the run's whole validated config, the name of the config file every command read."""
+    import xarray
+
+    from s2ecosg.config_files import config_hash, read_config_file
+
+    results = slovenia_run / "results" / "slovenia"
+    config = read_config_file(slovenia_run / "tests" / "workflow" / "config.yaml")
+    digest = config_hash(config)
+    assert [path.stem for path in (results / "config").glob("*.json")] == [digest]
+    assert config_hash(read_config_file(results / "config" / f"{digest}.json")) == digest  # the file round-trips
+    assert json.loads((results / "model" / "bundle.json").read_text())["run_hash"] == digest
+    assert f"- run_hash: {digest}" in (results / "cover" / "README.md").read_text()
+    assert f" run {digest} " in (results / "cover" / "S2ECOSG_SLO.hdr").read_text().splitlines()[0] + " "
+    with xarray.open_dataset(results / "cover" / "S2ECOSG_SLO.nc") as dataset:
+        assert dataset.attrs["run_hash"] == digest
+
+
 def brute_force_cover(results: Path, header: dict) -> np.ndarray:
-    """Majority ECOSG cover per cell, pixel by pixel with pyproj and a Counter (independent of s2ecosg.cover)."""
+    """Majority ECOSG cover per cell, pixel by pixel with pyproj and a Counter (independent of s2ecosg.cover.run)."""
     from collections import Counter
 
     from pyproj import Transformer
@@ -184,7 +190,7 @@ def test_mismatched_bundle_is_refused_naming_both(slovenia_run: Path, tmp_path: 
     from s2ecosg.config import PredictConfig
     from s2ecosg.errors import InputError
     from s2ecosg.io import write_raster
-    from s2ecosg.predict_block import run_predict
+    from s2ecosg.predict.block import run_predict
 
     results = slovenia_run / "results" / "slovenia"
     tile = results / "stage" / "E4674N2538.tif"
@@ -211,8 +217,8 @@ def two_class_bundle(stage: Path, folder: Path) -> Path:
     (The Slovenia labels give the workflow's own model a single trained class; the seam test needs a model whose
     prediction changes across the area.)
     """
-    from s2ecosg.config import ModelConfig, TrainConfig
-    from s2ecosg.train import run_train
+    from s2ecosg.config_files import validate_sections
+    from s2ecosg.train.run import run_train
 
     images, indices = [], []
     for path in sorted(stage.glob("E*N*[0-9].tif")):
@@ -231,23 +237,22 @@ def two_class_bundle(stage: Path, folder: Path) -> Path:
     shards = folder / "shards"
     stack, classes = np.stack(images), np.stack(labels)
     write_shard_set(shards, {"train": (stack, classes), "val": (stack[:4], classes[:4])}, names, tiles=1)
-    settings = TrainConfig(epochs=4, batch_size=16, lr=0.003, device="cpu", schedule="constant")
-    run_train(
-        str(shards),
-        "slovenia_lulc",
-        ModelConfig(encoder="resnet18"),
-        settings,
-        str(folder / "ck"),
-        str(folder / "model"),
-        "-",
+    config = validate_sections(
+        {
+            "labels": {"legend": "slovenia_lulc"},
+            "model": {"encoder": "resnet18"},
+            "shards": {"patch": 32, "stride": 32},
+            "train": {"epochs": 4, "batch_size": 16, "lr": 0.003, "device": "cpu", "schedule": "constant"},
+        }
     )
+    run_train(str(shards), config, str(folder / "ck"), str(folder / "model"))
     return folder / "model"
 
 
 def predict_tiles(bundle: Path, stage: Path, folder: Path, neighbours: bool) -> tuple[np.ndarray, np.ndarray]:
     """The 4 seam tiles predicted one by one (with or without their neighbours), mosaicked to 200 × 200."""
     from s2ecosg.config import PredictConfig
-    from s2ecosg.predict_block import run_predict
+    from s2ecosg.predict.block import run_predict
 
     settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
     classes, confidence = np.zeros((200, 200), np.uint8), np.zeros((200, 200), np.uint8)
@@ -275,7 +280,7 @@ def test_four_tiles_predict_like_one(slovenia_run: Path, tmp_path: Path) -> None
     """
     from s2ecosg.config import PredictConfig
     from s2ecosg.io import write_raster
-    from s2ecosg.predict_block import run_predict
+    from s2ecosg.predict.block import run_predict
 
     stage = slovenia_run / "results" / "slovenia" / "stage"
     bundle = two_class_bundle(stage, tmp_path / "trained")
@@ -493,8 +498,8 @@ def test_the_workflow_runs_the_config_check_config_prints(slovenia_run: Path) ->
     assert printed["train"]["epochs"] == 30 and printed["train"]["steps_per_epoch"] is None
     dry = run([*SNAKEMAKE, "--configfile", config, "-n", "--printshellcmds"], cwd=slovenia_run, timeout=120)
     command = next(line for line in dry.stdout.splitlines() if " s2ecosg train " in f" {line} ")
-    settings = json.loads(re.search(r"--settings '([^']*)'", command)[1])
-    assert settings["train"] == printed["train"] and settings["model"] == printed["model"]
+    settings = json.loads((slovenia_run / re.search(r"--run-config (\S+)", command)[1]).read_text())
+    assert settings == printed  # the whole config reaches the command
 
 
 def one_tile_aoi() -> list[float]:
@@ -736,7 +741,7 @@ def test_a_block_job_redoes_only_missing_or_changed_tiles(
     monkeypatch.chdir(slovenia_run)  # manifests name files relative to the run's folder, as the rules give them
     from s2ecosg.blocks import read_manifests, tile_signature_of
     from s2ecosg.config_files import validate_sections
-    from s2ecosg.predict_block import run_predict_block
+    from s2ecosg.predict.block import run_predict_block
 
     workflow = yaml.safe_load((slovenia_run / "tests" / "workflow" / "config.yaml").read_text())
     settings = validate_sections({"predict": {**workflow["predict"], "device": "cpu"}, "grid": workflow["grid"]})

@@ -15,11 +15,11 @@ from types import SimpleNamespace
 import torch
 
 from s2ecosg.config import TrainConfig
-from s2ecosg.data import EpochBatches, PatchDataset
-from s2ecosg.distributed import join
 from s2ecosg.io import read_json
-from s2ecosg.model import UNet
-from s2ecosg.train import build_parts, make_loader, train_step
+from s2ecosg.model.network import UNet
+from s2ecosg.train.data import EpochBatches, PatchDataset
+from s2ecosg.train.distributed import join
+from s2ecosg.train.run import build_parts, make_loader, train_step
 
 
 def main() -> None:

@@ -7,42 +7,21 @@ value stops the run with one line naming the key. ``s2ecosg config-schema`` expo
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
+from s2ecosg.model.encoders import ENCODERS
+from s2ecosg.stage.sources import SOURCES
+from s2ecosg.values import LonLatBox, check_box, check_window, degrees
 
 DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 
-LonLatBox = tuple[float, float, float, float]
 CLIMATES = ("latitude", "temperate", "boreal", "mediterranean")
-
-
-def check_box(box: LonLatBox | None) -> LonLatBox | None:
-    """A [west, south, east, north] box in degrees, with west < east and south < north inside the globe."""
-    if box is None:
-        return None
-    west, south, east, north = box
-    if not (-180 <= west < east <= 180):
-        raise ValueError(f"[west, south, east, north] needs -180 <= west < east <= 180; got west {west}, east {east}")
-    if not (-90 <= south < north <= 90):
-        raise ValueError(
-            f"[west, south, east, north] needs -90 <= south < north <= 90; got south {south}, north {north}"
-        )
-    return box
-
-
-def check_window(window: tuple[dt.date, dt.date] | None) -> tuple[dt.date, dt.date] | None:
-    """A [start, end] date window with start <= end."""
-    if window is not None and window[0] > window[1]:
-        raise ValueError(f"date window starts {window[0]} after it ends {window[1]}")
-    return window
 
 
 class Section(BaseModel):
@@ -74,8 +53,6 @@ class DomainConfig(Section):
     @model_validator(mode="after")
     def known_domain(self) -> DomainConfig:
         """A name without keys must be a shipped domain; keys must be complete."""
-        from s2ecosg.domain import resolve_domain
-
         try:
             resolve_domain(self.name, self.harmonie)
         except InputError as error:
@@ -104,8 +81,8 @@ class GridConfig(Section):
     @classmethod
     def projected_in_metres(cls, value: str) -> str:
         """A CRS PROJ knows, projected, in metres (tiles are named in km of it)."""
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
+        from pyproj import CRS  # 0.1 s to import: loaded where used
+        from pyproj.exceptions import CRSError  # 0.1 s to import: loaded where used
 
         try:
             crs = CRS.from_user_input(value)
@@ -135,7 +112,7 @@ class StacConfig(Section):
 class ImageryConfig(Section):
     """Sentinel-2 scenes to stage."""
 
-    source: Literal["local", "stac"] = Field("local", description="local archive (paths) or a STAC API (stac).")
+    source: str = Field("local", description="Where scenes come from: local (imagery.paths) or stac (imagery.stac).")
     stac: StacConfig | None = Field(None, description="STAC API settings (source: stac).")
     paths: list[str] = Field(default_factory=list, description="Glob patterns of GeoTIFF stacks or *_Bxx.jp2 files.")
     dates: tuple[dt.date, dt.date] | None = Field(None, description="Date window [start, end] (YYYY-MM-DD), inclusive.")
@@ -156,6 +133,14 @@ class ImageryConfig(Section):
 
     _box = field_validator("aoi")(classmethod(lambda cls, value: check_box(value)))
     _window = field_validator("dates")(classmethod(lambda cls, value: check_window(value)))
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+
+        if value not in SOURCES:
+            raise ValueError(f"unknown source {value!r}; known: {', '.join(SOURCES)}")
+        return value
 
     @field_validator("seasons")
     @classmethod
@@ -209,13 +194,20 @@ class ModelConfig(Section):
     """Network architecture, encoder weights, or an existing bundle."""
 
     arch: Literal["unet"] = Field("unet", description="Segmentation architecture.")
-    encoder: Literal["resnet18", "resnet34", "resnet50"] = Field("resnet50", description="torchvision encoder.")
+    encoder: str = Field("resnet50", description="Encoder of the U-Net: resnet18, resnet34 or resnet50.")
     weights: str | None = Field(
         None,
         description="Pretrained weights, never downloaded: torchvision ImageNet ResNet state dict, BigEarthNet v2 "
         "ResNet checkpoint (.safetensors/.ckpt), or a bundle folder.",
     )
     bundle: str | None = Field(None, description="Existing model bundle folder: predict-only run, no training.")
+
+    @field_validator("encoder")
+    @classmethod
+    def _known_encoder(cls, value: str) -> str:
+        if value not in ENCODERS:
+            raise ValueError(f"unknown encoder {value!r}; known: {', '.join(ENCODERS)}")
+        return value
 
 
 class TrainConfig(Section):
@@ -371,31 +363,11 @@ class Config(Section):
             raise ValueError("shards.stride must not exceed shards.patch")
         if self.shards.patch > self.grid.tile_size / self.grid.resolution:
             raise ValueError("shards.patch must fit in a grid tile (grid.tile_size / grid.resolution pixels)")
+        stride, encoder = ENCODERS[self.model.encoder].stride, f"the output stride of {self.model.encoder}"
+        if self.shards.patch % stride:
+            raise ValueError(f"shards.patch {self.shards.patch} must be a multiple of {stride}, {encoder}")
+        if self.predict.window % stride or self.predict.window < 2 * stride:
+            raise ValueError(
+                f"predict.window {self.predict.window} must be a multiple of {stride} ({encoder}), ≥ {2 * stride}"
+            )
         return self
-
-
-def degrees(value: float | str) -> float:
-    """Parse a cell size in degrees given as a number or a fraction string such as ``"1/1800"``."""
-    return float(Fraction(value)) if isinstance(value, str) else float(value)
-
-
-def load_config(raw: dict[str, Any], source: str = "config.yaml") -> Config:
-    """Validate a config dict; raise :class:`InputError` with one line per the first problem found."""
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-        raise InputError(source, f"{key}: {message}") from None
-
-
-def config_hash(config: Config) -> str:
-    """Short, stable hash of the validated config, recorded in outputs for provenance."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def json_schema() -> dict[str, Any]:
-    """JSON schema of ``config.yaml`` for editors and ``snakemake.utils.validate``."""
-    return Config.model_json_schema()

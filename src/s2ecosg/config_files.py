@@ -6,19 +6,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
-from s2ecosg.config import Config, load_config
+from s2ecosg.config import Config
 from s2ecosg.errors import InputError
+from s2ecosg.io import write_json
+from s2ecosg.legend import legend_path, load_legend
+from s2ecosg.surfex import is_direct
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """One YAML config file as a dict; a syntax error names the file and the line."""
-    import yaml
-
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as error:
@@ -68,7 +72,7 @@ def validate_sections(raw: dict[str, Any], source: str = "--settings") -> Config
         raise InputError(source, f"{unknown[0]}: unknown key")
     values = {}
     for name, field in Config.model_fields.items():
-        section_model = field.default_factory  # each section field defaults to its model class
+        section_model: Any = field.default_factory  # each section field defaults to its model class
         try:
             # Absent sections keep their defaults unvalidated: the rule did not pass them, the command does not use them.
             values[name] = section_model.model_validate(raw[name]) if name in raw else section_model.model_construct()
@@ -85,8 +89,6 @@ def check_input_paths(config: Config, source: str) -> None:
     The workflow calls this at parse time, so a path that moved stops a rerun of an existing run too (Snakemake
     would otherwise find every output present and report nothing to do).
     """
-    from s2ecosg.legend import legend_path
-
     files = {
         "labels.path": config.labels.path,
         "model.weights": config.model.weights,
@@ -99,11 +101,9 @@ def check_input_paths(config: Config, source: str) -> None:
         if path is not None and not Path(path).exists():
             raise InputError(source, f"{key}: {path}: no such file or folder")
     for key, path in {"cover.fill": config.cover.fill, "evaluate.ecosg": config.evaluate.ecosg}.items():
-        if path is not None and not Path(path).is_file() and not direct_pair_exists(path):
+        if path is not None and not Path(path).is_file() and not is_direct(path):
             raise InputError(source, f"{key}: {path}: neither a raster file nor a DIRECT pair <base>.dir + <base>.hdr")
     if config.labels.path is not None:
-        from s2ecosg.legend import load_legend
-
         load_legend(config.labels.legend)  # a legend CSV with a bad header or row stops here, naming its line
     bundle = config.model.bundle
     if bundle is not None:
@@ -112,7 +112,29 @@ def check_input_paths(config: Config, source: str) -> None:
             raise InputError(source, f"model.bundle: {bundle}: not a model bundle (no {' or '.join(missing)})")
 
 
-def direct_pair_exists(path: str) -> bool:
-    """True when ``path`` (a base name, or its ``.dir`` or ``.hdr``) names both files of a DIRECT pair."""
-    base = path[:-4] if path.endswith((".dir", ".hdr")) else path
-    return Path(f"{base}.dir").is_file() and Path(f"{base}.hdr").is_file()
+def load_config(raw: dict[str, Any], source: str = "config.yaml") -> Config:
+    """Validate a config dict; raise :class:`InputError` with one line per the first problem found."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+        raise InputError(source, f"{key}: {message}") from None
+
+
+def config_hash(config: Config) -> str:
+    """Short, stable hash of the validated config, recorded in outputs for provenance."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of ``config.yaml`` for editors and ``snakemake.utils.validate``."""
+    return Config.model_json_schema()
+
+
+def write_run_config(config: Config, path: str | Path) -> None:
+    """Write the validated whole config where every command of the run reads it (once: the name is its hash)."""
+    if not Path(path).exists():
+        write_json(path, config.model_dump(mode="json"))

@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import io
 import json
 import os
 from collections.abc import Callable, Iterator
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from s2ecosg.errors import InputError
+from s2ecosg.gdal_errors import checked_read, gdal_message
 
 # Tiled, compressed GeoTIFF (COG-like layout without overviews): readable window by window.
 GEOTIFF_PROFILE: dict[str, Any] = {
@@ -105,8 +109,6 @@ class Raster:
 
     def read(self, indexes: Any = None, **keywords: Any) -> np.ndarray:
         """``rasterio``'s read, with GDAL's errors (those of its decoder threads too) as :class:`InputError`."""
-        from s2ecosg.gdal_errors import checked_read
-
         what = f"band {indexes}" if isinstance(indexes, int) else "bands"
 
         def reread() -> np.ndarray:
@@ -136,10 +138,8 @@ def open_raster(path: str | Path, **options: str) -> Raster:
         path: Raster file.
         **options: GDAL open options, e.g. ``NUM_THREADS="ALL_CPUS"`` to decompress GeoTIFF blocks in parallel.
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
-
-    from s2ecosg.gdal_errors import gdal_message
+    import rasterio  # 0.2 s to import: loaded where used
+    from rasterio.errors import RasterioIOError  # 0.2 s to import: loaded where used
 
     if not Path(path).exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise InputError(path, "no such file")
@@ -154,44 +154,12 @@ def checked_warp(source: Raster, run: Callable[[Any], Any], what: str = "band 1"
 
     A read again after a failure in GDAL's threads opens the file afresh: the first dataset caches failed blocks.
     """
-    from s2ecosg.gdal_errors import checked_read
 
     def reread() -> Any:
         with open_raster(source.path, **source.options) as fresh:
             return run(fresh.dataset)
 
     return checked_read(lambda: run(source.dataset), reread, source.path, what)
-
-
-def lonlat_extent(path: str) -> tuple[float, float, float, float]:
-    """(west, south, east, north) in degrees of a DIRECT pair, a raster (which must have a CRS) or a vector file."""
-    from rasterio.warp import transform_bounds
-
-    from s2ecosg.fill import check_direct
-    from s2ecosg.labels import is_vector, read_vector
-    from s2ecosg.surfex import direct_base, is_direct, parse_header
-
-    if is_direct(path):
-        check_direct(direct_base(path))
-        header = parse_header(f"{direct_base(path)}.hdr")
-        return header["west"], header["south"], header["east"], header["north"]
-    if is_vector(path):
-        return tuple(read_vector(path).to_crs("EPSG:4326").total_bounds)
-    with open_raster(path) as raster:
-        if raster.crs is None:
-            raise InputError(path, "raster has no CRS: where it lies is unknown")
-        return transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
-
-
-def rasters_extent(paths: list[str]) -> tuple[float, float, float, float]:
-    """(west, south, east, north) in degrees around a set of rasters (e.g. the predicted tiles)."""
-    boxes = [lonlat_extent(path) for path in paths]
-    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
-
-
-def extent_text(box: tuple[float, float, float, float]) -> str:
-    """``W -7.1234 S 52.0000 E -6.0000 N 53.0000`` (degrees)."""
-    return "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(*box)
 
 
 def write_raster(
@@ -215,16 +183,14 @@ def write_raster(
         descriptions: Band names, one per band.
         tags: Dataset metadata items (e.g. the signature of a block job's tile, :mod:`s2ecosg.blocks`).
     """
-    import rasterio
+    import rasterio  # 0.2 s to import: loaded where used
 
     data = array[np.newaxis] if array.ndim == 2 else array
     profile = dict(GEOTIFF_PROFILE, count=data.shape[0], height=data.shape[1], width=data.shape[2])
     profile.update(dtype=data.dtype.name, crs=crs, transform=transform, nodata=nodata)
     if data.dtype.kind in "ui" and data.dtype.itemsize > 1:
         profile["predictor"] = 2
-    from rasterio.errors import RasterioError
-
-    from s2ecosg.gdal_errors import gdal_message
+    from rasterio.errors import RasterioError  # 0.2 s to import: loaded where used
 
     with atomic_path(path) as temporary:
         try:
@@ -238,168 +204,11 @@ def write_raster(
             raise InputError(path, f"cannot write ({gdal_message(error)})") from None
 
 
-SATURATED = 65535  # Sentinel-2 DN of saturated pixels
+def open_text(path: Path | Traversable) -> io.StringIO:
+    """A text file (a path, or a file shipped in the package) as a stream for the csv module (newlines kept)."""
+    return io.StringIO(path.read_text(encoding="utf-8"), newline="")
 
 
-def warp(
-    path: str,
-    index: int,
-    transform: Any,
-    shape: tuple[int, int],
-    crs: str,
-    resampling: str = "bilinear",
-    part: tuple[slice, slice] | None = None,
-) -> np.ndarray:
-    """Warp one band of a raster onto a target window: float32, NaN where the source has no data.
-
-    North-up sources are sampled through a pixel mapping shared by all bands on the same source CRS
-    (:mod:`s2ecosg.resample`); other sources and ``average`` go through GDAL's warper.
-
-    Args:
-        path: Source raster (JP2 or GeoTIFF).
-        index: 1-based band index in ``path``.
-        transform: Target tile transform (upper-left origin).
-        shape: Target tile (rows, cols).
-        crs: Target CRS.
-        resampling: ``bilinear`` (reflectance; values ≤ 0 or saturated become NaN), ``nearest`` (class rasters
-            such as SCL) or ``average`` (downsampling).
-        part: Rows and columns of the tile to fill (default: all); the result has this part's shape.
-    """
-    import rasterio
-
-    from s2ecosg.resample import is_north_up, sample
-
-    part = part or (slice(0, shape[0]), slice(0, shape[1]))
-    with open_raster(path) as source:
-        if index > source.count:
-            raise InputError(path, f"has {source.count} band(s), band {index} was asked for")
-        try:
-            if resampling in ("bilinear", "nearest") and is_north_up(source.transform):
-                destination = sample(source, index, (transform, shape, crs), part, resampling)
-            else:
-                destination = gdal_warp(source, index, transform, part, crs, resampling)
-        except rasterio.errors.RasterioError as error:
-            from s2ecosg.gdal_errors import gdal_message
-
-            raise InputError(path, f"cannot read band {index} ({gdal_message(error)})") from None
-    if resampling == "bilinear":
-        unusable_to_nan(destination)
-    return destination
-
-
-def warp_classes(
-    path: str | Path, transform: Any, shape: tuple[int, int], crs: Any, fill: float, dtype: Any = np.int64
-) -> tuple[np.ndarray, Any]:
-    """Band 1 of a categorical raster on a target window (nearest): ``dtype``, ``fill`` outside it or at its nodata.
-
-    Returns:
-        The (rows, cols) codes and the source's nodata value (None when it has none).
-    """
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    with open_raster(path) as source:
-        if source.crs is None:
-            raise InputError(path, "raster has no CRS")
-        nodata = source.nodata
-        codes = np.full(shape, fill, dtype=dtype)
-        checked_warp(
-            source,
-            lambda dataset: reproject(
-                rasterio.band(dataset, 1),
-                codes,
-                dst_transform=transform,
-                dst_crs=crs,
-                resampling=Resampling.nearest,
-                src_nodata=nodata,
-                dst_nodata=fill,
-            ),
-        )
-    return codes, nodata
-
-
-def gdal_warp(
-    source: Any, index: int, transform: Any, part: tuple[slice, slice], crs: str, resampling: str
-) -> np.ndarray:
-    """GDAL's warp of one band of an open dataset onto ``part`` of a target tile: float32, NaN = no data."""
-    import rasterio
-    from affine import Affine
-    from rasterio.warp import Resampling, reproject
-
-    rows, columns = part
-    destination = np.full((rows.stop - rows.start, columns.stop - columns.start), np.nan, dtype=np.float32)
-    checked_warp(
-        source,
-        lambda dataset: reproject(
-            rasterio.band(dataset, index),
-            destination,
-            src_nodata=source.nodata if source.nodata is not None else 0,
-            dst_transform=transform @ Affine.translation(columns.start, rows.start),
-            dst_crs=crs,
-            dst_nodata=np.nan,
-            resampling=Resampling[resampling],
-        ),
-        f"band {index}",
-    )
-    return destination
-
-
-def decode_band(path: str, index: int, bounds: tuple[float, float, float, float], crs: str) -> Any:
-    """One band decoded once over the part of a raster that ``bounds`` (in ``crs``) reaches, with 2 px of slack.
-
-    Returns a :class:`~s2ecosg.resample.Decoded` that every tile of a block samples from (so each JPEG 2000 tile
-    of the file is decoded once per job), or None where the raster is not north-up or ``bounds`` miss it (the
-    caller then warps tile by tile with :func:`warp`).
-    """
-    import math
-
-    import rasterio
-    from rasterio.warp import transform_bounds
-
-    from s2ecosg.resample import Decoded, grid_key, is_north_up
-
-    with open_raster(path) as source:
-        if index > source.count:
-            raise InputError(path, f"has {source.count} band(s), band {index} was asked for")
-        if source.crs is None or not is_north_up(source.transform):
-            return None
-        left, bottom, right, top = transform_bounds(crs, source.crs, *bounds, densify_pts=21)
-        transform = source.transform  # north-up: pixel = (x - c) / a, (y - f) / e
-        column0, column1 = (left - transform.c) / transform.a, (right - transform.c) / transform.a
-        row0, row1 = (top - transform.f) / transform.e, (bottom - transform.f) / transform.e
-        rows = max(0, math.floor(min(row0, row1)) - 2), min(source.height, math.ceil(max(row0, row1)) + 2)
-        columns = max(0, math.floor(min(column0, column1)) - 2), min(source.width, math.ceil(max(column0, column1)) + 2)
-        if rows[0] >= rows[1] or columns[0] >= columns[1]:
-            return None
-        try:
-            values = source.read(index, window=(rows, columns))
-        except rasterio.errors.RasterioError as error:
-            from s2ecosg.gdal_errors import gdal_message
-
-            raise InputError(path, f"cannot read band {index} ({gdal_message(error)})") from None
-        grid = grid_key(source.transform, source.shape, source.crs)
-        return Decoded(values, (rows, columns), grid, source.nodata)
-
-
-def warp_decoded(
-    decoded: Any,
-    path: str,
-    index: int,
-    tile: tuple[Any, tuple[int, int], str],
-    part: tuple[slice, slice],
-    resampling: str = "bilinear",
-) -> np.ndarray:
-    """:func:`warp` of part of a tile from a band decoded by :func:`decode_band` (read afresh where it cannot)."""
-    from s2ecosg.resample import sample_decoded
-
-    values = None if decoded is None else sample_decoded(decoded, tile, part, resampling)
-    if values is None:
-        return warp(path, index, *tile, resampling=resampling, part=part)
-    if resampling == "bilinear":
-        unusable_to_nan(values)
-    return values
-
-
-def unusable_to_nan(values: np.ndarray) -> None:
-    """Mark reflectance samples that are no data (≤ 0) or saturated as NaN, in place."""
-    values[(values <= 0) | (values >= SATURATED - 0.5)] = np.nan
+def package_csv(name: str) -> io.StringIO:
+    """A CSV table shipped in ``s2ecosg/data`` (e.g. ``domains.csv``), ready for :class:`csv.DictReader`."""
+    return open_text(resources.files("s2ecosg") / "data" / name)

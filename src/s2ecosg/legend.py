@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.errors import InputError
+from s2ecosg.io import open_text
 
 COLUMNS = ["id", "code", "name", "clc_l1", "clc_l2", "clc_l3", "ecosg", "ecosg_boreal", "ecosg_mediterranean"]
 LEVELS = ("clc_l1", "clc_l2", "clc_l3")
@@ -89,9 +90,9 @@ def load_legend(name_or_path: str) -> Legend:
     """Read and check a legend CSV; errors name the file and the bad row."""
     path = legend_path(name_or_path)
     try:
-        with path.open(newline="") as handle:
+        with open_text(path) as handle:
             reader = csv.DictReader(handle)
-            check_columns(reader.fieldnames or [], str(path))
+            check_columns(list(reader.fieldnames or []), str(path))
             rows = tuple(reader)
     except OSError as error:
         raise InputError(name_or_path, f"legend not found ({error.strerror})") from None
@@ -138,7 +139,9 @@ def check_row(row: dict[str, str], number: int, source: str) -> None:
         raise InputError(source, f"line {number}: ECOSG cover must be 1..{N_COVERS}")
 
 
-def map_codes(codes: np.ndarray, legend: Legend, source: str, nodata_codes: set[str] = frozenset()) -> np.ndarray:
+def map_codes(
+    codes: np.ndarray, legend: Legend, source: str, nodata_codes: frozenset[str] | set[str] = frozenset()
+) -> np.ndarray:
     """Map an array of source codes to uint8 class ids; a code missing from the legend is an error.
 
     Args:

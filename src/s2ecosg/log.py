@@ -12,14 +12,15 @@ import traceback
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from s2ecosg.errors import InputError
+from s2ecosg.train.launch import world_from_environment
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_GRACE = 10.0  # seconds a SIGTERM'd command has to exit before it ends itself (a busy writer thread)
 
 
 def is_main_process() -> bool:
     """Return True on rank 0 (or without a distributed launcher): only it writes logs."""
-    from s2ecosg.launch import world_from_environment
-
     return world_from_environment()[0] == 0
 
 
@@ -34,8 +35,6 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO, append
         level: Logging level of the root logger.
         append: Keep what the log file holds (a history, e.g. the nightly's) instead of starting it anew.
     """
-    from s2ecosg.launch import world_from_environment
-
     rank, _, size = world_from_environment()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path is not None and rank == 0:
@@ -69,6 +68,8 @@ def save_traceback(error: BaseException) -> str:
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
+            if handler.stream is None:  # a delayed handler that has not opened its file yet
+                continue
             handler.acquire()
             try:
                 handler.stream.write(text)
@@ -108,8 +109,6 @@ def exit_on_sigterm() -> None:
 
 def one_line(error: Exception) -> str:
     """The message of a failed command: ``<file or key>: <problem>``, or the error and where its traceback is."""
-    from s2ecosg.errors import InputError
-
     if isinstance(error, InputError):
         return str(error)
     if isinstance(error, OSError) and error.filename is not None:

@@ -20,10 +20,16 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
+from s2ecosg.config_files import check_input_paths, read_config_file
 from s2ecosg.errors import InputError
+from s2ecosg.layout import RunLayout
+from s2ecosg.log import one_line
+from s2ecosg.validate import validate_cover
 
 LOG = logging.getLogger(__name__)
 STAMP = re.compile(r"^\d{8}T\d{6}Z$")
@@ -35,8 +41,6 @@ def snakemake(arguments: list[str], timeout: float) -> int:
     It runs in a process group of its own: at the time limit, or when this process is stopped, the whole group
     (Snakemake and every job it started) gets SIGTERM, then SIGKILL after :data:`GRACE` seconds.
     """
-    import sys
-
     executable = Path(sys.executable).with_name("snakemake")
     command = [str(executable) if executable.exists() else "snakemake", *arguments]
     LOG.info("running %s", " ".join(command))
@@ -55,8 +59,6 @@ GRACE = 60.0  # seconds Snakemake gets after SIGTERM to stop its jobs and releas
 
 def stop_group(process: subprocess.Popen) -> None:
     """SIGTERM to the process group of a still running ``process``, SIGKILL after :data:`GRACE` seconds."""
-    import signal
-
     if process.poll() is not None:
         return
     for number, wait in ((signal.SIGTERM, GRACE), (signal.SIGKILL, 10.0)):
@@ -77,8 +79,6 @@ def publish(cover: Path, folder: Path, keep: int, now: dt.datetime) -> Path:
     Only the cover's own files are copied (no dot-files: temporaries of a killed job), the copy must pass the
     format check before it is renamed into place, and a failed copy leaves no ``.<stamp>.partial`` behind.
     """
-    from s2ecosg.validate import validate_cover
-
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     target = folder / stamp
     partial = folder / f".{stamp}.partial"
@@ -112,8 +112,6 @@ def publish(cover: Path, folder: Path, keep: int, now: dt.datetime) -> Path:
 
 def run_nightly(config: str, profile: str, publish_to: str, keep: int, timeout: float) -> int:
     """One nightly run; returns the exit status (0 = published). Every exit path logs one OK or FAILED line."""
-    from s2ecosg.log import one_line
-
     name = "unknown"
     try:
         name, status, target = nightly_steps(config, profile, publish_to, keep, timeout)
@@ -134,13 +132,11 @@ def nightly_steps(
     config: str, profile: str, publish_to: str, keep: int, timeout: float
 ) -> tuple[str, int, Path | None]:
     """Check, lock, unlock, rerun, publish: (run name, Snakemake's exit status, published folder or None)."""
-    from s2ecosg.config_files import check_input_paths, read_config_file
-
     if keep < 1:
         raise InputError("--keep", f"{keep}: at least 1 product must be kept (the one just published)")
     settings = read_config_file(config)
     check_input_paths(settings, config)
-    cover = Path("results") / settings.run.name / "cover"
+    cover = Path(RunLayout(settings.run.name).results("cover"))
     lock_path = Path("logs") / settings.run.name / "nightly.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("w") as lock:

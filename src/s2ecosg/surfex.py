@@ -1,4 +1,7 @@
-"""SURFEX DIRECT cover files (``.hdr`` text header + ``.dir`` raw uint8): writer, reader, validator.
+"""SURFEX DIRECT cover files (``.hdr`` text header + ``.dir`` raw uint8): the only writer and reader of the format.
+
+The rules of the format are checked by :mod:`s2ecosg.validate`; the fill, the evaluation against the original
+ECOSG and the cover stage read and write pairs through this module.
 
 Format as SURFEX's READHEAD/READ_DIRECT parse it (``../shared/docs/surfex-ecosg-format.md`` §1.6, §6,
 §7): line 1 a free comment; then lower-case ``key: value`` lines (colon right after the key, plain
@@ -15,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.errors import InputError
+from s2ecosg.io import atomic_path
 
 MAX_BASENAME = 24
 N_COVERS = 33
@@ -79,8 +83,6 @@ def write_cover(
         bounds: (west, south, east, north) outer edges in degrees, west/east within −180..180.
         comment: Header line 1 (ignored by SURFEX; provenance).
     """
-    from s2ecosg.io import atomic_path
-
     check_basename(basename)
     if cover.ndim != 2 or cover.min(initial=0) < 0 or cover.max(initial=0) > N_COVERS:
         raise ValueError("cover must be a 2-D array of values 0..33")
@@ -135,3 +137,50 @@ def read_cover(basename: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     if data.size != rows * cols:
         raise InputError(f"{basename}.dir", f"has {data.size} bytes, header says {rows} × {cols}")
     return data.reshape(rows, cols), header
+
+
+def binary_rows(path: str | Path, rows: int, cols: int) -> np.ndarray:
+    """The ``.dir`` as a read-only (rows, cols) uint8 map (nothing is read until used; row 0 north)."""
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(rows, cols))
+
+
+def open_cover(basename: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """A DIRECT pair mapped, not read: ((rows, cols) uint8 map, row 0 north; header values); sizes checked."""
+    header = parse_header(f"{basename}.hdr")
+    rows, cols = int(header["rows"]), int(header["cols"])
+    size = Path(f"{basename}.dir").stat().st_size
+    if size != rows * cols:
+        raise InputError(f"{basename}.dir", f"has {size} bytes, header says {rows} × {cols}")
+    return binary_rows(f"{basename}.dir", rows, cols), header
+
+
+class CoverStream:
+    """A DIRECT pair written band of rows by band of rows, north first, under temporary names on ``stack``.
+
+    The temporaries are renamed into place when ``stack`` closes without an error (:func:`s2ecosg.io.atomic_path`);
+    memory holds one band of rows.
+    """
+
+    def __init__(
+        self, stack: Any, basename: str, bounds: tuple[float, float, float, float], shape: tuple[int, int], comment: str
+    ) -> None:
+
+        check_basename(basename)
+        self.bounds, self.shape, self.comment, self.written = bounds, shape, comment, 0
+        self.binary = stack.enter_context(atomic_path(f"{basename}.dir"))
+        self.header = stack.enter_context(atomic_path(f"{basename}.hdr"))
+        self.handle = stack.enter_context(self.binary.open("wb"))
+
+    def write_rows(self, band: np.ndarray) -> None:
+        """Append (rows, cols) covers (0 or 1..33) below the rows written so far."""
+        if band.shape[1] != self.shape[1] or band.min(initial=0) < 0 or band.max(initial=0) > N_COVERS:
+            raise ValueError(f"a band of rows must be (rows, {self.shape[1]}) covers 0..33")
+        self.handle.write(np.ascontiguousarray(band, dtype=np.uint8).tobytes())
+        self.written += band.shape[0]
+
+    def close(self) -> None:
+        """Check every row was written, then write the header."""
+        if self.written != self.shape[0]:
+            raise ValueError(f"only {self.written} of {self.shape[0]} rows were written")
+        self.handle.flush()
+        self.header.write_text(header_text(self.comment, self.bounds, self.shape))

@@ -1,0 +1,134 @@
+"""Commands of the cover stage: ``s2ecosg cover``, ``s2ecosg domain`` and ``s2ecosg validate-cover``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sys
+from pathlib import Path
+
+import click
+
+import s2ecosg
+from s2ecosg.blocks import read_manifests
+from s2ecosg.cli.common import LOG, command, log_option, with_config
+from s2ecosg.config import Config, CoverConfig, DomainConfig
+from s2ecosg.config_files import config_hash, read_config_file
+from s2ecosg.domain import resolve_domain
+from s2ecosg.errors import InputError
+from s2ecosg.io import read_json
+from s2ecosg.lonlat import snap_grid
+from s2ecosg.model.card import card_legend, read_card
+from s2ecosg.validate import domain_problems, validate_cover
+from s2ecosg.values import degrees
+
+
+def file_digest(path: str | Path) -> str:
+    """First 12 hex digits of a file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
+
+
+def cover_provenance(config: Config, card: str, scene_lists: list[str]) -> dict[str, str]:
+    """Provenance recorded in the netCDF, the header comment and the README (the run hash as in bundle.json)."""
+    scenes = sorted({scene["scene_id"] for path in scene_lists for scene in read_json(path)["scenes"]})
+    recorded = read_card(Path(card).parent).weights_sha256
+    return {
+        "s2ecosg_version": s2ecosg.__version__,
+        "bundle": recorded[:12] if recorded else file_digest(Path(card).parent / "weights.pt"),
+        "run_hash": config_hash(config),
+        "scenes": " ".join(scenes) or "unknown",
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+@click.command("cover")
+@click.argument("predict_manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--card", required=True, type=click.Path(exists=True, dir_okay=False), help="The bundle's bundle.json")
+@click.option("--scene-list", "scene_lists", multiple=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--binary", required=True, type=click.Path(dir_okay=False), help="cover/<BASENAME>.dir to write")
+@log_option
+@command
+@with_config
+def cover_command(
+    config: Config, predict_manifests: tuple[str, ...], card: str, scene_lists: tuple[str, ...], binary: str
+) -> None:
+    """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair and its companions.
+
+    PREDICT_MANIFESTS: predict/blocks/<block>.json (the predicted tiles); --scene-list: each tile's scene list.
+    """
+    from s2ecosg.cover.run import run_cover
+
+    tiles = read_manifests(list(predict_manifests))
+    classes = [tiles[tile]["classes"] for tile in sorted(tiles)]
+    confidences = [
+        tiles[tile]["confidence"] if Path(tiles[tile]["confidence"]).exists() else None for tile in sorted(tiles)
+    ]
+    legend = card_legend(read_card(Path(card).parent), Path(card).parent)
+    basename = binary.removesuffix(".dir")
+    provenance = cover_provenance(config, card, list(scene_lists))
+    run_cover(classes, confidences, legend, config.cover, config.domain, basename, provenance)
+    LOG.info("cover file: %s", binary)
+
+
+@click.command("domain")
+@click.argument("name", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Take the domain of a config.")
+@command
+def domain_command(name: str | None, config_path: str | None) -> None:
+    """Print a HARMONIE domain's extent, the output grid and the PGD grid namelists."""
+    config = read_config_file(config_path) if config_path else None
+    domain_settings = config.domain if config else DomainConfig(name=name)
+    cover_settings = config.cover if config else CoverConfig()
+    domain = resolve_domain(domain_settings.name, domain_settings.harmonie)
+    if domain is None:
+        raise InputError(config_path or "domain", "no HARMONIE domain given (a name or domain.harmonie keys)")
+    extent = domain.lonlat_extent(domain_settings.margin)
+    grid = snap_grid(extent, degrees(cover_settings.resolution_deg))
+    click.echo(
+        f"domain {domain.name}: NIMAX {domain.nimax} × NJMAX {domain.njmax} cells of {domain.gsize} m; {domain.proj4}"
+    )
+    click.echo(
+        "extent with margin {}: west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(
+            domain_settings.margin, *extent
+        )
+    )
+    click.echo(
+        "output grid: {} rows × {} cols of {:.10g}°, edges west {:.6f} south {:.6f} east {:.6f} north {:.6f}".format(
+            grid.rows, grid.cols, grid.step, *grid.bounds
+        )
+    )
+    click.echo(domain.namelists(), nl=False)
+
+
+@click.command("validate-cover")
+@click.argument("basename")
+@click.option("--domain", "domain_name", help="Also check that the file covers this named domain (+ margin).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Take the domain of a config.")
+@click.option(
+    "--margin", type=int, default=None, help="Model cells around the domain that must be covered (default 2)."
+)
+@command
+def validate_cover_command(basename: str, domain_name: str | None, config_path: str | None, margin: int | None) -> None:
+    """Check a cover pair against SURFEX's format rules (and a domain); one line per problem, exit 1 if any."""
+    problems = validate_cover(basename)
+    domain_settings = read_config_file(config_path).domain if config_path else None
+    domain = (
+        resolve_domain(domain_name, None)
+        if domain_name
+        else (resolve_domain(domain_settings.name, domain_settings.harmonie) if domain_settings else None)
+    )
+    if domain is not None and not problems:
+        chosen_margin = margin if margin is not None else (domain_settings.margin if domain_settings else 2)
+        problems += domain_problems(basename, domain, chosen_margin)
+    for problem in problems:
+        click.echo(f"{basename}: {problem}")
+    if problems:
+        sys.exit(1)
+    click.echo(f"{basename}: ok")
+
+
+COMMANDS = [cover_command, domain_command, validate_cover_command]

@@ -1,0 +1,222 @@
+"""Cover: class ids → ECOSG covers → per-cell majority and fractions on a regular lat/lon grid → SURFEX files.
+
+Inputs: ``predict/{tile}.tif`` (class ids) and ``predict/{tile}.conf.tif`` (confidence), the bundle's legend
+(``model/bundle.json``), optionally the original ECOSG cover (``cover.fill``) and a land–sea mask.
+Outputs (``cover/``): ``{BASENAME}.dir`` + ``.hdr`` (uint8, nodata 0, covers 1..33, row 1 north), ``.nc``
+(CF-1.8: majority, 33 fractions, confidences, source), ``.nam`` (PGD namelists), ``.png`` (quick-look),
+``README.md`` (provenance) and ``validation.txt`` (the format rules, checked on the written file).
+
+The output grid covers the HARMONIE domain plus a margin (``domain``), else ``domain.bbox``, else the
+predicted pixels. Each 10 m pixel centre is placed in the cell containing it, as SURFEX places cover pixels
+in model cells; the cell takes the most frequent cover (ties: the lower number). Cells without a predicted
+pixel are filled (:mod:`s2ecosg.cover.fill`). The grid is processed in blocks, so memory does not grow with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from s2ecosg.config import CoverConfig, DomainConfig
+from s2ecosg.cover.aggregate import (
+    CoverMapping,
+    Source,
+    aggregate_block,
+    chunk_windows,
+    fractions,
+    majority,
+    open_sources,
+)
+from s2ecosg.cover.fill import GapFiller, check_overlap
+from s2ecosg.cover.readme import readme_text
+from s2ecosg.cover.writers import WRITERS, DirectWriter
+from s2ecosg.domain import resolve_domain
+from s2ecosg.errors import InputError
+from s2ecosg.io import atomic_path, open_raster
+from s2ecosg.legend import Legend
+from s2ecosg.lonlat import Block, LonLatGrid, snap_grid
+from s2ecosg.validate import empty_cells_line, empty_domain_cells, extent_problems, validate_cover
+from s2ecosg.values import degrees
+
+LOG = logging.getLogger(__name__)
+BLOCK_CELLS = 256
+
+
+def valid_pixel_box(source: Source) -> tuple[float, float, float, float] | None:
+    """(left, bottom, right, top) in the source CRS around its non-zero pixels, read chunk by chunk."""
+    from rasterio.windows import Window  # 0.2 s to import: loaded where used
+
+    first_row = first_column = np.inf
+    last_row = last_column = -np.inf
+    with open_raster(source.path) as raster:
+        for window in chunk_windows(Window(0, 0, source.width, source.height)):
+            ids = raster.read(1, window=window)
+            rows, columns = np.nonzero(ids.any(axis=1))[0], np.nonzero(ids.any(axis=0))[0]
+            if rows.size:
+                first_row, last_row = min(first_row, window.row_off + rows[0]), max(last_row, window.row_off + rows[-1])
+                first_column = min(first_column, window.col_off + columns[0])
+                last_column = max(last_column, window.col_off + columns[-1])
+    if first_row == np.inf:
+        return None
+    transform = source.transform
+    return (
+        transform.c + first_column * transform.a,
+        transform.f + (last_row + 1) * transform.e,
+        transform.c + (last_column + 1) * transform.a,
+        transform.f + first_row * transform.e,
+    )
+
+
+def predicted_extent(sources: list[Source]) -> tuple[float, float, float, float]:
+    """(west, south, east, north) in degrees around the valid pixels of all sources."""
+    from rasterio.warp import transform_bounds  # 0.2 s to import: loaded where used
+
+    boxes = []
+    for source in sources:
+        box = valid_pixel_box(source)
+        if box is not None:
+            boxes.append(transform_bounds(source.crs, "EPSG:4326", *box, densify_pts=21))
+    if not boxes:
+        raise InputError(sources[0].path if sources else "predict", "no predicted pixel in any tile; nothing to write")
+    return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+
+
+def output_grid(settings: Any, domain_settings: Any, sources: list[Source]) -> tuple[LonLatGrid, Any]:
+    """The output grid and the HARMONIE domain (or None) for a run."""
+    domain = resolve_domain(domain_settings.name, domain_settings.harmonie)
+    if domain is not None:
+        extent = domain.lonlat_extent(domain_settings.margin)
+    elif domain_settings.bbox is not None:
+        extent = tuple(domain_settings.bbox)
+    else:
+        extent = predicted_extent(sources)
+    return snap_grid(extent, degrees(settings.resolution_deg)), domain
+
+
+def namelist(basename: str, domain: Any) -> str:
+    """PGD namelist lines: ECOSG covers from this file, and the domain's grid when there is one."""
+    lines = f"&NAM_FRAC LECOSG=.TRUE. /\n&NAM_COVER YCOVER='{basename}', YCOVERFILETYPE='DIRECT' /\n"
+    return lines + (domain.namelists() if domain is not None else "")
+
+
+def block_values(
+    sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping, filler: GapFiller
+) -> dict[str, np.ndarray]:
+    """Everything written for one block: cover, source flag, fractions, majority share, model confidence."""
+    totals = aggregate_block(sources, grid, block, mapping)
+    predicted = majority(totals.counts)
+    cover, flags = filler.fill(predicted, grid, block)
+    share = fractions(totals.counts)
+    filled = (predicted == 0) & (cover > 0)
+    if filled.any():
+        share[cover[filled] - 1, *np.nonzero(filled)] = 1.0
+    pixels = totals.counts[..., 1:].sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        majority_share = np.where(pixels > 0, totals.counts[..., 1:].max(axis=-1) / pixels, np.nan)
+        confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
+    return {
+        "cover": cover,
+        "source": flags,
+        "fraction": share,
+        "majority_share": majority_share,
+        "model_confidence": confidence,
+    }
+
+
+def run_cover(
+    classes: list[str],
+    confidences: list[str | None],
+    legend: Legend,
+    settings: CoverConfig,
+    domain_settings: DomainConfig,
+    basename: str,
+    provenance: dict[str, str],
+) -> dict[str, int]:
+    """Aggregate class rasters and write every cover output; return the number of cells by origin.
+
+    The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a
+    HARMONIE domain its empty cells against ``cover.max_empty_fraction``): a cover that fails a check is never
+    renamed into place, nor is any other output written.
+    """
+    sources = open_sources(classes, confidences)
+    grid, domain = output_grid(settings, domain_settings, sources)
+    LOG.info("output grid: %d rows × %d cols of %.8f°, edges %s", grid.rows, grid.cols, grid.step, grid.bounds)
+    mapping = CoverMapping.from_legend(legend, settings)
+    if mapping.zones:
+        check_overlap(mapping.zones, "cover.climate", grid.bounds)
+    filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
+    filler.check(grid)
+    origin = np.zeros(4, dtype=np.int64)
+    with contextlib.ExitStack() as stack:
+        writers = {name: writer(stack, basename, grid, provenance) for name, writer in WRITERS.items()}
+        for block in tqdm(list(grid.blocks(BLOCK_CELLS)), desc="cover", unit="block", mininterval=10):
+            values = block_values(sources, grid, block, mapping, filler)
+            for writer in writers.values():
+                writer.write(block, values)
+            origin += np.bincount(values["source"].ravel(), minlength=4)
+        for writer in writers.values():
+            writer.finish()
+        counts = dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
+        direct = writers["direct"]
+        if not isinstance(direct, DirectWriter):
+            raise TypeError("the DIRECT pair is written by DirectWriter")
+        report = check_written(basename, direct.paths, counts, domain, domain_settings, settings)
+        write_side_files(basename, grid, domain, provenance, counts)
+    with atomic_path(Path(basename).parent / "validation.txt") as temporary:
+        temporary.write_text("\n".join(report) + "\n")
+    LOG.info("cover %s: cells by origin %s", basename, counts)
+    return counts
+
+
+def check_written(
+    basename: str,
+    paths: tuple[Path, Path],
+    counts: dict[str, int],
+    domain: Any,
+    domain_settings: Any,
+    settings: Any,
+) -> list[str]:
+    """Check the written (still temporary) pair; return the lines of ``validation.txt`` or raise.
+
+    Raises :class:`InputError` when the pair breaks a format rule, when no cell has a cover, or when more of the
+    HARMONIE domain's cells than ``cover.max_empty_fraction`` have no valid pixel (SURFEX would interpolate them).
+    """
+    problems = validate_cover(basename, paths)
+    if problems:
+        raise InputError(f"{basename}.dir", f"written cover breaks the format rules: {problems[0]}")
+    if counts["predicted"] + counts["ECOSG fill"] + counts["sea mask"] == 0:
+        raise InputError(
+            f"{basename}.dir", "no cell of the output grid has a cover: no predicted pixel inside it and no fill"
+        )
+    if domain is None:
+        return ["ok", f"cells without a cover: {counts['no cover']} of {sum(counts.values())} (no HARMONIE domain)"]
+    empty, cells = empty_domain_cells(*paths, domain)
+    report = extent_problems(paths[0], domain, domain_settings.margin) + (
+        [empty_cells_line(empty, cells)] if empty else []
+    )
+    report = report or ["ok"]
+    report.append(f"empty domain cells: {empty} of {cells} (cover.max_empty_fraction {settings.max_empty_fraction})")
+    if empty > settings.max_empty_fraction * cells:
+        raise InputError(
+            f"{basename}.dir",
+            f"{empty} of {cells} cells of domain {domain.name} have no valid pixel ({100 * empty / cells:.1f} % > "
+            f"cover.max_empty_fraction {settings.max_empty_fraction}); add imagery or cover.fill, or raise the limit",
+        )
+    return report
+
+
+def write_side_files(
+    basename: str, grid: LonLatGrid, domain: Any, provenance: dict[str, str], counts: dict[str, int]
+) -> None:
+    """The namelist and the README of the cover folder."""
+    name = Path(basename).name
+    text = namelist(name, domain)
+    with atomic_path(f"{basename}.nam") as temporary:
+        temporary.write_text(text)
+    with atomic_path(Path(basename).parent / "README.md") as temporary:
+        temporary.write_text(readme_text(name, grid, provenance, text, counts))

@@ -1,0 +1,129 @@
+"""The CF-1.8 netCDF of the cover: majority cover, 33 fractions, shares, model confidence and origin per cell.
+
+The file is laid out and initialised by xarray (dimensions, coordinates, CF attributes, the uint8 packing with
+``scale_factor`` and ``_FillValue``, chunking and compression; lazy zeros written chunk by chunk), as users read it
+with ``xarray.open_dataset``; the blocks are then written into it in place with netCDF4, one at a time, so memory
+does not grow with the grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from s2ecosg.cover.writers.table import FRACTION_SCALE, ecosg_table
+from s2ecosg.errors import InputError
+from s2ecosg.io import atomic_path
+from s2ecosg.legend import N_COVERS
+from s2ecosg.lonlat import Block, LonLatGrid
+
+PACKED = {"dtype": "u1", "_FillValue": 255, "scale_factor": FRACTION_SCALE, "add_offset": 0.0}  # 0..1, 255 missing
+
+
+def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The empty dataset (lazy zeros: nothing is computed) and the encoding of each variable."""
+    import xarray  # 0.6 s to import: loaded where used
+
+    meanings = " ".join(row["name"].replace(" ", "_") for row in ecosg_table())
+    variables = data_variables(grid, meanings)
+    attributes = {"Conventions": "CF-1.8", "title": "ECOCLIMAP-SG covers from Sentinel-2 (s2ecosg)", **provenance}
+    dataset = xarray.Dataset(variables, coords=coordinates(grid, meanings), attrs=attributes)
+    compressed = {"zlib": True, "complevel": 4}
+    encoding = {name: compressed | {"chunksizes": dataset[name].data.chunksize} for name in variables}
+    for name in ("fraction", "majority_share", "model_confidence"):
+        encoding[name] |= PACKED
+    encoding["cover"] |= {"dtype": "u1", "_FillValue": 0}
+    encoding["source"] |= {"dtype": "u1", "_FillValue": None}
+    return dataset, encoding
+
+
+def data_variables(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]]:
+    """The per-cell variables as lazy zeros, chunked 256 × 256 (one cover class per chunk of fractions)."""
+    import dask.array  # 1.1 s to import: loaded where used
+
+    chunks = (min(256, grid.rows), min(256, grid.cols))
+
+    def empty(dims: tuple[str, ...], dtype: str, attrs: dict[str, Any]) -> tuple[Any, ...]:
+        shape = tuple({"lat": grid.rows, "lon": grid.cols, "cover_class": N_COVERS}[dim] for dim in dims)
+        return dims, dask.array.zeros(shape, dtype=dtype, chunks=(1,) * (len(dims) - 2) + chunks), attrs
+
+    flags = {"flag_values": np.arange(1, N_COVERS + 1, dtype="u1"), "flag_meanings": meanings}
+    origins = {"flag_values": np.arange(4, dtype="u1"), "flag_meanings": "none prediction ecosg_fill sea_mask"}
+    return {
+        "cover": empty(("lat", "lon"), "u1", {"long_name": "majority ECOCLIMAP-SG cover"} | flags),
+        "fraction": empty(("cover_class", "lat", "lon"), "f4", share("fraction of the cell's pixels in each cover")),
+        "majority_share": empty(("lat", "lon"), "f4", share("fraction of the cell's pixels in the majority cover")),
+        "model_confidence": empty(("lat", "lon"), "f4", share("mean maximum softmax probability of the cell's pixels")),
+        "source": empty(("lat", "lon"), "u1", {"long_name": "origin of the cell's cover"} | origins),
+    }
+
+
+def share(long_name: str) -> dict[str, str]:
+    """Attributes of a 0..1 variable."""
+    return {"units": "1", "long_name": long_name}
+
+
+def coordinates(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]]:
+    """Cell centre latitudes (north first) and longitudes, and the cover numbers."""
+    latitudes = grid.north - (np.arange(grid.rows) + 0.5) * grid.step
+    longitudes = grid.west + (np.arange(grid.cols) + 0.5) * grid.step
+    return {
+        "lat": (
+            "lat",
+            latitudes,
+            {"standard_name": "latitude", "units": "degrees_north", "long_name": "cell centre latitude"},
+        ),
+        "lon": (
+            "lon",
+            longitudes,
+            {"standard_name": "longitude", "units": "degrees_east", "long_name": "cell centre longitude"},
+        ),
+        "cover_class": (
+            "cover_class",
+            np.arange(1, N_COVERS + 1, dtype="u1"),
+            {"long_name": "ECOCLIMAP-SG cover number", "flag_meanings": meanings},
+        ),
+    }
+
+
+class NetcdfWriter:
+    """The cover's netCDF, laid out by xarray, filled block by block."""
+
+    def __init__(
+        self, stack: contextlib.ExitStack, basename: str, grid: LonLatGrid, provenance: dict[str, str]
+    ) -> None:
+        import netCDF4  # 0.2 s to import: loaded where used
+
+        self.path = f"{basename}.nc"
+        temporary = stack.enter_context(atomic_path(self.path))
+        dataset, encoding = layout(grid, provenance)
+        try:
+            # The layout, its variables written chunk by chunk as missing values (dask zeros, a chunk at a time).
+            dataset.to_netcdf(temporary, engine="netcdf4", encoding=encoding)
+            self.dataset = netCDF4.Dataset(temporary, "a")
+        except RuntimeError as error:  # the netCDF library's way of saying the disk is full
+            raise InputError(self.path, f"cannot write ({error})") from None
+        stack.callback(self.dataset.close)
+        # Blocks are written once, in order: a small chunk cache per variable keeps memory flat as the grid grows.
+        for variable in self.dataset.variables.values():
+            if variable.chunking() != "contiguous":
+                variable.set_var_chunk_cache(size=4 * 2**20, nelems=521, preemption=1.0)
+
+    def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
+        """Store a block: ``cover``, ``source`` (uint8), ``fraction`` (33, rows, cols), shares (NaN = missing)."""
+        row, column, rows, columns = block
+        window = (slice(row, row + rows), slice(column, column + columns))
+        try:
+            for name, array in values.items():
+                target = self.dataset[name]
+                if array.dtype.kind == "f":  # NaN = missing: masked, so netCDF stores the fill value
+                    array = np.ma.array(np.nan_to_num(array), mask=np.isnan(array))
+                target[(slice(None), *window) if name == "fraction" else window] = array
+        except RuntimeError as error:  # the netCDF library's way of saying the disk is full
+            raise InputError(self.path, f"cannot write ({error})") from None
+
+    def finish(self) -> None:
+        """Flush the data (the file is closed and renamed with the stack)."""
+        self.dataset.sync()

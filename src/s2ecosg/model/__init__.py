@@ -1,0 +1,1 @@
+"""The network (U-Net on a registered encoder), its input normalisation, pretrained weights and the bundle."""

@@ -1,0 +1,1 @@
+"""Predict: sliding windows on grid positions over the tiles of a job block, and the mosaic of the tiles."""

@@ -1,0 +1,1 @@
+"""Training: the loop on one or many processes, the input pipeline, losses, checkpoints and launchers."""

@@ -1,0 +1,375 @@
+"""Train: fit the U-Net on the shards, on one process or data-parallel over many, and write the model bundle.
+
+Inputs: ``shards/`` (patch arrays, ``stats.json``), the legend, optional pretrained weights (:mod:`s2ecosg.model.transfer`).
+Outputs: ``train/checkpoints/{last,best}.pt`` + ``history.json`` (resumable, :mod:`s2ecosg.train.checkpoint`) and the
+bundle ``model/weights.pt`` + ``model/bundle.json``.
+
+One entry point whatever the launcher (:mod:`s2ecosg.train.launch`): each process joins its backend's group
+(:mod:`s2ecosg.train.distributed`), trains on its slice of every global batch (:class:`s2ecosg.train.data.EpochBatches`),
+and rank 0 alone writes checkpoints, history, bundle and log file. SIGUSR1/SIGTERM (SLURM's warning before a
+time limit or preemption) make every rank stop at the next step: rank 0 writes ``last.pt`` and all exit with
+:data:`EXIT_STOPPED`, and the resubmitted job resumes exactly there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from s2ecosg.blocks import signature
+from s2ecosg.config import Config
+from s2ecosg.config_files import config_hash
+from s2ecosg.io import read_json, write_json
+from s2ecosg.legend import load_legend
+from s2ecosg.metrics import confusion, scores
+from s2ecosg.model.network import UNet, pick_device
+from s2ecosg.model.transfer import load_pretrained
+from s2ecosg.train import checkpoint
+from s2ecosg.train.data import EpochBatches, PatchDataset
+from s2ecosg.train.distributed import World, join
+from s2ecosg.train.losses import class_weights, labelled_weight, step_loss
+
+LOG = logging.getLogger(__name__)
+EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped on request with last.pt written; rerun the job to resume
+STOP_AFTER_STEP = "S2ECOSG_STOP_AFTER_STEP"  # test hook: stop like a preempted job after this global step
+
+
+class StopRequest:
+    """Set by SIGUSR1/SIGTERM (or the test hook) and honoured by every rank at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        after = os.environ.get(STOP_AFTER_STEP)
+        self.after_step = int(after) if after else None
+        for number in (signal.SIGUSR1, signal.SIGTERM):
+            signal.signal(number, self.handle)
+
+    def handle(self, number: int, _frame: Any) -> None:
+        """Signal handler: remember the request (the step in flight finishes first)."""
+        LOG.warning("signal %d received: stopping after this step, then last.pt for a resume", number)
+        self.requested = True
+
+    def wanted(self, global_step: int) -> bool:
+        """True when this rank wants to stop after ``global_step`` optimizer steps."""
+        return self.requested or (self.after_step is not None and global_step >= self.after_step)
+
+
+@dataclasses.dataclass
+class Parts:
+    """What a training step needs."""
+
+    model: torch.nn.Module
+    optimizer: Any
+    schedule: Any
+    scaler: Any
+    world: World
+    device: torch.device
+    weights: torch.Tensor | None
+    settings: Any
+    autocast_dtype: torch.dtype | None
+
+
+def autocast_dtype(settings: Any, device: torch.device) -> torch.dtype | None:
+    """Mixed-precision dtype: bf16 (auto) / fp16 on CUDA, None (fp32) on CPU or when asked."""
+    if device.type != "cuda" or settings.precision == "fp32":
+        return None
+    return torch.float16 if settings.precision == "fp16" else torch.bfloat16
+
+
+def lr_factors(settings: Any) -> list[Any]:
+    """Per-epoch learning-rate factors for the [encoder, decoder] groups: frozen encoder first, then × factor."""
+
+    def shape(epoch: int) -> float:
+        if settings.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * epoch / settings.epochs))
+        return 1.0
+
+    def encoder(epoch: int) -> float:
+        return 0.0 if epoch < settings.freeze_encoder_epochs else settings.encoder_lr_factor * shape(epoch)
+
+    return [encoder, shape]
+
+
+def build_parts(model: UNet, settings: Any, world: World, device: torch.device, weights: Any) -> Parts:
+    """Model on its device and wrapped for the backend, AdamW over [encoder, decoder] groups, schedule, scaler."""
+    model = model.to(device)
+    if device.type == "cuda" and settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    encoder = list(model.encoder.parameters())
+    encoder_ids = {id(parameter) for parameter in encoder}
+    rest = [parameter for parameter in model.parameters() if id(parameter) not in encoder_ids]
+    groups = [{"params": encoder, "name": "encoder"}, {"params": rest, "name": "decoder"}]
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = world.wrap_optimizer(optimizer, model)
+    world.synchronise(model)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(settings))
+    dtype = autocast_dtype(settings, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return Parts(world.wrap(model, device), optimizer, schedule, scaler, world, device, weights, settings, dtype)
+
+
+def make_loader(dataset: PatchDataset, batches: EpochBatches, settings: Any, device: torch.device) -> DataLoader:
+    """Loader with workers, pinned memory and prefetch (the batch sampler runs in this process)."""
+    workers = settings.workers
+    extra = {"prefetch_factor": settings.prefetch, "persistent_workers": True} if workers else {}
+    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda", **extra)
+
+
+def run_model(parts: Parts, image: torch.Tensor) -> torch.Tensor:
+    """Logits of a batch on the training device: channels-last and autocast on CUDA as configured."""
+    image = image.to(parts.device, non_blocking=True)
+    if parts.device.type == "cuda" and parts.settings.channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    dtype = parts.autocast_dtype
+    with torch.autocast(parts.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        return parts.model(image)
+
+
+def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: bool) -> tuple[float, bool]:
+    """One optimizer step on this rank's batch; returns (loss, whether any rank asked to stop)."""
+    label = label.to(parts.device, non_blocking=True)
+    local = torch.stack([labelled_weight(label, parts.weights), torch.tensor(float(stop), device=parts.device)])
+    reduced = parts.world.sum(local)
+    logits = run_model(parts, image)
+    loss = step_loss(logits, label, parts.weights, reduced[0], parts.world.size, parts.settings.loss)
+    parts.optimizer.zero_grad()  # set_to_none by default (Horovod's optimizer takes no argument)
+    parts.scaler.scale(loss).backward()
+    if parts.world.backend == "horovod" and parts.scaler.is_enabled():
+        parts.optimizer.synchronize()  # Horovod + fp16: reduce before unscaling, then step without reducing again
+        parts.scaler.unscale_(parts.optimizer)
+        with parts.optimizer.skip_synchronize():
+            parts.scaler.step(parts.optimizer)
+    else:
+        parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    return float(loss.detach()), bool(reduced[1] > 0)
+
+
+def epoch_batches(loader: DataLoader) -> EpochBatches:
+    """The batch sampler of a loader of :func:`make_loader`."""
+    sampler = loader.batch_sampler
+    if not isinstance(sampler, EpochBatches):
+        raise TypeError("a training loader samples with EpochBatches")
+    return sampler
+
+
+def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
+    """Keep the encoder's batch-norm statistics fixed while its weights are frozen (lr 0)."""
+    encoder: Any = getattr(model, "module", model).encoder
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.train(not frozen)
+
+
+def train_epoch(parts: Parts, loader: DataLoader, epoch: int, progress: dict[str, Any], stop: StopRequest) -> bool:
+    """Train one epoch from ``progress["step"]``; False when stopped for a resume (last.pt then written)."""
+    batches, settings, world = epoch_batches(loader), parts.settings, parts.world
+    steps = min(batches.steps(), settings.steps_per_epoch or batches.steps())
+    partial = progress["partial"] or {"loss": 0.0, "steps": 0}
+    last_save = time.monotonic()
+    parts.model.train()
+    set_encoder_frozen(parts.model, epoch < settings.freeze_encoder_epochs)
+    bar = tqdm(total=steps, initial=progress["step"], desc=f"epoch {epoch + 1}", disable=not world.main, mininterval=10)
+    for image, label in loader:
+        if progress["step"] >= steps:
+            break
+        global_step = epoch * steps + progress["step"] + 1
+        loss, stopping = train_step(parts, image, label, stop.wanted(global_step))
+        progress["step"] += 1
+        partial = {"loss": partial["loss"] + loss, "steps": partial["steps"] + 1}
+        bar.update()
+        if stopping or time.monotonic() - last_save > 60 * settings.checkpoint_minutes:
+            progress["partial"] = partial
+            checkpoint.save(
+                progress["folder"] / "last.pt", checkpoint.training_state(parts, saved(progress, epoch)), world.main
+            )
+            last_save = time.monotonic()
+        if stopping:
+            LOG.warning(
+                "stopped in epoch %d after step %d: last.pt written, rerun to resume", epoch + 1, progress["step"]
+            )
+            return False
+    bar.close()
+    progress["partial"] = partial
+    return True
+
+
+def saved(progress: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """Progress counters as stored in a checkpoint."""
+    return {key: progress[key] for key in ("step", "best", "history", "partial", "shards_digest")} | {"epoch": epoch}
+
+
+@torch.no_grad()
+def validate(parts: Parts, loader: DataLoader, n_classes: int) -> dict[str, Any]:
+    """Scores of the model on the validation patches, confusion matrices summed over ranks."""
+    parts.model.eval()
+    matrix = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
+    for image, label in loader:
+        logits = run_model(parts, image)
+        prediction = logits[:, 1:].argmax(dim=1) + 1
+        matrix += confusion(label.numpy(), prediction.cpu().numpy(), n_classes)
+    total = parts.world.sum(torch.from_numpy(matrix).to(parts.device)).cpu().numpy()
+    return scores(total) | {"pixels": int(total.sum())}
+
+
+def epoch_record(
+    epoch: int, progress: dict[str, Any], metrics: dict[str, Any], samples: int, parts: Parts
+) -> dict[str, Any]:
+    """One line of the training history."""
+    partial = progress["partial"]
+    return {
+        "epoch": epoch + 1,
+        "loss": partial["loss"] / max(1, partial["steps"]),
+        "steps": partial["steps"],
+        "samples": samples,
+        "processes": parts.world.size,
+        "learning_rates": [group["lr"] for group in parts.optimizer.param_groups],
+        "validation_mean_iou": metrics.get("mean_iou"),
+        "validation_agreement": metrics.get("agreement"),
+        "validation_pixels": metrics.get("pixels", 0),
+    }
+
+
+def finish_epoch(
+    parts: Parts, epoch: int, progress: dict[str, Any], loaders: tuple[DataLoader, DataLoader], n_classes: int
+) -> None:
+    """Schedule step, validation, history, best.pt and last.pt after a complete epoch."""
+    train_loader, val_loader = loaders
+    steps = progress["partial"]["steps"]
+    samples = int(
+        parts.world.sum(
+            torch.tensor([counted_samples(epoch_batches(train_loader), epoch, steps)], device=parts.device)
+        )[0]
+    )
+    metrics = validate(parts, val_loader, n_classes) if epoch_batches(val_loader).size else {}
+    record = epoch_record(epoch, progress, metrics, samples, parts)
+    parts.schedule.step()
+    LOG.info(
+        "epoch %d/%d: loss %.4f, %d patches, validation mIoU %s, agreement %s",
+        epoch + 1,
+        parts.settings.epochs,
+        record["loss"],
+        samples,
+        metrics.get("mean_iou"),
+        metrics.get("agreement"),
+    )
+    progress["history"].append(record)
+    score = metrics.get("mean_iou") or 0.0
+    progress.update(step=0, partial={})
+    folder = progress["folder"]
+    improved = score >= progress["best"]
+    progress["best"] = max(progress["best"], score)
+    state = checkpoint.training_state(parts, saved(progress, epoch + 1))
+    if improved:
+        checkpoint.save(folder / "best.pt", state, parts.world.main)
+    checkpoint.save(folder / "last.pt", state, parts.world.main)
+    if parts.world.main:
+        write_json(folder / "history.json", progress["history"])
+
+
+def counted_samples(batches: EpochBatches, epoch: int, steps: int) -> int:
+    """Patches this rank counted in the first ``steps`` steps of ``epoch`` (padding repeats excluded)."""
+    batches.set_epoch(epoch)
+    counted = sum(item[2] for _, batch in zip(range(steps), iter(batches), strict=False) for item in batch)
+    return int(counted)
+
+
+def bundle_up_to_date(bundle: str, training_digest: str) -> bool:
+    """Whether ``bundle`` was trained on the same shards with the same settings (its card says so)."""
+    try:
+        card = json.loads((Path(bundle) / "bundle.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return card.get("training_digest") == training_digest and (Path(bundle) / "weights.pt").is_file()
+
+
+def training_digest(index: dict[str, Any], config: Config) -> str:
+    """What a bundle was trained from: the shard index's digest and the model, train, labels and shards settings."""
+    sections = {name: getattr(config, name).model_dump(mode="json") for name in ("model", "train", "labels", "shards")}
+    return signature(index.get("digest"), sections)
+
+
+def training_world(settings: Any) -> tuple[World, torch.device]:
+    """Join the backend's process group; the device of this rank (its GPU on a multi-GPU node)."""
+    device = pick_device(settings.device)
+    world = join(settings.backend, device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return world, device
+
+
+def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> None:
+    """Train (resuming from ``checkpoints/last.pt`` when present) and write the bundle (rank 0).
+
+    A bundle trained on the same shards (the index digest) with the same model, train, labels and shards settings
+    is kept as it is: Snakemake reruns training whenever the shard index is rewritten, which a restaged tile without
+    labels also does. A ``last.pt`` written over other shards is not resumed: training starts again on the new ones.
+    The bundle records the run hash (:func:`~s2ecosg.config_files.config_hash` of the whole config).
+    """
+    settings, index = config.train, read_json(Path(shards) / "index.json")
+    legend, digest = load_legend(config.labels.legend), training_digest(index, config)
+    if bundle_up_to_date(bundle, digest):
+        LOG.info("bundle %s already trained on these shards with these settings: nothing to train", bundle)
+        return
+    world, device = training_world(settings)
+    torch.manual_seed(settings.seed)
+    stats = read_json(Path(shards) / "stats.json")
+    model = UNet(config.model.encoder, len(stats["bands"]), legend.n_classes)
+    if config.model.weights:
+        load_pretrained(model, config.model.weights, stats["bands"])
+    weights = class_weights(stats["class_pixels"]["train"], legend.n_classes, settings.class_weights)
+    parts = build_parts(model, settings, world, device, weights)
+    expected = {"legend": legend.digest, "patch": config.shards.patch}
+    loaders = make_loaders(shards, stats, settings, world, device, expected)
+    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index["digest"]) | {"folder": Path(checkpoints)}
+    LOG.info(
+        "training on %d process(es) (%s), %s, global batch %d",
+        world.size,
+        world.backend,
+        device,
+        settings.batch_size * world.size,
+    )
+    stop = StopRequest()
+    for epoch in range(progress["epoch"], settings.epochs):
+        epoch_batches(loaders[0]).set_epoch(epoch, progress["step"])
+        if not train_epoch(parts, loaders[0], epoch, progress, stop):
+            world.barrier()
+            raise SystemExit(EXIT_STOPPED)
+        finish_epoch(parts, epoch, progress, loaders, legend.n_classes)
+    if world.main:
+        extra = {"epochs_trained": settings.epochs, "run_hash": config_hash(config), "shards_digest": index["digest"]}
+        extra |= {"training_digest": digest, "processes": world.size, "backend": world.backend}
+        checkpoint.write_bundle(Path(checkpoints) / "best.pt", bundle, config.model, legend, stats, extra)
+    world.barrier()
+    world.close()
+
+
+def make_loaders(
+    shards: str, stats: dict[str, Any], settings: Any, world: World, device: torch.device, expected: dict | None = None
+) -> tuple[DataLoader, DataLoader]:
+    """Training loader (shuffled or class-balanced, augmented) and validation loader, each over this rank's slice.
+
+    ``expected``: fields the shard index must carry (legend digest, patch), from the run's config.
+    """
+    normalisation = stats["mean"], stats["std"]
+    train_set = PatchDataset(shards, "train", *normalisation, augment=True, seed=settings.seed, expected=expected)
+    val_set = PatchDataset(shards, "val", *normalisation, expected=expected)
+    weights = train_set.shards.balanced_weights() if settings.sampling == "balanced" else None
+    batches = EpochBatches(
+        len(train_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=True, weights=weights
+    )
+    val_batches = EpochBatches(len(val_set), settings.batch_size, world.rank, world.size, settings.seed, shuffle=False)
+    return make_loader(train_set, batches, settings, device), make_loader(val_set, val_batches, settings, device)

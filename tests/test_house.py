@@ -1,0 +1,120 @@
+"""The house rules, checked: type checker and linter clean, budgets, typed stage entry points, no import circle."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+
+import pytest
+from conftest import BIN, ROOT
+
+SOURCE = ROOT / "src" / "s2ecosg"
+ENTRY_POINTS = {  # the function each stage's command calls
+    "stage.run": "run_stage_block",
+    "labels.run": "run_labels_block",
+    "shards.cut": "run_shards_block",
+    "shards.index": "run_shards_index",
+    "train.run": "run_train",
+    "predict.block": "run_predict_block",
+    "cover.run": "run_cover",
+    "evaluate.run": "run_evaluate",
+    "evaluate.baseline": "run_baseline_train",
+}
+
+
+def modules() -> dict[str, ast.Module]:
+    """Every module of the package by dotted name (``s2ecosg.cover.run``)."""
+    found = {}
+    for path in sorted(SOURCE.rglob("*.py")):
+        parts = path.relative_to(SOURCE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = ast.parse(path.read_text())
+    return found
+
+
+def test_type_checker_is_clean() -> None:
+    result = subprocess.run([str(BIN / "mypy")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_linter_and_formatter_are_clean() -> None:
+    folders = ["src", "tests", "bench"]
+    check = subprocess.run([str(BIN / "ruff"), "check", *folders], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout[-4000:]
+    formatted = subprocess.run(
+        [str(BIN / "ruff"), "format", "--check", *folders], cwd=ROOT, capture_output=True, text=True
+    )
+    assert formatted.returncode == 0, formatted.stdout[-4000:]
+
+
+def test_budgets_no_module_over_400_lines_no_function_over_50() -> None:
+    for path in sorted(SOURCE.rglob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 400, path
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno - node.lineno < 50, f"{path}: {node.name}"
+
+
+@pytest.mark.parametrize(("module", "function"), ENTRY_POINTS.items())
+def test_stage_entry_points_are_typed_without_any(module: str, function: str) -> None:
+    import importlib
+
+    entry = getattr(importlib.import_module(f"s2ecosg.{module}"), function)
+    annotations = [str(parameter.annotation) for parameter in inspect.signature(entry).parameters.values()]
+    assert all(text != inspect.Parameter.empty and "Any" not in text for text in annotations), annotations
+
+
+def test_no_import_circle() -> None:
+    """No module reaches itself through the modules it imports (at the top or inside functions)."""
+    graph: dict[str, set[str]] = {}
+    known = modules()
+    for name, tree in known.items():
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("s2ecosg"):
+                imported |= {
+                    f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in known else node.module
+                    for alias in node.names
+                }
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names if alias.name.startswith("s2ecosg")}
+        graph[name] = {module for module in imported if module in known and module != name}
+
+    def circle_from(start: str) -> list[str] | None:
+        path, seen = [start], set()
+
+        def visit(node: str) -> list[str] | None:
+            for child in sorted(graph[node]):
+                if child == start:
+                    return [*path, child]
+                if child not in seen and not child.startswith(f"{start}."):
+                    seen.add(child)
+                    path.append(child)
+                    if found := visit(child):
+                        return found
+                    path.pop()
+            return None
+
+        return visit(start)
+
+    for name in graph:
+        if name in ("s2ecosg",) or SOURCE.joinpath(*name.split(".")[1:], "__init__.py").exists():
+            continue  # a package's face imports its modules by design
+        assert circle_from(name) is None, " → ".join(circle_from(name) or [])
+
+
+def test_tests_mirror_the_package() -> None:
+    """Every stage package has a test folder of the same name."""
+    packages = {path.parent.name for path in SOURCE.glob("*/__init__.py")} - {"data"}
+    folders = {path.name for path in (ROOT / "tests").iterdir() if path.is_dir()}
+    assert packages <= folders, packages - folders
+
+
+def test_command_start_is_light() -> None:
+    """``s2ecosg --help`` imports neither torch nor rasterio (they cost seconds per job)."""
+    code = "import sys, s2ecosg.cli; print(sorted({'torch', 'rasterio'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
