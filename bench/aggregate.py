@@ -1,13 +1,17 @@
-"""Benchmark of the cover aggregation (not run in CI): Mpx/s and peak memory, and memory at 4× the input.
+"""Benchmark of the cover stage (not run in CI): Mpx/s per core, parallel efficiency, memory at 4× the input.
 
-Writes a synthetic class raster (EPSG:3035, 10 m, blocks of classes) of N × N pixels, aggregates it to the
-output grid (1/1800°) with ``run_cover`` in a fresh subprocess with a bounded ``GDAL_CACHEMAX``, then does
-the same for 2N × 2N (4× the pixels). Prints Mpx/s, peak RSS of each run and their ratio (target ≤ 1.2).
-Then the block aggregation alone (no files written) on the N² raster, once as the cover stage runs it (a loop
-over the output blocks) and once as a dask graph of the same blocks on the threaded scheduler: the ratio says
-whether dask would be faster for this domain-wide reduction (``RESULT dask_over_loop``).
+Writes a synthetic class raster (EPSG:3035, 10 m, blocks of classes) of N × N pixels and runs the whole cover
+stage (``run_cover``: aggregation and every writer) on it in a fresh subprocess (GDAL's cache bounded as the stage bounds it),
+once with one process and once with ``--workers`` processes, then with one process on 2N × 2N (4× the pixels).
+Prints Mpx/s per core (``RESULT mpx_per_s_per_core``), the parallel efficiency t₁ / (workers · t_workers) on
+the 4× raster (``RESULT parallel_efficiency``; 4 × 10⁸ px at the default, half of Ireland, where the ≈ 2 s the
+stage spends outside the blocks (imports, file layout, the PNG) weigh as they do on a country) and on the 1×
+raster (``RESULT parallel_efficiency_1x``), the peak RSS of the 1× and 4× runs and their ratio (``RESULT
+peak_rss_ratio_4x``) and the projected wall time of Ireland's ≈ 8.4 × 10⁸ px on 16 cores. Then the block
+aggregation alone (no files written) on the N² raster, once as the cover stage runs it (a loop over the output
+blocks) and once as a dask graph of the same blocks on the threaded scheduler (``RESULT dask_over_loop``).
 
-Usage: python bench/aggregate.py [--pixels 20000] [--keep DIR]
+Usage: python bench/aggregate.py [--pixels 10000] [--workers 2] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import numpy as np
 CHILD = r"""
 import json, sys, time
 from s2ecosg.config import CoverConfig, DomainConfig
+from s2ecosg.cover.aggregate import open_sources
 from s2ecosg.cover.run import run_cover
 from s2ecosg.legend import load_legend
-path, base = sys.argv[1], sys.argv[2]
+path, base, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 start = time.perf_counter()
-run_cover([path], [None], load_legend("clc"), CoverConfig(climate="temperate"), DomainConfig(), base,
-          {"s2ecosg_version": "bench"})
+# The grid from a box, as from a HARMONIE domain in production (no scan of the predicted pixels for their extent).
+domain = DomainConfig(bbox=list(open_sources([path], [None])[0].lonlat))
+run_cover([path], [None], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"}, workers)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
@@ -42,30 +48,35 @@ BLOCKS = r"""
 import json, sys, time
 import dask
 from s2ecosg.config import CoverConfig, DomainConfig
-from s2ecosg.cover.aggregate import CoverMapping, open_sources
+from s2ecosg.cover.aggregate import CoverMapping, aggregate_block, open_sources
+from s2ecosg.cover.cells import block_values
 from s2ecosg.cover.fill import GapFiller
-from s2ecosg.cover.run import BLOCK_CELLS, block_values, output_grid
+from s2ecosg.cover.run import BLOCK_CELLS, output_grid
 from s2ecosg.legend import load_legend
 path, mode = sys.argv[1], sys.argv[2]
-settings = CoverConfig(climate="temperate")
+settings = CoverConfig()
 sources = open_sources([path], [None])
 grid, _ = output_grid(settings, DomainConfig(), sources)
 mapping, filler = CoverMapping.from_legend(load_legend("clc"), settings), GapFiller(None, None, 1)
 blocks = list(grid.blocks(BLOCK_CELLS))
 start = time.perf_counter()
+def cells(block):
+    return int(block_values(aggregate_block(sources, grid, block, mapping), grid, block, filler)["cover"].size)
 if mode == "loop":
-    cells = sum(int(block_values(sources, grid, block, mapping, filler)["cover"].size) for block in blocks)
+    cells = sum(cells(block) for block in blocks)
 else:
-    tasks = [dask.delayed(lambda block: int(block_values(sources, grid, block, mapping, filler)["cover"].size))(block)
-             for block in blocks]
+    tasks = [dask.delayed(cells)(block) for block in blocks]
     cells = sum(dask.compute(*tasks, scheduler="threads"))
 print(json.dumps({"seconds": time.perf_counter() - start, "cells": cells}))
 """
 
 
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
+
 def blocks_alone(path: Path, mode: str) -> float:
     """Seconds of the block aggregation alone, as a loop (``loop``) or a dask graph on threads (``dask``)."""
-    environment = dict(os.environ, GDAL_CACHEMAX="256")
+    environment = dict(os.environ, GDAL_CACHEMAX="64")
     output = subprocess.run(
         [sys.executable, "-c", BLOCKS, str(path), mode], env=environment, check=True, capture_output=True, text=True
     ).stdout
@@ -101,11 +112,11 @@ def write_classes(path: Path, pixels: int) -> None:
             destination.write(values.astype(np.uint8), 1, window=Window(0, row, pixels, rows))
 
 
-def measure(path: Path, base: Path) -> dict[str, float]:
-    """Run the aggregation in its own process (GDAL_CACHEMAX = 256 MB) and return time and peak RSS."""
-    environment = dict(os.environ, GDAL_CACHEMAX="256")
+def measure(path: Path, base: Path, workers: int = 1) -> dict[str, float]:
+    """Run the cover stage in its own process (one BLAS thread; GDAL cache as the stage sets it): seconds, peak RSS."""
+    environment = dict(os.environ, **ONE_THREAD)
     output = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(base)],
+        [sys.executable, "-c", CHILD, str(path), str(base), str(workers)],
         env=environment,
         check=True,
         capture_output=True,
@@ -115,37 +126,62 @@ def measure(path: Path, base: Path) -> dict[str, float]:
     return json.loads(output.strip().splitlines()[-1])
 
 
+IRELAND_PIXELS = 8.4e8  # ≈ 84 000 km² at 10 m
+
+
+def raster(folder: Path, pixels: int) -> Path:
+    """The synthetic class raster of pixels², written once."""
+    path = folder / f"classes_{pixels}.tif"
+    start = time.perf_counter()
+    if not path.exists():
+        write_classes(path, pixels)
+    print(f"{pixels}² px raster ready in {time.perf_counter() - start:.0f} s", flush=True)
+    return path
+
+
+def report(label: str, pixels: int, result: dict[str, float]) -> float:
+    """Print one run; return its Mpx/s."""
+    rate = pixels * pixels / result["seconds"] / 1e6
+    print(f"{label}: {result['seconds']:.1f} s, {rate:.2f} Mpx/s, peak {result['peak_mb']:.0f} MB", flush=True)
+    return rate
+
+
 def main() -> None:
-    """Run both sizes and print the rates and the memory ratio."""
+    """Run the sizes and worker counts and print the rates, the efficiency and the memory ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pixels", type=int, default=20000)
+    parser.add_argument("--pixels", type=int, default=10000)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", help="folder for the rasters (default: a temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.keep or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        results = {}
-        for pixels in (args.pixels, 2 * args.pixels):
-            path = folder / f"classes_{pixels}.tif"
-            start = time.perf_counter()
-            if not path.exists():
-                write_classes(path, pixels)
-            print(f"{pixels}² px raster ready in {time.perf_counter() - start:.0f} s", flush=True)
-            results[pixels] = measure(path, folder / f"BENCH{pixels}")
-            rate = pixels * pixels / results[pixels]["seconds"] / 1e6
-            print(
-                f"{pixels}² px: {results[pixels]['seconds']:.1f} s, {rate:.2f} Mpx/s, peak {results[pixels]['peak_mb']:.0f} MB",
-                flush=True,
-            )
-            if pixels == args.pixels:
-                loop, threaded = blocks_alone(path, "loop"), blocks_alone(path, "dask")
-                print(
-                    f"blocks alone: loop {pixels**2 / loop / 1e6:.2f} Mpx/s, dask threads {pixels**2 / threaded / 1e6:.2f} Mpx/s"
-                )
-    ratio = results[2 * args.pixels]["peak_mb"] / results[args.pixels]["peak_mb"]
+        small, large = raster(folder, args.pixels), raster(folder, 2 * args.pixels)
+        one = measure(small, folder / "ONE")
+        rate = report(f"{args.pixels}² px, 1 process", args.pixels, one)
+        many = measure(small, folder / "MANY", args.workers)
+        report(f"{args.pixels}² px, {args.workers} processes", args.pixels, many)
+        big = measure(large, folder / "BIG")
+        report(f"{2 * args.pixels}² px, 1 process", 2 * args.pixels, big)
+        many_big = measure(large, folder / "MANYBIG", args.workers)
+        report(f"{2 * args.pixels}² px, {args.workers} processes", 2 * args.pixels, many_big)
+        loop, threaded = blocks_alone(small, "loop"), blocks_alone(small, "dask")
+        print(
+            f"blocks alone: loop {args.pixels**2 / loop / 1e6:.2f} Mpx/s, dask threads {args.pixels**2 / threaded / 1e6:.2f} Mpx/s"
+        )
+    small_efficiency = one["seconds"] / (args.workers * many["seconds"])
+    efficiency = big["seconds"] / (args.workers * many_big["seconds"])
+    ratio = big["peak_mb"] / one["peak_mb"]
+    ireland = IRELAND_PIXELS / (rate * 1e6 * 16 * efficiency)
+    print(f"parallel efficiency at {args.pixels}² px {small_efficiency:.3f}, at {2 * args.pixels}² px {efficiency:.3f}")
     print(f"peak memory ratio 4× input / 1× input: {ratio:.2f} (target ≤ 1.2)")
-    print(f"RESULT dask_over_loop {loop / threaded:.3f}")
+    print(f"Ireland (8.4e8 px) on 16 cores at this rate and efficiency: {ireland:.0f} s (target ≤ 60)")
+    print(f"RESULT mpx_per_s_per_core {rate:.2f}")
+    print(f"RESULT parallel_efficiency {efficiency:.3f}")
+    print(f"RESULT parallel_efficiency_1x {small_efficiency:.3f}")
     print(f"RESULT peak_rss_ratio_4x {ratio:.3f}")
+    print(f"RESULT ireland_16_cores_s {ireland:.1f}")
+    print(f"RESULT dask_over_loop {loop / threaded:.3f}")
 
 
 if __name__ == "__main__":

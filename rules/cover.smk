@@ -20,6 +20,8 @@ rule cover:
     params:
         config=depends_on("cover", "domain"),
         scene_lists=repeated("--scene-list", "scene_lists"),
+        cache=LAYOUT.cover_cache,
+    threads: 8  # processes aggregating output blocks (Snakemake lowers it to --cores)
     log:
         LAYOUT.log("cover.log"),
     benchmark:
@@ -32,4 +34,5 @@ rule cover:
         runtime=60,
     shell:
         "s2ecosg cover --run-config {resources.run_config} --card {input.card} --binary {output.binary} {params.scene_lists}"
+        " --threads {threads} --cache {params.cache}"
         " --log {log} {input.predicted}"

@@ -23,12 +23,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests of one run fixture form one pytest-xdist group (``--dist loadgroup``): a worker makes each run once.
 
     The heaviest tests on the Slovenia run, which start runs of their own, are marked ``xdist_group("slovenia-b")``
-    so that a second worker makes its own copy of the run and shares that load.
+    so that a second worker makes its own copy of the run and shares that load. A test whose session fixture makes
+    a workflow run gets that run's time (the run's own subprocess timeout) besides the usual 300 s.
     """
     for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "demo" in names or "slovenia_run" in names:
+            item.add_marker(pytest.mark.timeout(1500))
         if item.get_closest_marker("xdist_group"):
             continue
-        names = getattr(item, "fixturenames", ())
         group = "demo" if "demo" in names else "slovenia" if "slovenia_run" in names else None
         if group:
             item.add_marker(pytest.mark.xdist_group(group))

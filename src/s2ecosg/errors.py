@@ -17,3 +17,7 @@ class InputError(Exception):
         self.source = str(source)
         self.problem = problem.replace("\n", " ")
         super().__init__(f"{self.source}: {self.problem}")
+
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
+        """Pickled with both arguments, so an error raised in a worker process reaches the parent intact."""
+        return InputError, (self.source, self.problem)

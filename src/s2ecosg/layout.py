@@ -102,6 +102,14 @@ class RunLayout:
         """``cover/README.md`` or ``cover/validation.txt``."""
         return self.results("cover", name)
 
+    @property
+    def cover_cache(self) -> str:
+        """``cache/cover``: counts of each output block, reused by the next cover run (not a Snakemake output).
+
+        Outside ``cover/``, which is what nightly runs publish.
+        """
+        return self.results("cache", "cover")
+
     def evaluate(self, name: str) -> str:
         """``evaluate/metrics.json``, ``metrics.md``, ``metrics.html``, ``panels.png``."""
         return self.results("evaluate", name)

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Transformer
 
-from s2ecosg.cover.aggregate import CoverMapping, aggregate_block, fractions, majority, open_sources
+from s2ecosg.cover.aggregate import CoverMapping, aggregate_block, open_sources
+from s2ecosg.cover.cells import fractions, majority
 from s2ecosg.io import write_raster
 from s2ecosg.lonlat import snap_grid
 

@@ -18,6 +18,7 @@ from pyproj import Transformer
 from s2ecosg.cli import main
 from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.cover.run import run_cover
+from s2ecosg.io import write_raster
 from s2ecosg.labels.run import raster_labels
 from s2ecosg.legend import load_legend
 from s2ecosg.surfex import read_cover, write_cover
@@ -216,18 +217,7 @@ def raster_mask(folder: Path) -> Path:
     path = folder / "sea.tif"
     values = np.zeros((100, 100), dtype=np.uint8)  # 37.5° N – 36.5° N, 4° W – 3° W
     values[30:80, 30:45] = 1
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=100,
-        height=100,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:4326",
-        transform=Affine(0.01, 0, -4.0, 0, -0.01, 37.5),
-    ) as destination:
-        destination.write(values, 1)
+    write_raster(path, values, crs="EPSG:4326", transform=Affine(0.01, 0, -4.0, 0, -0.01, 37.5), nodata=None)
     return path
 
 
@@ -241,18 +231,8 @@ def test_climate_variants_by_latitude_and_zone(class_raster: Path, tmp_path: Pat
     forest = np.array([23, 23, 23])  # id 23 = CLC 311 broad-leaved forest
     assert mapping.covers(forest, np.array([65.0, 50.0, 38.0])).tolist() == [7, 8, 10]
     zone_file = tmp_path / "zones.tif"
-    with rasterio.open(
-        zone_file,
-        "w",
-        driver="GTiff",
-        width=10,
-        height=10,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:4326",
-        transform=Affine(0.1, 0, -4.0, 0, -0.1, 37.5),
-    ) as destination:
-        destination.write(np.full((10, 10), 2, dtype=np.uint8), 1)  # 2 = boreal everywhere
+    boreal = np.full((10, 10), 2, dtype=np.uint8)  # 2 = boreal everywhere
+    write_raster(zone_file, boreal, crs="EPSG:4326", transform=Affine(0.1, 0, -4.0, 0, -0.1, 37.5), nodata=None)
     settings = CoverConfig(climate=str(zone_file), resolution_deg="1/1200")
     zones = CoverMapping.from_legend(legend, settings)
     assert zones.covers(forest, np.zeros(3), np.array([2, 1, 3])).tolist() == [7, 8, 10]

@@ -50,11 +50,19 @@ def cover_provenance(config: Config, card: str, scene_lists: list[str]) -> dict[
 @click.option("--card", required=True, type=click.Path(exists=True, dir_okay=False), help="The bundle's bundle.json")
 @click.option("--scene-list", "scene_lists", multiple=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--binary", required=True, type=click.Path(dir_okay=False), help="cover/<BASENAME>.dir to write")
+@click.option("--threads", default=1, show_default=True, help="Processes aggregating blocks of the output grid.")
+@click.option("--cache", type=click.Path(file_okay=False), help="Folder of block counts kept for the next run.")
 @log_option
 @command
 @with_config
 def cover_command(
-    config: Config, predict_manifests: tuple[str, ...], card: str, scene_lists: tuple[str, ...], binary: str
+    config: Config,
+    predict_manifests: tuple[str, ...],
+    card: str,
+    scene_lists: tuple[str, ...],
+    binary: str,
+    threads: int,
+    cache: str | None,
 ) -> None:
     """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair and its companions.
 
@@ -70,7 +78,7 @@ def cover_command(
     legend = card_legend(read_card(Path(card).parent), Path(card).parent)
     basename = binary.removesuffix(".dir")
     provenance = cover_provenance(config, card, list(scene_lists))
-    run_cover(classes, confidences, legend, config.cover, config.domain, basename, provenance)
+    run_cover(classes, confidences, legend, config.cover, config.domain, basename, provenance, threads, cache)
     LOG.info("cover file: %s", binary)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,28 +24,25 @@ import numpy as np
 from tqdm import tqdm
 
 from s2ecosg.config import CoverConfig, DomainConfig
-from s2ecosg.cover.aggregate import (
-    CoverMapping,
-    Source,
-    aggregate_block,
-    chunk_windows,
-    fractions,
-    majority,
-    open_sources,
-)
+from s2ecosg.cover.aggregate import CoverMapping, Source, chunk_windows, open_sources
+from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.fill import GapFiller, check_overlap
+from s2ecosg.cover.parallel import CoverJob, block_outputs
 from s2ecosg.cover.readme import readme_text
 from s2ecosg.cover.writers import WRITERS, DirectWriter
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path, open_raster
 from s2ecosg.legend import Legend
-from s2ecosg.lonlat import Block, LonLatGrid, snap_grid
+from s2ecosg.lonlat import LonLatGrid, snap_grid
 from s2ecosg.validate import empty_cells_line, empty_domain_cells, extent_problems, validate_cover
 from s2ecosg.values import degrees
 
 LOG = logging.getLogger(__name__)
 BLOCK_CELLS = 256
+# GDAL's block cache (by default 5 % of the node's RAM) would fill with the input up to that size; a chunk is read
+# once per output block it reaches, so 64 MB keeps each process's memory flat in the domain. A user's value wins.
+GDAL_CACHE_MB = "64"
 
 
 def valid_pixel_box(source: Source) -> tuple[float, float, float, float] | None:
@@ -104,30 +102,6 @@ def namelist(basename: str, domain: Any) -> str:
     return lines + (domain.namelists() if domain is not None else "")
 
 
-def block_values(
-    sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping, filler: GapFiller
-) -> dict[str, np.ndarray]:
-    """Everything written for one block: cover, source flag, fractions, majority share, model confidence."""
-    totals = aggregate_block(sources, grid, block, mapping)
-    predicted = majority(totals.counts)
-    cover, flags = filler.fill(predicted, grid, block)
-    share = fractions(totals.counts)
-    filled = (predicted == 0) & (cover > 0)
-    if filled.any():
-        share[cover[filled] - 1, *np.nonzero(filled)] = 1.0
-    pixels = totals.counts[..., 1:].sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        majority_share = np.where(pixels > 0, totals.counts[..., 1:].max(axis=-1) / pixels, np.nan)
-        confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
-    return {
-        "cover": cover,
-        "source": flags,
-        "fraction": share,
-        "majority_share": majority_share,
-        "model_confidence": confidence,
-    }
-
-
 def run_cover(
     classes: list[str],
     confidences: list[str | None],
@@ -136,13 +110,19 @@ def run_cover(
     domain_settings: DomainConfig,
     basename: str,
     provenance: dict[str, str],
+    workers: int = 1,
+    cache: str | None = None,
 ) -> dict[str, int]:
     """Aggregate class rasters and write every cover output; return the number of cells by origin.
+
+    ``workers`` processes aggregate blocks of the output grid; with ``cache`` (a folder), block counts of
+    unchanged inputs are read from the previous run instead (:mod:`s2ecosg.cover.cache`).
 
     The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a
     HARMONIE domain its empty cells against ``cover.max_empty_fraction``): a cover that fails a check is never
     renamed into place, nor is any other output written.
     """
+    os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)  # before GDAL's first read; workers inherit it
     sources = open_sources(classes, confidences)
     grid, domain = output_grid(settings, domain_settings, sources)
     LOG.info("output grid: %d rows × %d cols of %.8f°, edges %s", grid.rows, grid.cols, grid.step, grid.bounds)
@@ -151,17 +131,9 @@ def run_cover(
         check_overlap(mapping.zones, "cover.climate", grid.bounds)
     filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
     filler.check(grid)
-    origin = np.zeros(4, dtype=np.int64)
+    job = CoverJob(sources, grid, mapping, filler, BlockCache(cache, sources, grid, mapping) if cache else None)
     with contextlib.ExitStack() as stack:
-        writers = {name: writer(stack, basename, grid, provenance) for name, writer in WRITERS.items()}
-        for block in tqdm(list(grid.blocks(BLOCK_CELLS)), desc="cover", unit="block", mininterval=10):
-            values = block_values(sources, grid, block, mapping, filler)
-            for writer in writers.values():
-                writer.write(block, values)
-            origin += np.bincount(values["source"].ravel(), minlength=4)
-        for writer in writers.values():
-            writer.finish()
-        counts = dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
+        writers, counts = write_blocks(stack, job, workers, basename, provenance)
         direct = writers["direct"]
         if not isinstance(direct, DirectWriter):
             raise TypeError("the DIRECT pair is written by DirectWriter")
@@ -171,6 +143,26 @@ def run_cover(
         temporary.write_text("\n".join(report) + "\n")
     LOG.info("cover %s: cells by origin %s", basename, counts)
     return counts
+
+
+def write_blocks(
+    stack: contextlib.ExitStack, job: CoverJob, workers: int, basename: str, provenance: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Feed every block of the grid to every writer (files still temporary); return them and the cells by origin."""
+    blocks = list(job.grid.blocks(BLOCK_CELLS))
+    outputs = stack.enter_context(block_outputs(job, blocks, workers))  # first: the workers start at once
+    writers = {name: writer(stack, basename, job.grid, provenance) for name, writer in WRITERS.items()}
+    origin, reused = np.zeros(4, dtype=np.int64), 0
+    for block, values, from_cache in tqdm(outputs, total=len(blocks), desc="cover", unit="block", mininterval=10):
+        for writer in writers.values():
+            writer.write(block, values)
+        origin += np.bincount(values["source"].ravel(), minlength=4)
+        reused += from_cache
+    for writer in writers.values():
+        writer.finish()
+    if job.cache is not None:
+        LOG.info("blocks aggregated: %d, reused unchanged: %d", len(blocks) - reused, reused)
+    return writers, dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
 
 
 def check_written(

@@ -24,7 +24,11 @@ class CoverWriter(Protocol):
     """One format of the cover."""
 
     def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
-        """Take one block: ``cover`` and ``source`` (uint8), ``fraction`` (33, rows, cols), shares (NaN = missing)."""
+        """Take one block's uint8 arrays: ``cover``, ``source`` and share codes (share × 250, 255 = missing).
+
+        The codes (:func:`~s2ecosg.cover.writers.table.share_codes`) are ``fraction`` (33, rows, cols),
+        ``majority_share`` and ``model_confidence``.
+        """
 
     def finish(self) -> None:
         """Complete the (still temporary) files once every block was written."""

@@ -1,9 +1,9 @@
 """The CF-1.8 netCDF of the cover: majority cover, 33 fractions, shares, model confidence and origin per cell.
 
 The file is laid out and initialised by xarray (dimensions, coordinates, CF attributes, the uint8 packing with
-``scale_factor`` and ``_FillValue``, chunking and compression; lazy zeros written chunk by chunk), as users read it
-with ``xarray.open_dataset``; the blocks are then written into it in place with netCDF4, one at a time, so memory
-does not grow with the grid.
+``scale_factor`` and ``_FillValue``, chunking and compression; the variables are lazy dask arrays, so nothing is
+written), as users read it with ``xarray.open_dataset``; the blocks are then written into it in place with
+netCDF4, one at a time, so memory does not grow with the grid, and each chunk once, so the bytes are reproducible.
 """
 
 from __future__ import annotations
@@ -13,13 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from s2ecosg.cover.writers.table import FRACTION_SCALE, ecosg_table
+from s2ecosg.cover.writers.table import FRACTION_SCALE, MISSING_SHARE, ecosg_table
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path
 from s2ecosg.legend import N_COVERS
 from s2ecosg.lonlat import Block, LonLatGrid
 
-PACKED = {"dtype": "u1", "_FillValue": 255, "scale_factor": FRACTION_SCALE, "add_offset": 0.0}  # 0..1, 255 missing
+CHUNK_CELLS = 256  # file chunks of 256 × 256 cells (one cover class per chunk of fractions), as the blocks
+PACKED = {
+    "dtype": "u1",
+    "_FillValue": MISSING_SHARE,
+    "scale_factor": FRACTION_SCALE,
+    "add_offset": 0.0,
+}  # 0..1, 255 missing
 
 
 def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str, dict[str, Any]]]:
@@ -30,8 +36,9 @@ def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str,
     variables = data_variables(grid, meanings)
     attributes = {"Conventions": "CF-1.8", "title": "ECOCLIMAP-SG covers from Sentinel-2 (s2ecosg)", **provenance}
     dataset = xarray.Dataset(variables, coords=coordinates(grid, meanings), attrs=attributes)
-    compressed = {"zlib": True, "complevel": 4}
-    encoding = {name: compressed | {"chunksizes": dataset[name].data.chunksize} for name in variables}
+    compressed: dict[str, Any] = {"zlib": True, "complevel": 4}
+    chunks = (min(CHUNK_CELLS, grid.rows), min(CHUNK_CELLS, grid.cols))
+    encoding = {name: compressed | {"chunksizes": (1,) * (dataset[name].ndim - 2) + chunks} for name in variables}
     for name in ("fraction", "majority_share", "model_confidence"):
         encoding[name] |= PACKED
     encoding["cover"] |= {"dtype": "u1", "_FillValue": 0}
@@ -40,14 +47,13 @@ def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str,
 
 
 def data_variables(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]]:
-    """The per-cell variables as lazy zeros, chunked 256 × 256 (one cover class per chunk of fractions)."""
+    """The per-cell variables as lazy zeros (never computed: the layout only)."""
     import dask.array  # 1.1 s to import: loaded where used
-
-    chunks = (min(256, grid.rows), min(256, grid.cols))
 
     def empty(dims: tuple[str, ...], dtype: str, attrs: dict[str, Any]) -> tuple[Any, ...]:
         shape = tuple({"lat": grid.rows, "lon": grid.cols, "cover_class": N_COVERS}[dim] for dim in dims)
-        return dims, dask.array.zeros(shape, dtype=dtype, chunks=(1,) * (len(dims) - 2) + chunks), attrs
+        # One dask chunk (never computed): a graph of the file's own chunks would take seconds per country to build.
+        return dims, dask.array.zeros(shape, dtype=dtype, chunks=-1), attrs
 
     flags = {"flag_values": np.arange(1, N_COVERS + 1, dtype="u1"), "flag_meanings": meanings}
     origins = {"flag_values": np.arange(4, dtype="u1"), "flag_meanings": "none prediction ecosg_fill sea_mask"}
@@ -100,8 +106,9 @@ class NetcdfWriter:
         temporary = stack.enter_context(atomic_path(self.path))
         dataset, encoding = layout(grid, provenance)
         try:
-            # The layout, its variables written chunk by chunk as missing values (dask zeros, a chunk at a time).
-            dataset.to_netcdf(temporary, engine="netcdf4", encoding=encoding)
+            # The layout only (compute=False: no chunk is written yet): each chunk is then written once, by the block
+            # that covers it, so HDF5 never frees and reuses space and the file's bytes depend only on its values.
+            dataset.to_netcdf(temporary, engine="netcdf4", encoding=encoding, compute=False)
             self.dataset = netCDF4.Dataset(temporary, "a")
         except RuntimeError as error:  # the netCDF library's way of saying the disk is full
             raise InputError(self.path, f"cannot write ({error})") from None
@@ -110,16 +117,16 @@ class NetcdfWriter:
         for variable in self.dataset.variables.values():
             if variable.chunking() != "contiguous":
                 variable.set_var_chunk_cache(size=4 * 2**20, nelems=521, preemption=1.0)
+            if "scale_factor" in variable.ncattrs():
+                variable.set_auto_maskandscale(False)  # the shares come as their codes (table.share_codes)
 
     def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
-        """Store a block: ``cover``, ``source`` (uint8), ``fraction`` (33, rows, cols), shares (NaN = missing)."""
+        """Store a block: ``cover``, ``source``, ``fraction`` (33, rows, cols) and the shares, all uint8 codes."""
         row, column, rows, columns = block
         window = (slice(row, row + rows), slice(column, column + columns))
         try:
             for name, array in values.items():
                 target = self.dataset[name]
-                if array.dtype.kind == "f":  # NaN = missing: masked, so netCDF stores the fill value
-                    array = np.ma.array(np.nan_to_num(array), mask=np.isnan(array))
                 target[(slice(None), *window) if name == "fraction" else window] = array
         except RuntimeError as error:  # the netCDF library's way of saying the disk is full
             raise InputError(self.path, f"cannot write ({error})") from None

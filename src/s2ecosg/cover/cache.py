@@ -1,0 +1,95 @@
+"""Counts of each output block kept between cover runs, so a nightly rerun aggregates only what changed.
+
+``cache/cover/<row>_<column>.npz`` holds one block's counts and the key they were computed for: the SHA-256 of
+the output grid, the class → cover mapping, the placement code's version and the contents of every class and
+confidence raster whose footprint reaches the block. A block whose key is unchanged is read back instead of
+aggregated; the cover written from it is byte-identical to a full rebuild because the counts are. A new tile,
+a changed prediction, another legend or grid changes the key of exactly the blocks it concerns. Snakemake does
+not know these files (it would delete them before rerunning the rule); a stale one is simply overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from s2ecosg.cover.aggregate import BlockCounts, CoverMapping, Source, reaching
+from s2ecosg.io import atomic_path
+from s2ecosg.lonlat import Block, LonLatGrid
+
+LOG = logging.getLogger(__name__)
+# Raised whenever the aggregation could give other counts for the same inputs, so old caches are never reused.
+PLACEMENT_VERSION = "lattice-1"
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB pieces)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def mapping_digest(grid: LonLatGrid, mapping: CoverMapping) -> str:
+    """SHA-256 of everything besides the rasters that decides a block's counts."""
+    digest = hashlib.sha256(PLACEMENT_VERSION.encode())
+    digest.update(json.dumps([grid.west, grid.north, grid.step, grid.rows, grid.cols]).encode())
+    for lookup in (mapping.temperate, mapping.boreal, mapping.mediterranean):
+        digest.update(np.ascontiguousarray(lookup, dtype=np.uint8).tobytes())
+    zones = file_sha256(mapping.zones) if mapping.zones else ""
+    digest.update(json.dumps([mapping.mode, mapping.boreal_latitude, mapping.mediterranean_latitude, zones]).encode())
+    return digest.hexdigest()
+
+
+class BlockCache:
+    """Block counts on disk under ``folder``, valid for one grid, mapping and set of raster contents."""
+
+    def __init__(self, folder: str | Path, sources: list[Source], grid: LonLatGrid, mapping: CoverMapping) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sources, self.grid = sources, grid
+        self.common = mapping_digest(grid, mapping)
+        self.contents = {
+            source.path: file_sha256(source.path) + (file_sha256(source.confidence) if source.confidence else "")
+            for source in sources
+        }
+
+    def key(self, block: Block) -> str:
+        """SHA-256 of the block, the common digest and the contents of the rasters reaching it."""
+        digest = hashlib.sha256(f"{self.common} {block}".encode())
+        for source in reaching(self.sources, self.grid.block_bounds(block)):
+            digest.update(f"{Path(source.path).name} {self.contents[source.path]}\n".encode())
+        return digest.hexdigest()
+
+    def path(self, block: Block) -> Path:
+        """``<folder>/<first row>_<first column>.npz``."""
+        return self.folder / f"{block[0]}_{block[1]}.npz"
+
+    def holds(self, block: Block) -> bool:
+        """Whether the cache has this block's counts for today's inputs."""
+        try:
+            with np.load(self.path(block)) as stored:
+                return str(stored["key"]) == self.key(block)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            return False
+
+    def load(self, block: Block) -> BlockCounts | None:
+        """The block's counts when the cache holds them for today's inputs, else None."""
+        if not self.holds(block):
+            return None
+        with np.load(self.path(block)) as stored:
+            return BlockCounts(stored["counts"], stored["confidence_sum"], stored["confidence_pixels"])
+
+    def store(self, block: Block, counts: BlockCounts) -> None:
+        """Write a block's counts with their key (temporary name, then rename)."""
+        with atomic_path(self.path(block)) as temporary, open(temporary, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                key=np.array(self.key(block)),
+                counts=counts.counts,
+                confidence_sum=counts.confidence_sum,
+                confidence_pixels=counts.confidence_pixels,
+            )

@@ -1,0 +1,79 @@
+"""What each output cell of a block gets from its cover counts: majority cover, fractions, majority share.
+
+Per cell, only a few of the 33 covers have pixels, so the values are computed from the non-zero counts alone
+(:func:`block_values`); :func:`majority` and :func:`fractions` are the plain dense definitions they equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2ecosg.cover.aggregate import BlockCounts
+from s2ecosg.cover.fill import GapFiller
+from s2ecosg.cover.writers.table import share_codes
+from s2ecosg.legend import N_COVERS
+from s2ecosg.lonlat import Block, LonLatGrid
+
+
+def majority(counts: np.ndarray) -> np.ndarray:
+    """Most frequent cover per cell (ties: the lowest cover number); 0 where a cell has no pixel."""
+    best = counts[..., 1:].argmax(axis=-1) + 1
+    return np.where(counts[..., 1:].sum(axis=-1) > 0, best, 0).astype(np.uint8)
+
+
+def fractions(counts: np.ndarray) -> np.ndarray:
+    """(33, rows, cols) float32 share of each cover 1..33 among a cell's valid pixels (0 where none)."""
+    total = counts[..., 1:].sum(axis=-1, keepdims=True)
+    share = np.divide(counts[..., 1:], total, out=np.zeros(counts[..., 1:].shape, dtype=np.float64), where=total > 0)
+    return np.moveaxis(share, -1, 0).astype(np.float32)
+
+
+def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Majority cover (uint8, 0 where none), fraction codes (33, cells) and majority share of every cell.
+
+    Args:
+        counts: (cells, 34) pixel counts per cover (column 0: pixels of no cover, ignored).
+    """
+    per_cell = counts[:, 1:]
+    cells, covers = np.nonzero(per_cell)  # by cell, then by cover
+    values = per_cell[cells, covers]
+    size = counts.shape[0]
+    cover, codes = np.zeros(size, np.uint8), np.zeros((N_COVERS, size), np.uint8)
+    majority_share = np.full(size, np.nan)
+    if values.size == 0:
+        return {"cover": cover, "fraction": codes, "majority_share": majority_share}
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    occupied, lengths = cells[starts], np.diff(np.r_[starts, values.size])
+    pixels, largest = np.add.reduceat(values, starts), np.maximum.reduceat(values, starts)
+    # The first (lowest) cover reaching the cell's largest count, as argmax picks it.
+    at_largest = np.flatnonzero(values == np.repeat(largest, lengths))
+    first = at_largest[np.r_[True, cells[at_largest[1:]] != cells[at_largest[:-1]]]]
+    cover[occupied] = covers[first] + 1
+    codes[covers, cells] = share_codes((values / np.repeat(pixels, lengths)).astype(np.float32))
+    majority_share[occupied] = largest / pixels
+    return {"cover": cover, "fraction": codes, "majority_share": majority_share}
+
+
+def block_values(totals: BlockCounts, grid: LonLatGrid, block: Block, filler: GapFiller) -> dict[str, np.ndarray]:
+    """Everything written for one block from its counts: cover, source flag, fractions and shares.
+
+    Fractions, majority share and confidence come as share codes (:func:`~s2ecosg.cover.writers.table.share_codes`),
+    equal to the dense definitions (:func:`majority`, :func:`fractions`) with filled cells at share 1 of their cover.
+    """
+    shape = block[2:]
+    cells = sparse_cells(totals.counts.reshape(-1, N_COVERS + 1))
+    predicted = cells["cover"].reshape(shape)
+    cover, flags = filler.fill(predicted, grid, block)
+    fraction = cells["fraction"].reshape(N_COVERS, *shape)
+    filled = (predicted == 0) & (cover > 0)
+    if filled.any():
+        fraction[cover[filled] - 1, *np.nonzero(filled)] = share_codes(np.ones(1, np.float32))[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
+    return {
+        "cover": cover,
+        "source": flags,
+        "fraction": fraction,
+        "majority_share": share_codes(cells["majority_share"].reshape(shape)),
+        "model_confidence": share_codes(confidence),
+    }
