@@ -18,6 +18,9 @@ rule evaluate:
         report=LAYOUT.evaluate("metrics.md"),
         html=report(LAYOUT.evaluate("metrics.html"), caption="../report/metrics.rst", category="Evaluation"),
         picture=report(LAYOUT.evaluate("panels.png"), caption="../report/panels.rst", category="Evaluation"),
+        reliability=report(
+            LAYOUT.evaluate("reliability.png"), caption="../report/reliability.rst", category="Evaluation"
+        ),
     params:
         config=depends_on("evaluate", "labels"),
         predicted=repeated("--predicted", "predicted"),

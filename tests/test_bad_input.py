@@ -416,7 +416,7 @@ def broken_bundle(bundle: Path, folder: Path, case: str) -> Path:
     elif case == "card-of-older-version":
         (target / "bundle.json").write_text(json.dumps({key: value for key, value in card.items() if key != "version"}))
     elif case == "card-of-newer-version":
-        (target / "bundle.json").write_text(json.dumps({**card, "version": 3}))
+        (target / "bundle.json").write_text(json.dumps({**card, "version": 4}))
     elif case == "weights-replaced-by-hand":
         truncate(target / "weights.pt", (target / "weights.pt").stat().st_size - 1)
     return target
@@ -427,8 +427,8 @@ BUNDLE_CASES = {
     "broken-card": r"bundle.json: cannot read JSON",
     "card-without-statistics": r"bundle.json: bundle card lacks mean, std",
     "truncated-weights": r"weights.pt: is not the weights file its bundle.json was written with",
-    "card-of-older-version": r"bundle.json: bundle format 1 was written by an older s2ecosg; this one reads format 2",
-    "card-of-newer-version": r"bundle.json: bundle format 3 was written by a newer s2ecosg; this one reads format 2",
+    "card-of-older-version": r"bundle.json: bundle format 1 was written by an older s2ecosg; this one reads formats 2 and 3",
+    "card-of-newer-version": r"bundle.json: bundle format 4 was written by a newer s2ecosg; this one reads formats 2 and 3",
     "weights-replaced-by-hand": r"weights.pt: is not the weights file its bundle.json was written with",
 }
 

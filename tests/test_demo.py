@@ -54,5 +54,16 @@ def test_demo_metrics_and_picture(demo: Path) -> None:
     assert (results / "evaluate" / "panels.png").stat().st_size > 50000
     card = json.loads((results / "model" / "bundle.json").read_text())
     assert card["encoder"] == "resnet50" and card["epochs_trained"] == 4 and 1 <= card["best_epoch"] <= 4
+    # Calibrated on the validation pixels: the fit never raises the NLL it minimises, and the report shows it.
+    calibration = card["calibration"]
+    assert card["temperature"] == calibration["temperature"] > 0 and calibration["pixels"] > 10000
+    assert calibration["after"]["nll"] <= calibration["before"]["nll"]
+    assert calibration["after"]["accuracy"] == calibration["before"]["accuracy"]
+    assert metrics["calibration"] == calibration
+    assert (
+        f"## Calibration: temperature {calibration['temperature']:.3f}"
+        in (results / "evaluate" / "metrics.md").read_text()
+    )
+    assert (results / "evaluate" / "reliability.png").stat().st_size > 10000
     summary = run(["s2ecosg", "summary", *DEMO_CONFIG], cwd=demo, timeout=120).stdout
     assert "cover file: results/demo/cover/S2ECOSG_DEMO.dir" in summary and "format check: ok" in summary

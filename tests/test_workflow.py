@@ -123,6 +123,10 @@ def test_run_tiles_and_metrics(slovenia_run: Path) -> None:
     assert (results / "evaluate" / "panels.png").stat().st_size > 10000
     card = json.loads((results / "model" / "bundle.json").read_text())
     assert card["encoder"] == "resnet18" and card["bands"][0] == "B02" and card["n_classes"] == 10
+    calibration = card["calibration"]  # fitted on the validation blocks, reported by evaluate
+    assert card["temperature"] == calibration["temperature"] and calibration["pixels"] > 1000
+    assert calibration["after"]["nll"] <= calibration["before"]["nll"] and metrics["calibration"] == calibration
+    assert (results / "evaluate" / "reliability.png").stat().st_size > 10000
 
 
 def test_lightgbm_baseline_scored_beside_the_cnn(slovenia_run: Path) -> None:

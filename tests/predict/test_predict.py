@@ -7,6 +7,8 @@ on EPSG:3035; windows of 64 px every 48 px, so windows straddle tile edges in bo
 from __future__ import annotations
 
 import itertools
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +176,24 @@ def test_aligned_starts_cover_the_kept_part_with_grid_windows() -> None:
     starts = aligned_starts(96 + 128, 64, 48, 936, (64, 160))  # a 96 px tile at global 1000 with a 64 px halo
     assert starts == [24, 72, 120] and all((936 + start) % 48 == 0 for start in starts)
     assert aligned_starts(96, 64, 48, 965, (0, 96)) == [0, 32]  # no halo: windows shifted inside the image
+
+
+def test_the_bundle_temperature_rescales_the_confidence_and_keeps_the_classes(staged: Path, tmp_path: Path) -> None:
+    settings = validate_sections({"predict": PREDICT}).predict
+    tile = tile_of(1, 1)
+    results = {}
+    # The seeded network is unsure (≈ 0.26 over 4 classes): a temperature below 1 sharpens it, visibly.
+    for temperature in (1.0, 0.25):
+        bundle = tmp_path / f"model-{temperature}"
+        shutil.copytree(staged / "model", bundle)
+        card = json.loads((bundle / "bundle.json").read_text())
+        (bundle / "bundle.json").write_text(json.dumps(card | {"temperature": temperature}))
+        outputs = [str(tmp_path / f"{temperature}{suffix}") for suffix in (".tif", ".conf.tif")]
+        run_predict(str(bundle), str(staged / "stage" / f"{tile}.tif"), settings, *outputs, [])
+        results[temperature] = [predicted(tmp_path, str(temperature), suffix)[0] for suffix in (".tif", ".conf.tif")]
+    (classes, confidence), (sharp_classes, sharp_confidence) = results[1.0], results[0.25]
+    valid = classes > 0
+    # A window's argmax does not move with T; a blend of overlapping windows' probabilities may, where they disagree.
+    assert (classes == sharp_classes)[valid].mean() > 0.99
+    assert sharp_confidence[valid].mean() > confidence[valid].mean() + 8
+    assert (sharp_confidence[valid] >= confidence[valid] - 1).mean() > 0.99

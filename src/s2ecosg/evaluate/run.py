@@ -2,7 +2,8 @@
 
 Inputs: ``predict/{tile}.tif``, ``labels/{tile}.tif``, ``shards/split.geojson`` (validation blocks),
 ``model/bundle.json`` (legend), ``stage/{tile}.tif`` (for the picture).
-Outputs (``evaluate/``): ``metrics.json``, ``metrics.md`` and ``panels.png`` (RGB | reference | prediction).
+Outputs (``evaluate/``): ``metrics.json``, ``metrics.md`` and ``panels.png`` (RGB | reference | prediction), and
+``reliability.png`` (the bundle's calibration on the validation pixels, before and after its temperature).
 Scores at the legend's own classes and, where the legend has them, at CORINE levels 1, 2 and 3.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from s2ecosg.config import EvaluateConfig
 from s2ecosg.errors import InputError
-from s2ecosg.evaluate.plots import panels
+from s2ecosg.evaluate.plots import panels, reliability_diagram
 from s2ecosg.evaluate.points import point_matrix
 from s2ecosg.evaluate.reference import COMPARED_LEVELS, ecosg_on_tile, load_table, summary, tile_comparison
 from s2ecosg.extents import extent_text, lonlat_extent, rasters_extent
@@ -165,6 +166,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {class_id} | {result['class_names'].get(class_id, '')} | {percent(score['iou'])} | "
             f"{percent(score['f1'])} | {score['reference_pixels']} |"
         )
+    lines += calibration_markdown(result.get("calibration"))
     lines += ecosg_markdown(result.get("ecosg"))
     lines += baseline_markdown(result)
     if "points" in result:
@@ -176,6 +178,26 @@ def markdown(result: dict[str, Any]) -> str:
             if level.startswith(("classes", "clc"))
         ]
     return "\n".join(lines) + "\n"
+
+
+def calibration_markdown(calibration: dict[str, Any] | None) -> list[str]:
+    """The bundle's calibration on the validation pixels: temperature, ECE, Brier and NLL before and after."""
+    if not calibration:
+        return ["", "## Calibration", "", "The bundle is not calibrated (temperature 1)."]
+    lines = [
+        "",
+        f"## Calibration: temperature {calibration['temperature']:.3f} ({calibration['pixels']} validation pixels)",
+        "",
+        "| probabilities | ECE (15 bins) | Brier | NLL | accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for key in ("before", "after"):
+        scores = calibration[key]
+        lines.append(
+            f"| {key} | {percent(scores['ece'])} | {scores['brier']:.4f} | {scores['nll']:.4f} | "
+            f"{percent(scores['accuracy'])} |"
+        )
+    return lines + ["", "Reliability diagram: `reliability.png`."]
 
 
 def baseline_markdown(result: dict[str, Any]) -> list[str]:
@@ -284,7 +306,8 @@ def run_evaluate(
     No pixel with both a label and a prediction is an error naming ``labels_source`` (``labels.path``) and both
     extents: a reference in a wrong CRS would otherwise score 0 pixels and pass.
     """
-    legend = card_legend(read_card(bundle), bundle)
+    card = read_card(bundle)
+    legend = card_legend(card, bundle)
     matrices = area_matrices(predictions, labels, split_path, legend.n_classes)
     if not matrices["all"].any():
         raise InputError(labels_source or next(iter(labels.values())), no_overlap(labels_source, predictions))
@@ -296,6 +319,7 @@ def run_evaluate(
         result["baseline"] = summarise(area_matrices(baseline, labels, split_path, legend.n_classes), legend)
     if settings is not None and settings.points:
         result["points"] = score_points(predictions, legend, settings)
+    result["calibration"] = card.calibration
     write_json(Path(out) / "metrics.json", result)
     text = markdown(result)
     with atomic_path(Path(out) / "metrics.md") as temporary:
@@ -303,6 +327,7 @@ def run_evaluate(
     with atomic_path(Path(out) / "metrics.html") as temporary:
         temporary.write_text(html(text))
     panels(images, labels, predictions, legend, Path(out) / "panels.png", getattr(settings, "ecosg", None))
+    reliability_diagram(card.calibration, Path(out) / "reliability.png")
     LOG.info(
         "validation agreement %s, mean IoU %s",
         percent(result["validation"]["classes"]["agreement"]),

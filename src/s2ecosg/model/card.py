@@ -8,15 +8,17 @@ naming the file.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveFloat, ValidationError
 
 from s2ecosg.errors import InputError
 from s2ecosg.io import read_json
 from s2ecosg.legend import Legend, legend_from_records
 from s2ecosg.model.encoders import ENCODERS
 
-BUNDLE_VERSION = 2  # 1: cards without a version (before tile shards and run hashes); 2: this card
+BUNDLE_VERSION = 3  # 1: cards without a version (before tile shards and run hashes); 2: no calibration; 3: this card
+READABLE_VERSIONS = (2, 3)  # a version-2 card reads as uncalibrated (temperature 1)
 
 
 class BundleCard(BaseModel):
@@ -46,6 +48,8 @@ class BundleCard(BaseModel):
     weights_sha256: str | None = None  # predict signatures name the weights by it: a touched file changes nothing
     s2ecosg_version: str | None = None
     torch_version: str | None = None
+    temperature: PositiveFloat = 1.0  # predict divides the logits by it (train/calibrate.py); 1 = uncalibrated
+    calibration: dict[str, Any] | None = None  # the fit: pixels, ECE/Brier/NLL and reliability bins before and after
 
 
 def read_card(folder: str | Path) -> BundleCard:
@@ -55,10 +59,10 @@ def read_card(folder: str | Path) -> BundleCard:
     if not isinstance(raw, dict):
         raise InputError(path, "not a bundle card (a JSON object)")
     version = raw.get("version", 1)
-    if version != BUNDLE_VERSION:
+    if version not in READABLE_VERSIONS:
         age = "an older" if isinstance(version, int) and version < BUNDLE_VERSION else "a newer"
         raise InputError(
-            path, f"bundle format {version} was written by {age} s2ecosg; this one reads format {BUNDLE_VERSION}"
+            path, f"bundle format {version} was written by {age} s2ecosg; this one reads formats 2 and {BUNDLE_VERSION}"
         )
     missing = [key for key in ("encoder", "bands", "n_classes", "mean", "std") if key not in raw]
     if missing:

@@ -2,7 +2,7 @@
 
 Inputs: the model bundle (``model/``) and staged tiles ``stage/{tile}.tif``.
 Outputs: per tile ``predict/{tile}.tif`` (uint8 class ids, 0 = no data), ``predict/{tile}.conf.tif`` (uint8,
-round(255 × max softmax probability)) and, with ``predict.top2``, ``predict/{tile}.top2.tif``.
+round(255 × max softmax probability, calibrated by the bundle's temperature)) and, with ``predict.top2``, ``predict/{tile}.top2.tif``.
 
 Windows sit at global grid positions (multiples of the stride), so a pixel is predicted from the same windows
 whatever region it is predicted in. A region (one tile, or the tiles of a job block, :mod:`s2ecosg.predict.block`)
@@ -245,7 +245,8 @@ class Predictor:
     def forward(self, tensor: torch.Tensor) -> torch.Tensor:
         """(windows, n_classes, size, size) float32 softmax on the device (bf16 and channels-last on CUDA).
 
-        Classes without a single training pixel carry no evidence: they are never predicted.
+        Classes without a single training pixel carry no evidence: they are never predicted. The logits are divided
+        by the bundle's temperature.
         """
         tensor = tensor.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
@@ -253,7 +254,8 @@ class Predictor:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             logits = self.model(tensor).float()
         logits = logits[:, 1:].masked_fill(self.untrained, float("-inf"))
-        return torch.softmax(logits, dim=1)
+        # The bundle's calibration (train/calibrate.py): each window's argmax stays, its probabilities become honest.
+        return torch.softmax(logits / self.card.temperature, dim=1)
 
 
 class RollingBlend:

@@ -37,6 +37,7 @@ from s2ecosg.metrics import confusion, scores
 from s2ecosg.model.network import UNet, pick_device
 from s2ecosg.model.transfer import load_pretrained
 from s2ecosg.train import checkpoint
+from s2ecosg.train.calibrate import calibration_fields
 from s2ecosg.train.data import EpochBatches, PatchDataset
 from s2ecosg.train.distributed import World, join
 from s2ecosg.train.losses import class_weights, labelled_weight, step_loss
@@ -352,7 +353,9 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
     if world.main:
         extra = {"epochs_trained": settings.epochs, "run_hash": config_hash(config), "shards_digest": index["digest"]}
         extra |= {"training_digest": digest, "processes": world.size, "backend": world.backend}
-        checkpoint.write_bundle(Path(checkpoints) / "best.pt", bundle, config.model, legend, stats, extra)
+        best = Path(checkpoints) / "best.pt"
+        extra |= calibration_fields(best, shards, stats, config, legend.n_classes, device, expected)
+        checkpoint.write_bundle(best, bundle, config.model, legend, stats, extra)
     world.barrier()
     world.close()
 
