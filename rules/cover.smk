@@ -1,4 +1,5 @@
-# cover: ECOSG covers on a regular lat/lon grid, written as the SURFEX DIRECT pair + namelist, validated.
+# cover: ECOSG covers on a regular lat/lon grid, written as the SURFEX DIRECT pair + namelist, validated; with
+# cover.members, ensemble members drawn from the calibrated top-2 probabilities beside it.
 
 
 rule cover:
@@ -17,6 +18,11 @@ rule cover:
         picture=report(f"{COVER}.png", caption="../report/cover.rst", category="Cover"),
         readme=LAYOUT.cover_file("README.md"),
         validation=LAYOUT.cover_file("validation.txt"),
+        members=[  # ensemble members (cover.members): the pairs and namelists PGD reads, one per HarmonEPS member
+            f"{COVER}_M{number:02d}.{suffix}"
+            for number in range(1, CONFIG.cover.members + 1)
+            for suffix in ("dir", "hdr", "nam")
+        ],
     params:
         config=depends_on("cover", "domain"),
         scene_lists=repeated("--scene-list", "scene_lists"),

@@ -44,6 +44,15 @@ def test_demo_cover_covers_the_imagery(demo: Path) -> None:
     assert (over > 0).mean() >= 0.9
     # OSM legend covers only: town 29/31, crops 20, grass 17, forest 13, shrubs 15, water 2, wetland 23, bare 4.
     assert set(np.unique(cover)) <= {0, 2, 4, 13, 15, 17, 20, 23, 29, 31}
+    # Three ensemble members (config/demo.yaml), each a valid pair over the same cells, differing where unsure.
+    for number in (1, 2, 3):
+        member_base = base.parent / f"S2ECOSG_DEMO_M{number:02d}"
+        assert validate_cover(member_base) == []
+        member, member_header = read_cover(member_base)
+        assert all(member_header[key] == header[key] for key in ("north", "south", "east", "west", "rows", "cols"))
+        assert np.array_equal(member > 0, cover > 0)
+        assert 0 < (member != cover).mean() < 0.5
+        assert set(np.unique(member)) <= {0, 2, 4, 13, 15, 17, 20, 23, 29, 31}
 
 
 def test_demo_metrics_and_picture(demo: Path) -> None:

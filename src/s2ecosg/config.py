@@ -296,6 +296,23 @@ class CoverConfig(Section):
     max_empty_fraction: float = Field(
         0.0, ge=0, le=1, description="Largest share of HARMONIE domain cells left without a cover; above it, fail."
     )
+    members: int = Field(
+        0, ge=0, le=99, description="Ensemble members <basename>_Mnn drawn from the probabilities (needs predict.top2)."
+    )
+    member_length_m: float = Field(
+        500.0, ge=0, description="Correlation length (m) of the members' random fields; 0 = independent pixels."
+    )
+    member_seed: int = Field(0, ge=0, description="Seed of the members' random fields (member n uses it and n).")
+
+    @model_validator(mode="after")
+    def member_names_fit(self) -> CoverConfig:
+        """SURFEX reads base names of at most 24 characters: <basename>_Mnn must fit."""
+        if self.members and len(self.basename) + 4 > 24:
+            raise ValueError(
+                f"cover.basename {self.basename!r} is too long for members: {self.basename}_M01 has "
+                f"{len(self.basename) + 4} characters, SURFEX reads at most 24"
+            )
+        return self
 
     @field_validator("climate")
     @classmethod
@@ -366,6 +383,8 @@ class Config(Section):
         stride, encoder = ENCODERS[self.model.encoder].stride, f"the output stride of {self.model.encoder}"
         if self.shards.patch % stride:
             raise ValueError(f"shards.patch {self.shards.patch} must be a multiple of {stride}, {encoder}")
+        if self.cover.members and not self.predict.top2:
+            raise ValueError("cover.members draws from the top-2 probabilities: set predict.top2: true")
         if self.predict.window % stride or self.predict.window < 2 * stride:
             raise ValueError(
                 f"predict.window {self.predict.window} must be a multiple of {stride} ({encoder}), ≥ {2 * stride}"

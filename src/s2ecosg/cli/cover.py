@@ -14,6 +14,7 @@ from s2ecosg.blocks import read_manifests
 from s2ecosg.cli.common import LOG, command, log_option, with_config
 from s2ecosg.config import Config, CoverConfig, DomainConfig
 from s2ecosg.config_files import config_hash, read_config_file
+from s2ecosg.cover.members import MemberDraw
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import read_json
@@ -80,6 +81,20 @@ def cover_command(
     provenance = cover_provenance(config, card, list(scene_lists))
     run_cover(classes, confidences, legend, config.cover, config.domain, basename, provenance, threads, cache)
     LOG.info("cover file: %s", binary)
+    settings = config.cover
+    if settings.members:
+        missing = [tile for tile in sorted(tiles) if not tiles[tile].get("top2")]
+        if missing:
+            raise InputError(predict_manifests[0], f"tile {missing[0]} has no top-2 file for cover.members")
+        top2 = [tiles[tile]["top2"] for tile in sorted(tiles)]
+    for number in range(1, settings.members + 1):
+        member = MemberDraw(number, settings.member_length_m, settings.member_seed)
+        member_cache = str(Path(cache) / f"M{number:02d}") if cache else None
+        name = f"{basename}_M{number:02d}"
+        run_cover(
+            top2, [None] * len(top2), legend, settings, config.domain, name, provenance, threads, member_cache, member
+        )
+        LOG.info("member %d of %d: %s.dir", number, settings.members, name)
 
 
 @click.command("domain")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.config import CLIMATES
+from s2ecosg.cover.members import MemberDraw
 from s2ecosg.cover.pixels import place_pixels
 from s2ecosg.io import open_raster
 from s2ecosg.legend import N_COVERS, Legend
@@ -198,10 +199,17 @@ def source_window(source: Source, bounds: tuple[float, float, float, float]) -> 
 
 
 def read_chunk(
-    rasters: tuple[Any, Any | None], source: Source, window: Any, mapping: CoverMapping
+    rasters: tuple[Any, Any | None], source: Source, window: Any, mapping: CoverMapping, draw: MemberDraw | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
-    """Class ids, confidence and climate zones of a chunk of open (classes, confidence) rasters; None when empty."""
-    ids = rasters[0].read(1, window=window)
+    """Class ids, confidence and climate zones of a chunk of open (classes, confidence) rasters; None when empty.
+
+    With ``draw``, the rasters are top-2 rasters and the class ids are the member's draws from them.
+    """
+    if draw is None:
+        ids = rasters[0].read(1, window=window)
+    else:
+        top2 = rasters[0].read(window=window)
+        ids = draw.classes(top2, window, source.transform) if top2[0].any() else top2[0]
     if not ids.any():
         return None
     confidence = rasters[1].read(1, window=window) if rasters[1] is not None else None
@@ -226,9 +234,10 @@ def accumulate_chunk(
     source: Source,
     window: Any,
     mapping: CoverMapping,
+    draw: MemberDraw | None = None,
 ) -> None:
     """Add the valid pixels of one source chunk (read from the open ``rasters``) that fall in ``block``."""
-    chunk = read_chunk(rasters, source, window, mapping)
+    chunk = read_chunk(rasters, source, window, mapping, draw)
     if chunk is None:
         return
     ids, confidence, zone = chunk
@@ -275,8 +284,10 @@ def reaching(sources: list[Source], bounds: tuple[float, float, float, float]) -
     ]
 
 
-def aggregate_block(sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping) -> BlockCounts:
-    """Cover counts of one output block from every source that reaches it."""
+def aggregate_block(
+    sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping, draw: MemberDraw | None = None
+) -> BlockCounts:
+    """Cover counts of one output block from every source that reaches it (an ensemble member's with ``draw``)."""
     totals = BlockCounts.empty(block[2], block[3])
     west, south, east, north = grid.block_bounds(block)
     for source in reaching(sources, (west, south, east, north)):
@@ -287,5 +298,5 @@ def aggregate_block(sources: list[Source], grid: LonLatGrid, block: Block, mappi
             classes = stack.enter_context(open_raster(source.path))
             confidence = stack.enter_context(open_raster(source.confidence)) if source.confidence else None
             for chunk in chunk_windows(window):
-                accumulate_chunk(totals, grid, block, (classes, confidence), source, chunk, mapping)
+                accumulate_chunk(totals, grid, block, (classes, confidence), source, chunk, mapping, draw)
     return totals
