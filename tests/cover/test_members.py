@@ -127,3 +127,43 @@ def test_member_covers_are_valid_pairs_that_differ_where_the_model_hesitates(tmp
         assert (cover[torn] != deterministic[torn]).mean() > 0.1  # half the pixels go the other way
     assert not np.array_equal(drawn[0], drawn[1])  # members differ
     assert not (tmp_path / "cover" / "TOP_M01.nc").exists()  # members: the pair PGD reads and its namelist
+
+
+def test_a_rerun_reuses_every_member_block_and_another_length_redraws(tmp_path: Path) -> None:
+    generator = np.random.default_rng(4)
+    top2 = np.stack(
+        [
+            generator.integers(1, 10, (300, 300)),
+            np.full((300, 300), 150),
+            generator.integers(10, 20, (300, 300)),
+            np.full((300, 300), 100),
+        ]
+    ).astype(np.uint8)
+    path = tmp_path / "E4300N3197.top2.tif"
+    write_raster(path, top2, crs="EPSG:3035", transform=Affine(10, 0, 4_300_000, 0, -10, 3_200_000))
+    settings = CoverConfig(basename="TOP", members=1, resolution_deg="1/3600")
+    cache, provenance = tmp_path / "cache" / "M01", {"s2ecosg_version": "test"}
+
+    def member_run(folder: str, length: float) -> bytes:
+        draw = MemberDraw(1, length, 0)
+        base = tmp_path / folder / "TOP_M01"
+        run_cover(
+            [str(path)],
+            [None],
+            load_legend("clc"),
+            settings,
+            DomainConfig(),
+            str(base),
+            provenance,
+            1,
+            str(cache),
+            draw,
+        )
+        return Path(f"{base}.dir").read_bytes()
+
+    first = member_run("first", 100.0)
+    stored = {file.name: file.stat().st_mtime_ns for file in cache.glob("*.npz")}
+    assert stored and member_run("second", 100.0) == first
+    assert {file.name: file.stat().st_mtime_ns for file in cache.glob("*.npz")} == stored  # nothing redrawn
+    assert member_run("third", 0.0) != first  # another field: every block redrawn
+    assert all(file.stat().st_mtime_ns != stored[file.name] for file in cache.glob("*.npz"))

@@ -94,6 +94,22 @@ def coordinates(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]]:
     }
 
 
+def write_layout(dataset: Any, encoding: dict[str, dict[str, Any]], path: Any) -> None:
+    """Create the file with xarray's encoding of ``dataset``, coordinates written, data variables not.
+
+    The lazy data variables are only registered with xarray's writer, which is never run: each chunk is then
+    written once, by the block that covers it, so HDF5 never frees and reuses space and the file's bytes depend only
+    on its values. The store is closed here (``to_netcdf(compute=False)`` would keep it open until exit).
+    """
+    from xarray.backends import NetCDF4DataStore  # 0.6 s to import: loaded where used
+
+    store = NetCDF4DataStore.open(path, mode="w", format="NETCDF4")
+    try:
+        dataset.dump_to_store(store, encoding=encoding)
+    finally:
+        store.close()
+
+
 class NetcdfWriter:
     """The cover's netCDF, laid out by xarray, filled block by block."""
 
@@ -106,9 +122,7 @@ class NetcdfWriter:
         temporary = stack.enter_context(atomic_path(self.path))
         dataset, encoding = layout(grid, provenance)
         try:
-            # The layout only (compute=False: no chunk is written yet): each chunk is then written once, by the block
-            # that covers it, so HDF5 never frees and reuses space and the file's bytes depend only on its values.
-            dataset.to_netcdf(temporary, engine="netcdf4", encoding=encoding, compute=False)
+            write_layout(dataset, encoding, temporary)
             self.dataset = netCDF4.Dataset(temporary, "a")
         except RuntimeError as error:  # the netCDF library's way of saying the disk is full
             raise InputError(self.path, f"cannot write ({error})") from None
