@@ -17,7 +17,12 @@ TILE_FILES = {  # per stage: role → file name pattern of a tile in the stage's
     "stage": {"image": "{tile}.tif", "count": "{tile}.count.tif"},
     "labels": {"labels": "{tile}.tif"},
     "shards": {"header": "{tile}.json", "images": "{tile}.images.npy", "labels": "{tile}.labels.npy"},
-    "predict": {"classes": "{tile}.tif", "confidence": "{tile}.conf.tif", "top2": "{tile}.top2.tif"},
+    "predict": {
+        "classes": "{tile}.tif",
+        "confidence": "{tile}.conf.tif",
+        "top2": "{tile}.top2.tif",
+        "probabilities": "{tile}.probs.tif",
+    },
     "baseline": {"classes": "{tile}.tif"},
 }
 

@@ -167,3 +167,15 @@ def test_a_rerun_reuses_every_member_block_and_another_length_redraws(tmp_path: 
     assert {file.name: file.stat().st_mtime_ns for file in cache.glob("*.npz")} == stored  # nothing redrawn
     assert member_run("third", 0.0) != first  # another field: every block redrawn
     assert all(file.stat().st_mtime_ns != stored[file.name] for file in cache.glob("*.npz"))
+
+
+def test_draws_over_the_top_three_follow_their_renormalised_probabilities() -> None:
+    # class 4: 120, class 9: 60, class 2: 40 (of 255; the remaining 35 named nowhere) → 120/220, 60/220, 40/220.
+    ranked = np.zeros((6, 400, 400), np.uint8)
+    ranked[:] = np.array([4, 120, 9, 60, 2, 40], np.uint8)[:, None, None]
+    uniforms = member_uniforms(centres(0, 400), centres(0, 400), 0.0, 1, seed=2, pixel=PIXEL)
+    drawn = draw_classes(ranked, uniforms).ravel()
+    observed = np.array([(drawn == value).sum() for value in (4, 9, 2)])
+    expected = drawn.size * np.array([120, 60, 40]) / 220
+    assert observed.sum() == drawn.size
+    assert ((observed - expected) ** 2 / expected).sum() < chi2.ppf(0.999, 2)

@@ -197,3 +197,23 @@ def test_the_bundle_temperature_rescales_the_confidence_and_keeps_the_classes(st
     assert (classes == sharp_classes)[valid].mean() > 0.99
     assert sharp_confidence[valid].mean() > confidence[valid].mean() + 8
     assert (sharp_confidence[valid] >= confidence[valid] - 1).mean() > 0.99
+
+
+def test_top_k_probabilities_on_disk(staged: Path, tmp_path: Path) -> None:
+    # K = 4 over a 4-class network: every class of every pixel, ranked; the first four bands are top2.tif's.
+    settings = validate_sections({"predict": PREDICT | {"probabilities": 4}, "grid": {"tile_size": 1000}})
+    tile = tile_of(0, 0)
+    own = manifest(staged, [tile], "one")
+    folder = tmp_path / "block"
+    run_predict_block(str(staged / "model"), settings, [own], str(folder), str(folder / "blocks" / "a.json"))
+    ranked = predicted(folder, tile, ".probs.tif")
+    with rasterio.open(folder / f"{tile}.probs.tif") as source:
+        assert source.count == 8 and source.descriptions[:2] == ("class_id_1", "probability_255_1")
+    np.testing.assert_array_equal(ranked[:4], predicted(folder, tile))
+    valid = ranked[0] > 0
+    classes, codes = ranked[0::2][:, valid].astype(int), ranked[1::2][:, valid].astype(int)
+    assert (np.sort(classes, axis=0) == np.arange(1, 5)[:, None]).all()  # each class once per pixel
+    assert (np.diff(codes, axis=0) <= 0).all()  # ranked by probability
+    assert (np.abs(codes.sum(axis=0) - 255) <= 2).all()  # the four probabilities sum to 1 (rounding: ±0.5 each)
+    entry = json.loads((folder / "blocks" / "a.json").read_text())["tiles"][tile]
+    assert entry["probabilities"].endswith(f"{tile}.probs.tif")

@@ -82,17 +82,17 @@ def cover_command(
     run_cover(classes, confidences, legend, config.cover, config.domain, basename, provenance, threads, cache)
     LOG.info("cover file: %s", binary)
     settings = config.cover
-    if settings.members:
-        missing = [tile for tile in sorted(tiles) if not tiles[tile].get("top2")]
-        if missing:
-            raise InputError(predict_manifests[0], f"tile {missing[0]} has no top-2 file for cover.members")
-        top2 = [tiles[tile]["top2"] for tile in sorted(tiles)]
+    # Members draw from the top-K probabilities, else the top 2.
+    ranked = [str(tiles[tile].get("probabilities") or tiles[tile].get("top2") or "") for tile in sorted(tiles)]
+    if settings.members and not all(ranked):
+        raise InputError(predict_manifests[0], "a tile has no probabilities file (probs.tif, top2.tif) for members")
     for number in range(1, settings.members + 1):
         member = MemberDraw(number, settings.member_length_m, settings.member_seed)
         member_cache = str(Path(cache) / f"M{number:02d}") if cache else None
         name = f"{basename}_M{number:02d}"
+        no_confidence: list[str | None] = [None] * len(ranked)
         run_cover(
-            top2, [None] * len(top2), legend, settings, config.domain, name, provenance, threads, member_cache, member
+            ranked, no_confidence, legend, settings, config.domain, name, provenance, threads, member_cache, member
         )
         LOG.info("member %d of %d: %s.dir", number, settings.members, name)
 

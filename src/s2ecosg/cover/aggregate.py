@@ -203,13 +203,13 @@ def read_chunk(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
     """Class ids, confidence and climate zones of a chunk of open (classes, confidence) rasters; None when empty.
 
-    With ``draw``, the rasters are top-2 rasters and the class ids are the member's draws from them.
+    With ``draw``, the rasters rank classes (top2.tif, probs.tif) and the ids are the member's draws from them.
     """
     if draw is None:
         ids = rasters[0].read(1, window=window)
     else:
-        top2 = rasters[0].read(window=window)
-        ids = draw.classes(top2, window, source.transform) if top2[0].any() else top2[0]
+        ranked = rasters[0].read(window=window)
+        ids = draw.classes(ranked, window, source.transform) if ranked[0].any() else ranked[0]
     if not ids.any():
         return None
     confidence = rasters[1].read(1, window=window) if rasters[1] is not None else None

@@ -1,8 +1,9 @@
 """Cover ensemble members: every pixel's class drawn from its calibrated probabilities with correlated uniforms.
 
-Member ``m`` draws pixel p's class by inverse CDF: its top-2 classes (``predict/{tile}.top2.tif``: class, 255 × p,
-runner-up, 255 × p) with the probabilities renormalised over the two (the rest of the mass, spread over classes
-the file does not name, is shared between them in proportion), and a uniform u(p) = Φ(z(p)) where z is a Gaussian
+Member ``m`` draws pixel p's class by inverse CDF: its K most likely classes (``predict/{tile}.probs.tif`` with
+``predict.probabilities: K``, else ``predict/{tile}.top2.tif``, K = 2: class, 255 × p, runner-up, 255 × p, …) with
+the probabilities renormalised over the K (the rest of the mass, spread over classes the file does not name, is
+shared between them in proportion), and a uniform u(p) = Φ(z(p)) where z is a Gaussian
 random field of correlation ρ(d) = exp(−d² / 2L²) (L = ``cover.member_length_m``). So neighbouring pixels tend to
 move together, as the errors of a segmentation network do, and every pixel's u is exactly uniform: each member's
 class frequencies follow the probabilities.
@@ -85,19 +86,20 @@ def member_uniforms(x: np.ndarray, y: np.ndarray, length: float, member: int, se
     return np.clip(ndtr(field / norm), 1e-12, 1 - 1e-12)
 
 
-def draw_classes(top2: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """Each pixel's class drawn by inverse CDF over its top-2 (renormalised) with its uniform; 0 stays 0.
+def draw_classes(ranked: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Each pixel's class drawn by inverse CDF over its ranked classes (renormalised) with its uniform; 0 stays 0.
 
     Args:
-        top2: (4, rows, cols) uint8: class, 255 × p, runner-up class, 255 × p.
+        ranked: (2K, rows, cols) uint8: class, 255 × p, runner-up class, 255 × p, … (``top2.tif``: K = 2,
+            ``probs.tif``: K = ``predict.probabilities``).
         uniforms: (rows, cols) in (0, 1).
     """
-    first, first_code, second, second_code = (band.astype(np.float64) for band in top2)
-    total = first_code + second_code
+    classes, codes = ranked[0::2], ranked[1::2].astype(np.float64)
+    total = codes.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, first_code / total, 1.0)
-    take_second = (uniforms >= share) & (second > 0)
-    return np.where(take_second, top2[2], top2[0]).astype(np.uint8)
+        cumulative = np.where(total > 0, np.cumsum(codes, axis=0) / total, 1.0)
+    rank = np.minimum((uniforms[None] >= cumulative).sum(axis=0), len(classes) - 1)
+    return np.take_along_axis(classes, rank[None], axis=0)[0].astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,10 @@ class MemberDraw:
     length: float
     seed: int
 
-    def classes(self, top2: np.ndarray, window: Any, transform: Any) -> np.ndarray:
-        """The member's class ids of a chunk (rasterio window) of a top-2 raster with the given transform."""
-        height, width = top2.shape[1:]
+    def classes(self, ranked: np.ndarray, window: Any, transform: Any) -> np.ndarray:
+        """The member's class ids of a chunk (rasterio window) of a ranked-classes raster with the given transform."""
+        height, width = ranked.shape[1:]
         x = transform.c + (window.col_off + np.arange(width) + 0.5) * transform.a
         y = transform.f + (window.row_off + np.arange(height) + 0.5) * transform.e
         uniforms = member_uniforms(x, y, self.length, self.member, self.seed, abs(transform.a))
-        return draw_classes(top2, uniforms)
+        return draw_classes(ranked, uniforms)

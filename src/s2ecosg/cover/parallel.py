@@ -40,7 +40,7 @@ class CoverJob:
     mapping: CoverMapping
     filler: GapFiller
     cache: BlockCache | None
-    draw: MemberDraw | None = None  # an ensemble member: the sources are top-2 rasters to draw classes from
+    draw: MemberDraw | None = None  # an ensemble member: the sources rank classes to draw from
 
 
 def block_output(job: CoverJob, block: Block) -> BlockOutput:

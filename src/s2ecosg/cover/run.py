@@ -119,7 +119,7 @@ def run_cover(
 
     ``workers`` processes aggregate blocks of the output grid; with ``cache`` (a folder), block counts of
     unchanged inputs are read from the previous run instead (:mod:`s2ecosg.cover.cache`). With ``member``, the
-    rasters are top-2 rasters, the classes are that ensemble member's draws (:mod:`s2ecosg.cover.members`) and only
+    rasters rank classes (top2.tif, probs.tif), the classes are that ensemble member's draws (:mod:`s2ecosg.cover.members`) and only
     the DIRECT pair and its namelist are written.
 
     The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a

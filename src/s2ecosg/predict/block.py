@@ -23,7 +23,7 @@ from s2ecosg.io import open_raster, write_raster
 from s2ecosg.layout import tile_file
 from s2ecosg.model.card import read_card
 from s2ecosg.model.network import pick_device
-from s2ecosg.predict.windows import Predictor, Region, check_bands, ready_model
+from s2ecosg.predict.windows import Predictor, Region, check_bands, ranks_kept, ready_model
 
 LOG = logging.getLogger(__name__)
 PREDICTION_BANDS = ["class_id", "probability_255", "second_class_id", "second_probability_255"]
@@ -82,12 +82,17 @@ class StagedMosaic:
 
 
 def write_prediction(outputs: Mapping[str, str | None], top: np.ndarray, transform: Any, crs: Any, tags: dict) -> None:
-    """Write a tile's (4, rows, columns) top-2 prediction: top2 (when asked), confidence, then classes."""
+    """Write a tile's (2 × ranks, rows, columns) prediction: top-K and top2 (when asked), confidence, then classes."""
     written: dict[str, Any] = dict(crs=crs, transform=transform, nodata=0, tags=tags)
     top2, confidence, classes = outputs.get("top2"), outputs["confidence"], outputs["classes"]
     assert confidence is not None and classes is not None
+    probabilities = outputs.get("probabilities")
+    if probabilities:
+        ranks = range(1, top.shape[0] // 2 + 1)
+        names = [name for rank in ranks for name in (f"class_id_{rank}", f"probability_255_{rank}")]
+        write_raster(probabilities, top, descriptions=names, **written)
     if top2:
-        write_raster(top2, top, descriptions=PREDICTION_BANDS, **written)
+        write_raster(top2, top[:4], descriptions=PREDICTION_BANDS, **written)
     write_raster(confidence, top[1], descriptions=["confidence"], **written)
     write_raster(classes, top[0], descriptions=["class_id"], **written)
 
@@ -111,7 +116,7 @@ def run_predict(
     model, card = ready_model(bundle, settings, device, legend_name)
     mosaic = StagedMosaic([image_path, *neighbours], card.bands)
     region = mosaic.region_of(0, settings.window if settings.halo is None else settings.halo)
-    result = np.zeros((4, *region.shape), dtype=np.uint8)
+    result = np.zeros((2 * ranks_kept(settings), *region.shape), dtype=np.uint8)
 
     def emit(row: int, top: np.ndarray) -> None:
         result[:, row : row + top.shape[1]] = top
@@ -178,7 +183,7 @@ class BlockTiles:
             first, end = cell_row * self.size, (cell_row + 1) * self.size
             if end <= row or first >= last:
                 continue
-            buffer = self.buffers.setdefault(name, np.zeros((4, self.size, self.size), dtype=np.uint8))
+            buffer = self.buffers.setdefault(name, np.zeros((top.shape[0], self.size, self.size), dtype=np.uint8))
             rows = slice(max(row, first), min(last, end))
             columns = slice(cell_column * self.size, (cell_column + 1) * self.size)
             buffer[:, rows.start - first : rows.stop - first] = top[:, rows.start - row : rows.stop - row, columns]
@@ -243,7 +248,8 @@ def run_predict_block(
             staged["signature"],
             [around[n]["signature"] for n in neighbours],
         )
-        roles = ("classes", "confidence", "top2") if settings.predict.top2 else ("classes", "confidence")
+        roles = ("classes", "confidence") + ("top2",) * settings.predict.top2
+        roles += ("probabilities",) * bool(settings.predict.probabilities)
         outputs = {role: tile_file(folder, "predict", role, tile) for role in roles}
         entries[tile] = {"signature": wanted, **outputs}
         if not up_to_date(list(outputs.values()), wanted):

@@ -36,7 +36,8 @@ from s2ecosg.model.network import UNet
 
 LOG = logging.getLogger(__name__)
 CHUNK_ROWS = 1024  # image rows read at a time (plus one window), across the region's whole width
-Emit = Callable[[int, np.ndarray], None]  # (first kept row, (4, rows, columns) uint8 top-2 of those rows)
+# (first kept row, (2 × ranks, rows, columns) uint8 of those rows: class, 255 × p, runner-up, 255 × p, …)
+Emit = Callable[[int, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class Predictor:
         untrained[[class_id - 1 for class_id in trained]] = False
         self.untrained = untrained.to(device)[None, :, None, None]
         self.windows = 0
+        self.ranks = ranks_kept(settings)
 
     @torch.no_grad()
     def predict(
@@ -176,7 +178,7 @@ class Predictor:
         if wanted is not None:
             rows = [row for row in rows if any(wanted(row, column, size) for column in columns)]
         windows = self.windows_of(row_chunks(rows, CHUNK_ROWS), columns, size, read, wanted)
-        blend = RollingBlend(self.card.n_classes, region, size, self.device, emit)
+        blend = RollingBlend(self.card.n_classes, region, size, self.device, emit, self.ranks)
         for places, probabilities, valid in self.batches(windows, size, len(rows) * len(columns)):
             for (row, column), window, mask in zip(places, probabilities, valid, strict=True):
                 blend.add(row, column, window, mask)
@@ -267,7 +269,10 @@ class RollingBlend:
     kept columns, float32, on the model's device.
     """
 
-    def __init__(self, n_classes: int, region: Region, size: int, device: torch.device, emit: Emit) -> None:
+    def __init__(
+        self, n_classes: int, region: Region, size: int, device: torch.device, emit: Emit, ranks: int = 2
+    ) -> None:
+        self.ranks = ranks
         self.top, self.bottom = region.halo, region.halo + region.shape[0]
         self.left, self.right = region.halo, region.halo + region.shape[1]
         self.base, self.size, self.emit = self.top, size, emit
@@ -299,15 +304,17 @@ class RollingBlend:
         self.advance(self.bottom)
 
     def flush(self, count: int) -> None:
-        """Hand the first ``count`` rows to ``emit`` as (4, count, columns) uint8 top-2, then roll the buffers up."""
+        """Hand the first ``count`` rows to ``emit`` as (2 × ranks, count, columns) uint8, then roll the buffers up.
+
+        Bands: the most likely class and 255 × its probability, then the runner-up's, …; ranks beyond the number of
+        classes are 0.
+        """
         probabilities = self.probabilities[:, :count] / torch.clamp(self.weights[:count], min=1e-12)
-        if probabilities.shape[0] == 1:
-            best = torch.stack([probabilities[0], torch.zeros_like(probabilities[0])])
-            order = torch.zeros_like(best, dtype=torch.int64)
-        else:
-            best, order = torch.topk(probabilities, 2, dim=0)
-        classes = (order + 1).to(torch.float32)
-        top = torch.stack([classes[0], torch.round(best[0] * 255), classes[1], torch.round(best[1] * 255)])
+        ranked = min(self.ranks, probabilities.shape[0])
+        best, order = torch.topk(probabilities, ranked, dim=0)
+        top = torch.zeros((2 * self.ranks, *best.shape[1:]), dtype=torch.float32, device=best.device)
+        top[0 : 2 * ranked : 2] = (order + 1).to(torch.float32)
+        top[1 : 2 * ranked : 2] = torch.round(best * 255)
         known = self.valid[:count] & (self.weights[:count] > 0)
         self.emit(self.base - self.top, torch.where(known, top, 0).to(torch.uint8).cpu().numpy())
         for buffer in (self.probabilities, self.weights, self.valid):
@@ -315,6 +322,11 @@ class RollingBlend:
             buffer[..., : kept.shape[-2], :] = kept
             buffer[..., kept.shape[-2] :, :] = 0
         self.base += count
+
+
+def ranks_kept(settings: Any) -> int:
+    """Classes kept per pixel: the top 2 (classes, confidence, top2.tif), or ``predict.probabilities`` if more."""
+    return max(2, getattr(settings, "probabilities", 0))
 
 
 def predict_array(
@@ -338,11 +350,11 @@ def predict_array(
         halo: Pixels on each side that are read but not predicted.
 
     Returns:
-        (4, H − 2·halo, W − 2·halo) uint8: class id, confidence (round(255 × probability)), and the runner-up's
-        class id and confidence; all 0 where the image has no data.
+        (2 × ranks, H − 2·halo, W − 2·halo) uint8: class id, confidence (round(255 × probability)), the runner-up's
+        class id and confidence, … (:func:`ranks_kept`); all 0 where the image has no data.
     """
     region = Region((origin[0] + halo, origin[1] + halo), (image.shape[1] - 2 * halo, image.shape[2] - 2 * halo), halo)
-    result = np.zeros((4, *region.shape), dtype=np.uint8)
+    result = np.zeros((2 * ranks_kept(settings), *region.shape), dtype=np.uint8)
 
     def emit(row: int, top: np.ndarray) -> None:
         result[:, row : row + top.shape[1]] = top
