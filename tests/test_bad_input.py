@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import xarray
 import yaml
 from conftest import BIN, DATA, DEMO, ROOT
+
+from s2ecosg.validate import validate_cover
 
 SLOVENIA = DATA / "slovenia"
 STACK = SLOVENIA / "S2L1C_2015-07-11_13bands.tif"
@@ -468,9 +471,16 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "predict").mkdir()
     with rasterio.open(folder / "predict" / "E0N0.tif", "w", **dict(profile, dtype="uint8", nodata=0)) as destination:
         destination.write(ids, 1)
+    # The top 2 as predict.top2 writes them: the CORINE class sure at 200/255, a neighbouring class at 40/255.
+    top2 = np.stack([ids, np.where(ids > 0, 200, 0), np.where(ids > 0, ids % 44 + 1, 0), np.where(ids > 0, 40, 0)])
+    with rasterio.open(
+        folder / "predict" / "E0N0.top2.tif", "w", **dict(profile, dtype="uint8", nodata=0, count=4)
+    ) as destination:
+        destination.write(top2.astype(np.uint8))
     predicted = {
         "classes": str(folder / "predict" / "E0N0.tif"),
         "confidence": str(folder / "predict" / "E0N0.conf.tif"),
+        "top2": str(folder / "predict" / "E0N0.top2.tif"),
     }
     write_manifest(folder / "predict" / "blocks" / "E0N0.json", "E0N0", {"E0N0": {"signature": "-", **predicted}})
     (folder / "model").mkdir()
@@ -577,6 +587,27 @@ def test_full_disk_while_writing_the_cover(predicted: Path, tmp_path: Path) -> N
     result = s2ecosg(cover_command(tmp_path, predicted, cover, {}), tmp_path, limit_bytes=20_000)
     one_error(result, r"cover/[.\w]*S2_LANJARON[.\w]*: cannot write \(.*(File too large|HDF error)")
     nothing_left(tmp_path / "cover")
+
+
+def test_soft_fractions_and_members_from_the_command_line(predicted: Path, tmp_path: Path) -> None:
+    cover = {"basename": "S2_LANJARON", "resolution_deg": "1/1200", "fractions": "soft", "members": 2}
+    settings = json.dumps({"cover": cover, "predict": {"top2": True}})
+    command = cover_command(tmp_path, predicted, cover, {})
+    command[command.index("--settings") + 1] = settings
+    result = s2ecosg(command, tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("S2_LANJARON", "S2_LANJARON_M01", "S2_LANJARON_M02"):
+        assert validate_cover(tmp_path / "cover" / name) == []
+    with xarray.open_dataset(tmp_path / "cover" / "S2_LANJARON.nc") as dataset:
+        shares = dataset["fraction"].max("cover_class").values
+    # Soft: every pixel gives 200/240 to its class, 40/240 to another (often of another cover): mixed cells.
+    assert (shares[shares > 0] < 0.99).mean() > 0.2
+    # Without a probabilities file on disk, the command says so.
+    manifest = json.loads((predicted / "predict" / "blocks" / "E0N0.json").read_text())
+    del manifest["tiles"]["E0N0"]["top2"]
+    (tmp_path / "E0N0.json").write_text(json.dumps(manifest))
+    command[command.index(str(predicted / "predict" / "blocks" / "E0N0.json"))] = str(tmp_path / "E0N0.json")
+    one_error(s2ecosg(command, tmp_path), r"E0N0.json: a tile has no probabilities file \(probs.tif, top2.tif\)")
 
 
 def test_validate_cover_on_a_binary_header_and_a_missing_pair(tmp_path: Path) -> None:

@@ -263,12 +263,7 @@ class PredictConfig(Section):
     top2: bool = Field(
         False, description="Also write predict/{tile}.top2.tif: quantised top-2 classes and probabilities."
     )
-    probabilities: int = Field(
-        0,
-        ge=0,
-        le=4,
-        description="Also write predict/{tile}.probs.tif: the top-K classes and 255 × probability (K ≤ 4; 0 = off).",
-    )
+    probabilities: int = Field(0, ge=0, le=4, description="K: also write predict/{tile}.probs.tif, top-K classes.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present, else CPU.")
     compile: bool = Field(
         False, description="torch.compile the network (a C++ compiler; minutes at start, pays off on large tiles)."
@@ -302,15 +297,9 @@ class CoverConfig(Section):
     max_empty_fraction: float = Field(
         0.0, ge=0, le=1, description="Largest share of HARMONIE domain cells left without a cover; above it, fail."
     )
-    members: int = Field(
-        0,
-        ge=0,
-        le=99,
-        description="Ensemble members <basename>_Mnn drawn from the probabilities (needs top2 or probabilities).",
-    )
-    member_length_m: float = Field(
-        500.0, ge=0, description="Correlation length (m) of the members' random fields; 0 = independent pixels."
-    )
+    fractions: Literal["hard", "soft"] = Field("hard", description="Count most likely classes, or sum probabilities.")
+    members: int = Field(0, ge=0, le=99, description="Ensemble members <basename>_Mnn drawn from the probabilities.")
+    member_length_m: float = Field(500.0, ge=0, description="Members' correlation length (m); 0 = independent.")
     member_seed: int = Field(0, ge=0, description="Seed of the members' random fields (member n uses it and n).")
 
     @model_validator(mode="after")
@@ -392,8 +381,11 @@ class Config(Section):
         stride, encoder = ENCODERS[self.model.encoder].stride, f"the output stride of {self.model.encoder}"
         if self.shards.patch % stride:
             raise ValueError(f"shards.patch {self.shards.patch} must be a multiple of {stride}, {encoder}")
-        if self.cover.members and not (self.predict.top2 or self.predict.probabilities >= 2):
-            raise ValueError("cover.members draws from the probabilities: set predict.top2 or predict.probabilities")
+        ranked = self.predict.top2 or self.predict.probabilities >= 2
+        if (self.cover.members or self.cover.fractions == "soft") and not ranked:
+            raise ValueError(
+                "cover.members and cover.fractions: soft use the probabilities: set predict.top2 or predict.probabilities"
+            )
         if self.predict.window % stride or self.predict.window < 2 * stride:
             raise ValueError(
                 f"predict.window {self.predict.window} must be a multiple of {stride} ({encoder}), ≥ {2 * stride}"

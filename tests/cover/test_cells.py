@@ -17,12 +17,16 @@ from s2ecosg.lonlat import snap_grid
 def dense_values(counts: np.ndarray) -> dict[str, np.ndarray]:
     """The brute-force reference: every cover of every cell."""
     pixels = counts[..., 1:].sum(axis=-1)
+    share = fractions(counts).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         majority_share = np.where(pixels > 0, counts[..., 1:].max(axis=-1) / pixels, np.nan)
+        terms = np.where(share > 0, -share * np.log(share), 0.0)
+    entropy = np.where(pixels > 0, terms.sum(axis=0) / np.log(N_COVERS), np.nan)
     return {
         "cover": majority(counts),
         "fraction": share_codes(fractions(counts)),
         "majority_share": share_codes(majority_share),
+        "cover_entropy": entropy,
     }
 
 
@@ -43,5 +47,8 @@ def test_block_values_equal_the_dense_definitions(seed: int, rows: int, columns:
     assert np.array_equal(values["cover"], reference["cover"])
     assert np.array_equal(values["fraction"], reference["fraction"])
     assert np.array_equal(values["majority_share"], reference["majority_share"])
+    # Entropy from float32 fractions in the reference: equal to within one code.
+    entropy = np.where(values["cover_entropy"] == 255, np.nan, values["cover_entropy"] / 250)
+    np.testing.assert_allclose(entropy, reference["cover_entropy"], atol=1 / 250 + 1e-6)
     assert np.array_equal(values["source"], (reference["cover"] > 0).astype(np.uint8))
     assert (values["model_confidence"] == 255).all()

@@ -115,7 +115,7 @@ def test_member_covers_are_valid_pairs_that_differ_where_the_model_hesitates(tmp
         member_base = tmp_path / "cover" / f"TOP_M{number:02d}"
         member = MemberDraw(number, settings.member_length_m, settings.member_seed)
         paths = [str(tmp_path / "E4300N3194.top2.tif")]
-        run_cover(paths, [None], legend, settings, DomainConfig(), str(member_base), provenance, member=member)
+        run_cover(paths, [None], legend, settings, DomainConfig(), str(member_base), provenance, reader=member)
         assert validate_cover(member_base) == []
         assert (tmp_path / "cover" / f"TOP_M{number:02d}.nam").read_text().count("YCOVER='TOP_M0") == 1
         cover, _ = read_cover(member_base)

@@ -14,7 +14,9 @@ from s2ecosg.blocks import read_manifests
 from s2ecosg.cli.common import LOG, command, log_option, with_config
 from s2ecosg.config import Config, CoverConfig, DomainConfig
 from s2ecosg.config_files import config_hash, read_config_file
+from s2ecosg.cover.aggregate import MOST_LIKELY
 from s2ecosg.cover.members import MemberDraw
+from s2ecosg.cover.readers import PixelClasses, Probabilities
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import read_json
@@ -79,13 +81,16 @@ def cover_command(
     legend = card_legend(read_card(Path(card).parent), Path(card).parent)
     basename = binary.removesuffix(".dir")
     provenance = cover_provenance(config, card, list(scene_lists))
-    run_cover(classes, confidences, legend, config.cover, config.domain, basename, provenance, threads, cache)
-    LOG.info("cover file: %s", binary)
     settings = config.cover
-    # Members draw from the top-K probabilities, else the top 2.
+    # Soft fractions and members read the top-K probabilities, else the top 2.
     ranked = [str(tiles[tile].get("probabilities") or tiles[tile].get("top2") or "") for tile in sorted(tiles)]
-    if settings.members and not all(ranked):
-        raise InputError(predict_manifests[0], "a tile has no probabilities file (probs.tif, top2.tif) for members")
+    if (settings.members or settings.fractions == "soft") and not all(ranked):
+        raise InputError(predict_manifests[0], "a tile has no probabilities file (probs.tif, top2.tif)")
+    soft = settings.fractions == "soft"
+    reader: PixelClasses = Probabilities() if soft else MOST_LIKELY
+    rasters = ranked if soft else classes
+    run_cover(rasters, confidences, legend, settings, config.domain, basename, provenance, threads, cache, reader)
+    LOG.info("cover file: %s", binary)
     for number in range(1, settings.members + 1):
         member = MemberDraw(number, settings.member_length_m, settings.member_seed)
         member_cache = str(Path(cache) / f"M{number:02d}") if cache else None

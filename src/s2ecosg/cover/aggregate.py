@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.config import CLIMATES
-from s2ecosg.cover.members import MemberDraw
 from s2ecosg.cover.pixels import place_pixels
+from s2ecosg.cover.readers import MostLikely, PixelClasses
 from s2ecosg.io import open_raster
 from s2ecosg.legend import N_COVERS, Legend
 from s2ecosg.lonlat import Block, LonLatGrid
 from s2ecosg.warp import warp_classes
 
 CHUNK = 1024  # source pixels per chunk edge
+MOST_LIKELY = MostLikely()
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,9 @@ class BlockCounts:
     confidence_pixels: np.ndarray
 
     @classmethod
-    def empty(cls, rows: int, columns: int) -> BlockCounts:
-        """Zeroed accumulators."""
-        return cls(
-            np.zeros((rows, columns, N_COVERS + 1), np.int64), np.zeros((rows, columns)), np.zeros((rows, columns))
-        )
+    def empty(cls, rows: int, columns: int, dtype: type = np.int64) -> BlockCounts:
+        """Zeroed accumulators (``dtype`` of the cover counts: float64 for weighted pixels)."""
+        return cls(np.zeros((rows, columns, N_COVERS + 1), dtype), np.zeros((rows, columns)), np.zeros((rows, columns)))
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Non-zero entries only: a block's counts go from worker to parent as ≈ 1 MB instead of 18 MB."""
@@ -199,22 +198,18 @@ def source_window(source: Source, bounds: tuple[float, float, float, float]) -> 
 
 
 def read_chunk(
-    rasters: tuple[Any, Any | None], source: Source, window: Any, mapping: CoverMapping, draw: MemberDraw | None = None
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
-    """Class ids, confidence and climate zones of a chunk of open (classes, confidence) rasters; None when empty.
+    rasters: tuple[Any, Any | None], source: Source, window: Any, mapping: CoverMapping, reader: PixelClasses
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None] | None:
+    """Classes and weights (``reader``), confidence and climate zones of a chunk; None when it has no class.
 
-    With ``draw``, the rasters rank classes (top2.tif, probs.tif) and the ids are the member's draws from them.
+    ``rasters``: the open prediction raster and confidence raster (or None).
     """
-    if draw is None:
-        ids = rasters[0].read(1, window=window)
-    else:
-        ranked = rasters[0].read(window=window)
-        ids = draw.classes(ranked, window, source.transform) if ranked[0].any() else ranked[0]
-    if not ids.any():
+    classes, weights = reader.read(rasters[0], window, source.transform)
+    if not classes[0].any():
         return None
     confidence = rasters[1].read(1, window=window) if rasters[1] is not None else None
     zone = zones_on_window(mapping.zones, source, window) if mapping.zones else None
-    return ids, confidence, zone
+    return classes, weights, confidence, zone
 
 
 def zones_on_window(path: str, source: Source, window: Any) -> np.ndarray:
@@ -234,28 +229,29 @@ def accumulate_chunk(
     source: Source,
     window: Any,
     mapping: CoverMapping,
-    draw: MemberDraw | None = None,
+    reader: PixelClasses,
 ) -> None:
     """Add the valid pixels of one source chunk (read from the open ``rasters``) that fall in ``block``."""
-    chunk = read_chunk(rasters, source, window, mapping, draw)
+    chunk = read_chunk(rasters, source, window, mapping, reader)
     if chunk is None:
         return
-    ids, confidence, zone = chunk
+    classes, weights, confidence, zone = chunk
     lookup = mapping.uniform_lookup(grid.block_bounds(block))
-    placement = place_pixels(
-        source, window, grid, ids > 0, () if lookup is not None else mapping.latitude_limits, block
-    )
+    latitudes = () if lookup is not None else mapping.latitude_limits
+    placement = place_pixels(source, window, grid, classes[0] > 0, latitudes, block)
     first_row, first_column, n_rows, n_columns = block
     rows, columns = placement.rows - first_row, placement.columns - first_column
     keep = (rows >= 0) & (rows < n_rows) & (columns >= 0) & (columns < n_columns)
-    ids = ids[placement.selected][keep]
-    if lookup is not None:
-        covers = lookup[np.minimum(ids, len(lookup) - 1)]
-    else:
-        latitude = None if placement.latitude is None else placement.latitude[keep]
-        covers = mapping.covers(ids, latitude, None if zone is None else zone[placement.selected][keep])
     cells = rows[keep] * n_columns + columns[keep]
-    add_counts(totals.counts.reshape(-1), cells * (N_COVERS + 1) + covers)
+    latitude = None if placement.latitude is None else placement.latitude[keep]
+    zones = None if zone is None else zone[placement.selected][keep]
+    for rank, ranked in enumerate(classes):
+        ids = ranked[placement.selected][keep]
+        covers = (
+            lookup[np.minimum(ids, len(lookup) - 1)] if lookup is not None else mapping.covers(ids, latitude, zones)
+        )
+        weight = None if weights is None else weights[rank][placement.selected][keep]
+        add_counts(totals.counts.reshape(-1), cells * (N_COVERS + 1) + covers, weight)
     if confidence is not None:
         add_counts(totals.confidence_sum.reshape(-1), cells, confidence[placement.selected][keep] / 255.0)
         add_counts(totals.confidence_pixels.reshape(-1), cells)
@@ -285,10 +281,13 @@ def reaching(sources: list[Source], bounds: tuple[float, float, float, float]) -
 
 
 def aggregate_block(
-    sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping, draw: MemberDraw | None = None
+    sources: list[Source], grid: LonLatGrid, block: Block, mapping: CoverMapping, reader: PixelClasses = MOST_LIKELY
 ) -> BlockCounts:
-    """Cover counts of one output block from every source that reaches it (an ensemble member's with ``draw``)."""
-    totals = BlockCounts.empty(block[2], block[3])
+    """Cover counts of one output block from every source that reaches it, pixels read as ``reader`` reads them.
+
+    Counts are integers, or the sums of weights with a weighted reader (soft fractions).
+    """
+    totals = BlockCounts.empty(block[2], block[3], np.float64 if reader.weighted else np.int64)
     west, south, east, north = grid.block_bounds(block)
     for source in reaching(sources, (west, south, east, north)):
         window = source_window(source, (west, south, east, north))
@@ -298,5 +297,5 @@ def aggregate_block(
             classes = stack.enter_context(open_raster(source.path))
             confidence = stack.enter_context(open_raster(source.confidence)) if source.confidence else None
             for chunk in chunk_windows(window):
-                accumulate_chunk(totals, grid, block, (classes, confidence), source, chunk, mapping, draw)
+                accumulate_chunk(totals, grid, block, (classes, confidence), source, chunk, mapping, reader)
     return totals

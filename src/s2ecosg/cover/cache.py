@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from s2ecosg.cover.aggregate import BlockCounts, CoverMapping, Source, reaching
-from s2ecosg.cover.members import MemberDraw
+from s2ecosg.cover.aggregate import MOST_LIKELY, BlockCounts, CoverMapping, Source, reaching
+from s2ecosg.cover.readers import PixelClasses
 from s2ecosg.io import atomic_path
 from s2ecosg.lonlat import Block, LonLatGrid
 
@@ -34,9 +34,9 @@ def file_sha256(path: str) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def mapping_digest(grid: LonLatGrid, mapping: CoverMapping, draw: MemberDraw | None = None) -> str:
-    """SHA-256 of everything besides the rasters that decides a block's counts (a member's draw included)."""
-    digest = hashlib.sha256(f"{PLACEMENT_VERSION} {draw!r}".encode())
+def mapping_digest(grid: LonLatGrid, mapping: CoverMapping, reader: PixelClasses) -> str:
+    """SHA-256 of everything besides the rasters that decides a block's counts (the pixel reader included)."""
+    digest = hashlib.sha256(f"{PLACEMENT_VERSION} {reader!r}".encode())
     digest.update(json.dumps([grid.west, grid.north, grid.step, grid.rows, grid.cols]).encode())
     for lookup in (mapping.temperate, mapping.boreal, mapping.mediterranean):
         digest.update(np.ascontiguousarray(lookup, dtype=np.uint8).tobytes())
@@ -54,12 +54,12 @@ class BlockCache:
         sources: list[Source],
         grid: LonLatGrid,
         mapping: CoverMapping,
-        draw: MemberDraw | None = None,
+        reader: PixelClasses = MOST_LIKELY,
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.sources, self.grid = sources, grid
-        self.common = mapping_digest(grid, mapping, draw)
+        self.common = mapping_digest(grid, mapping, reader)
         self.contents = {
             source.path: file_sha256(source.path) + (file_sha256(source.confidence) if source.confidence else "")
             for source in sources

@@ -29,7 +29,10 @@ def fractions(counts: np.ndarray) -> np.ndarray:
 
 
 def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Majority cover (uint8, 0 where none), fraction codes (33, cells) and majority share of every cell.
+    """Majority cover (uint8, 0 where none), fraction codes (33, cells), majority share and entropy of every cell.
+
+    The entropy is Shannon's, −Σ f ln f over the cell's cover fractions, divided by ln 33 (0: one cover, 1: all 33
+    equally); NaN where the cell has no pixel.
 
     Args:
         counts: (cells, 34) pixel counts per cover (column 0: pixels of no cover, ignored).
@@ -39,9 +42,9 @@ def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
     values = per_cell[cells, covers]
     size = counts.shape[0]
     cover, codes = np.zeros(size, np.uint8), np.zeros((N_COVERS, size), np.uint8)
-    majority_share = np.full(size, np.nan)
+    majority_share, entropy = np.full(size, np.nan), np.full(size, np.nan)
     if values.size == 0:
-        return {"cover": cover, "fraction": codes, "majority_share": majority_share}
+        return {"cover": cover, "fraction": codes, "majority_share": majority_share, "entropy": entropy}
     starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
     occupied, lengths = cells[starts], np.diff(np.r_[starts, values.size])
     pixels, largest = np.add.reduceat(values, starts), np.maximum.reduceat(values, starts)
@@ -49,9 +52,11 @@ def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
     at_largest = np.flatnonzero(values == np.repeat(largest, lengths))
     first = at_largest[np.r_[True, cells[at_largest[1:]] != cells[at_largest[:-1]]]]
     cover[occupied] = covers[first] + 1
-    codes[covers, cells] = share_codes((values / np.repeat(pixels, lengths)).astype(np.float32))
+    share = values / np.repeat(pixels, lengths)
+    codes[covers, cells] = share_codes(share.astype(np.float32))
     majority_share[occupied] = largest / pixels
-    return {"cover": cover, "fraction": codes, "majority_share": majority_share}
+    entropy[occupied] = np.maximum(np.add.reduceat(-share * np.log(share), starts), 0.0) / np.log(N_COVERS)
+    return {"cover": cover, "fraction": codes, "majority_share": majority_share, "entropy": entropy}
 
 
 def block_values(totals: BlockCounts, grid: LonLatGrid, block: Block, filler: GapFiller) -> dict[str, np.ndarray]:
@@ -66,8 +71,10 @@ def block_values(totals: BlockCounts, grid: LonLatGrid, block: Block, filler: Ga
     cover, flags = filler.fill(predicted, grid, block)
     fraction = cells["fraction"].reshape(N_COVERS, *shape)
     filled = (predicted == 0) & (cover > 0)
+    entropy = cells["entropy"].reshape(shape)
     if filled.any():
         fraction[cover[filled] - 1, *np.nonzero(filled)] = share_codes(np.ones(1, np.float32))[0]
+        entropy[filled] = 0.0  # one cover, from the fill
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
     return {
@@ -76,4 +83,5 @@ def block_values(totals: BlockCounts, grid: LonLatGrid, block: Block, filler: Ga
         "fraction": fraction,
         "majority_share": share_codes(cells["majority_share"].reshape(shape)),
         "model_confidence": share_codes(confidence),
+        "cover_entropy": share_codes(entropy),
     }

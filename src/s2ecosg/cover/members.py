@@ -104,11 +104,20 @@ def draw_classes(ranked: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MemberDraw:
-    """Member ``member`` (≥ 1) of the ensemble: correlation length (m) and seed of its random field."""
+    """Member ``member`` (≥ 1) of the ensemble: correlation length (m) and seed of its random field.
+
+    A :class:`~s2ecosg.cover.readers.PixelClasses` reader of ranked-classes rasters (``probs.tif``, ``top2.tif``).
+    """
 
     member: int
     length: float
     seed: int
+    weighted: bool = False
+
+    def read(self, raster: Any, window: Any, transform: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """The member's class of every pixel of a chunk of an open ranked-classes raster."""
+        ranked = raster.read(window=window)
+        return (self.classes(ranked, window, transform) if ranked[0].any() else ranked[0])[None], None
 
     def classes(self, ranked: np.ndarray, window: Any, transform: Any) -> np.ndarray:
         """The member's class ids of a chunk (rasterio window) of a ranked-classes raster with the given transform."""

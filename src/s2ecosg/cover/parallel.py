@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from s2ecosg.cover.aggregate import CoverMapping, Source, aggregate_block
+from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, aggregate_block
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.cells import block_values
 from s2ecosg.cover.fill import GapFiller
-from s2ecosg.cover.members import MemberDraw
+from s2ecosg.cover.readers import PixelClasses
 from s2ecosg.lonlat import Block, LonLatGrid
 
 BlockOutput = tuple[Block, dict[str, np.ndarray], bool]  # block, values for the writers, counts reused
@@ -40,7 +40,7 @@ class CoverJob:
     mapping: CoverMapping
     filler: GapFiller
     cache: BlockCache | None
-    draw: MemberDraw | None = None  # an ensemble member: the sources rank classes to draw from
+    reader: PixelClasses = MOST_LIKELY  # how pixels become classes (soft fractions, a member's draws)
 
 
 def block_output(job: CoverJob, block: Block) -> BlockOutput:
@@ -48,7 +48,7 @@ def block_output(job: CoverJob, block: Block) -> BlockOutput:
     counts = job.cache.load(block) if job.cache is not None else None
     reused = counts is not None
     if counts is None:
-        counts = aggregate_block(job.sources, job.grid, block, job.mapping, job.draw)
+        counts = aggregate_block(job.sources, job.grid, block, job.mapping, job.reader)
         if job.cache is not None:
             job.cache.store(block, counts)
     return block, block_values(counts, job.grid, block, job.filler), reused

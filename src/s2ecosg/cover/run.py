@@ -24,11 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from s2ecosg.config import CoverConfig, DomainConfig
-from s2ecosg.cover.aggregate import CoverMapping, Source, chunk_windows, open_sources
+from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, chunk_windows, open_sources
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.fill import GapFiller, check_overlap
 from s2ecosg.cover.members import MemberDraw
 from s2ecosg.cover.parallel import CoverJob, block_outputs
+from s2ecosg.cover.readers import PixelClasses
 from s2ecosg.cover.readme import readme_text
 from s2ecosg.cover.writers import WRITERS, DirectWriter
 from s2ecosg.domain import resolve_domain
@@ -113,14 +114,15 @@ def run_cover(
     provenance: dict[str, str],
     workers: int = 1,
     cache: str | None = None,
-    member: MemberDraw | None = None,
+    reader: PixelClasses = MOST_LIKELY,
 ) -> dict[str, int]:
     """Aggregate class rasters and write every cover output; return the number of cells by origin.
 
     ``workers`` processes aggregate blocks of the output grid; with ``cache`` (a folder), block counts of
-    unchanged inputs are read from the previous run instead (:mod:`s2ecosg.cover.cache`). With ``member``, the
-    rasters rank classes (top2.tif, probs.tif), the classes are that ensemble member's draws (:mod:`s2ecosg.cover.members`) and only
-    the DIRECT pair and its namelist are written.
+    unchanged inputs are read from the previous run instead (:mod:`s2ecosg.cover.cache`). ``reader`` says how
+    pixels become classes (:mod:`s2ecosg.cover.readers`): the most likely class (``classes`` are class rasters),
+    probability-weighted classes (soft fractions; ``classes`` are ranked-classes rasters), or an ensemble member's
+    draws (:class:`~s2ecosg.cover.members.MemberDraw`), for which only the DIRECT pair and its namelist are written.
 
     The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a
     HARMONIE domain its empty cells against ``cover.max_empty_fraction``): a cover that fails a check is never
@@ -135,16 +137,17 @@ def run_cover(
         check_overlap(mapping.zones, "cover.climate", grid.bounds)
     filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
     filler.check(grid)
-    block_cache = BlockCache(cache, sources, grid, mapping, member) if cache else None
-    job = CoverJob(sources, grid, mapping, filler, block_cache, member)
+    block_cache = BlockCache(cache, sources, grid, mapping, reader) if cache else None
+    job = CoverJob(sources, grid, mapping, filler, block_cache, reader)
+    member = isinstance(reader, MemberDraw)
     with contextlib.ExitStack() as stack:
         writers, counts = write_blocks(stack, job, workers, basename, provenance)
         direct = writers["direct"]
         if not isinstance(direct, DirectWriter):
             raise TypeError("the DIRECT pair is written by DirectWriter")
         report = check_written(basename, direct.paths, counts, domain, domain_settings, settings)
-        write_side_files(basename, grid, domain, provenance, counts, readme=member is None)
-    if member is None:
+        write_side_files(basename, grid, domain, provenance, counts, readme=not member)
+    if not member:
         with atomic_path(Path(basename).parent / "validation.txt") as temporary:
             temporary.write_text("\n".join(report) + "\n")
     LOG.info("cover %s: cells by origin %s", basename, counts)
@@ -157,7 +160,7 @@ def write_blocks(
     """Feed every block of the grid to every writer (files still temporary); return them and the cells by origin."""
     blocks = list(job.grid.blocks(BLOCK_CELLS))
     outputs = stack.enter_context(block_outputs(job, blocks, workers))  # first: the workers start at once
-    formats = WRITERS if job.draw is None else {"direct": DirectWriter}  # a member: the pair PGD reads
+    formats = {"direct": DirectWriter} if isinstance(job.reader, MemberDraw) else WRITERS  # a member: the pair
     writers = {name: writer(stack, basename, job.grid, provenance) for name, writer in formats.items()}
     origin, reused = np.zeros(4, dtype=np.int64), 0
     for block, values, from_cache in tqdm(outputs, total=len(blocks), desc="cover", unit="block", mininterval=10):

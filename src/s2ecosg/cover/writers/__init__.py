@@ -27,7 +27,7 @@ class CoverWriter(Protocol):
         """Take one block's uint8 arrays: ``cover``, ``source`` and share codes (share × 250, 255 = missing).
 
         The codes (:func:`~s2ecosg.cover.writers.table.share_codes`) are ``fraction`` (33, rows, cols),
-        ``majority_share`` and ``model_confidence``.
+        ``majority_share``, ``model_confidence`` and ``cover_entropy``.
         """
 
     def finish(self) -> None:

@@ -1,4 +1,4 @@
-"""The CF-1.8 netCDF of the cover: majority cover, 33 fractions, shares, model confidence and origin per cell.
+"""The CF-1.8 netCDF of the cover: majority cover, 33 fractions, shares, confidence, entropy and origin per cell.
 
 The file is laid out and initialised by xarray (dimensions, coordinates, CF attributes, the uint8 packing with
 ``scale_factor`` and ``_FillValue``, chunking and compression; the variables are lazy dask arrays, so nothing is
@@ -39,7 +39,7 @@ def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str,
     compressed: dict[str, Any] = {"zlib": True, "complevel": 4}
     chunks = (min(CHUNK_CELLS, grid.rows), min(CHUNK_CELLS, grid.cols))
     encoding = {name: compressed | {"chunksizes": (1,) * (dataset[name].ndim - 2) + chunks} for name in variables}
-    for name in ("fraction", "majority_share", "model_confidence"):
+    for name in ("fraction", "majority_share", "model_confidence", "cover_entropy"):
         encoding[name] |= PACKED
     encoding["cover"] |= {"dtype": "u1", "_FillValue": 0}
     encoding["source"] |= {"dtype": "u1", "_FillValue": None}
@@ -62,6 +62,7 @@ def data_variables(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]
         "fraction": empty(("cover_class", "lat", "lon"), "f4", share("fraction of the cell's pixels in each cover")),
         "majority_share": empty(("lat", "lon"), "f4", share("fraction of the cell's pixels in the majority cover")),
         "model_confidence": empty(("lat", "lon"), "f4", share("mean maximum softmax probability of the cell's pixels")),
+        "cover_entropy": empty(("lat", "lon"), "f4", share("Shannon entropy of the cell's cover fractions / ln 33")),
         "source": empty(("lat", "lon"), "u1", {"long_name": "origin of the cell's cover"} | origins),
     }
 
