@@ -6,13 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray
 from affine import Affine
 from scipy.special import ndtri
 from scipy.stats import chi2
 
 from s2ecosg.config import CoverConfig, DomainConfig
+from s2ecosg.config_files import validate_sections
+from s2ecosg.cover.aggregate import CoverMapping, aggregate_block, open_sources
 from s2ecosg.cover.members import MemberDraw, draw_classes, member_uniforms
-from s2ecosg.cover.run import run_cover
+from s2ecosg.cover.run import output_grid, run_cover, run_members
 from s2ecosg.io import write_raster
 from s2ecosg.legend import load_legend
 from s2ecosg.surfex import read_cover
@@ -179,3 +182,41 @@ def test_draws_over_the_top_three_follow_their_renormalised_probabilities() -> N
     expected = drawn.size * np.array([120, 60, 40]) / 220
     assert observed.sum() == drawn.size
     assert ((observed - expected) ** 2 / expected).sum() < chi2.ppf(0.999, 2)
+
+
+def test_the_netcdf_gives_the_spread_of_each_fraction_over_the_members(tmp_path: Path) -> None:
+    top2 = np.zeros((4, 400, 400), np.uint8)
+    top2[:, :, :200] = np.array([3, 255, 0, 0], np.uint8)[:, None, None]  # sure: class 3
+    top2[:, :, 200:] = np.array([3, 128, 7, 127], np.uint8)[:, None, None]  # torn between 3 and 7
+    transform = Affine(10, 0, 4_300_000, 0, -10, 3_200_000)
+    write_raster(tmp_path / "T.top2.tif", top2, crs="EPSG:3035", transform=transform)
+    write_raster(tmp_path / "T.tif", top2[:1], crs="EPSG:3035", transform=transform)
+    config = validate_sections(
+        {"cover": {"basename": "TOP", "members": 4, "member_length_m": 30.0}, "predict": {"top2": True}}
+    )
+    legend, provenance, base = load_legend("clc"), {"run_hash": "0"}, str(tmp_path / "cover" / "TOP")
+    ranked = [str(tmp_path / "T.top2.tif")]
+    ensemble = run_members(ranked, legend, config, base, provenance, 1, str(tmp_path / "cache"))
+    assert ensemble is not None and len(ensemble.members) == 4
+    run_cover(
+        [str(tmp_path / "T.tif")], [None], legend, config.cover, config.domain, base, provenance, ensemble=ensemble
+    )
+    with xarray.open_dataset(f"{base}.nc") as dataset:
+        spread = dataset["fraction_spread"].values  # (33, rows, cols)
+    columns = spread.shape[2]
+    sure, torn = slice(0, columns // 3), slice(2 * columns // 3, None)
+    assert np.nanmax(spread[:, :, sure]) == 0  # the members agree where the model is sure
+    assert np.nanmean(spread[:, :, torn].max(axis=0)) > 0.05  # and spread where it hesitates
+    # Reference: each member aggregated over the whole grid as one block, the spread of its fractions by NumPy.
+    sources = open_sources(ranked, [None])
+    grid, _ = output_grid(config.cover, config.domain, sources)
+    mapping = CoverMapping.from_legend(legend, config.cover)
+    shares = []
+    for member in range(1, 5):
+        draw = MemberDraw(member, 30.0, 0)
+        counts = aggregate_block(sources, grid, (0, 0, grid.rows, grid.cols), mapping, draw).counts[..., 1:]
+        with np.errstate(invalid="ignore"):
+            shares.append(np.moveaxis(counts / counts.sum(axis=-1, keepdims=True), -1, 0))
+    reference = np.std(np.stack(shares), axis=0)
+    occupied = ~np.isnan(reference[0])
+    assert np.abs(spread[:, occupied] - reference[:, occupied]).max() <= 0.5 / 250 + 1e-6

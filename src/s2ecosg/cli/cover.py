@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -14,9 +15,6 @@ from s2ecosg.blocks import read_manifests
 from s2ecosg.cli.common import LOG, command, log_option, with_config
 from s2ecosg.config import Config, CoverConfig, DomainConfig
 from s2ecosg.config_files import config_hash, read_config_file
-from s2ecosg.cover.aggregate import MOST_LIKELY
-from s2ecosg.cover.members import MemberDraw
-from s2ecosg.cover.readers import PixelClasses, Probabilities
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import read_json
@@ -71,35 +69,38 @@ def cover_command(
 
     PREDICT_MANIFESTS: predict/blocks/<block>.json (the predicted tiles); --scene-list: each tile's scene list.
     """
-    from s2ecosg.cover.run import run_cover
+    # The cover stage's modules take seconds to import (GDAL, PROJ, SciPy): loaded by this command only.
+    from s2ecosg.cover.aggregate import MOST_LIKELY
+    from s2ecosg.cover.readers import Probabilities
+    from s2ecosg.cover.run import run_cover, run_members
 
-    tiles = read_manifests(list(predict_manifests))
-    classes = [tiles[tile]["classes"] for tile in sorted(tiles)]
-    confidences = [
-        tiles[tile]["confidence"] if Path(tiles[tile]["confidence"]).exists() else None for tile in sorted(tiles)
-    ]
+    classes, confidences, ranked = predicted_rasters(list(predict_manifests), config.cover)
     legend = card_legend(read_card(Path(card).parent), Path(card).parent)
     basename = binary.removesuffix(".dir")
     provenance = cover_provenance(config, card, list(scene_lists))
-    settings = config.cover
-    # Soft fractions and members read the top-K probabilities, else the top 2.
-    ranked = [str(tiles[tile].get("probabilities") or tiles[tile].get("top2") or "") for tile in sorted(tiles)]
-    if (settings.members or settings.fractions == "soft") and not all(ranked):
-        raise InputError(predict_manifests[0], "a tile has no probabilities file (probs.tif, top2.tif)")
-    soft = settings.fractions == "soft"
-    reader: PixelClasses = Probabilities() if soft else MOST_LIKELY
-    rasters = ranked if soft else classes
-    run_cover(rasters, confidences, legend, settings, config.domain, basename, provenance, threads, cache, reader)
+    soft = config.cover.fractions == "soft"
+    reader = Probabilities() if soft else MOST_LIKELY
+    with tempfile.TemporaryDirectory(prefix="members-") as scratch:
+        # Members first: the deterministic cover's netCDF takes the spread of each fraction from their block counts.
+        ensemble = run_members(ranked, legend, config, basename, provenance, threads, cache or scratch)
+        settings = (legend, config.cover, config.domain, basename, provenance, threads, cache, reader, ensemble)
+        run_cover(ranked if soft else classes, confidences, *settings)
     LOG.info("cover file: %s", binary)
-    for number in range(1, settings.members + 1):
-        member = MemberDraw(number, settings.member_length_m, settings.member_seed)
-        member_cache = str(Path(cache) / f"M{number:02d}") if cache else None
-        name = f"{basename}_M{number:02d}"
-        no_confidence: list[str | None] = [None] * len(ranked)
-        run_cover(
-            ranked, no_confidence, legend, settings, config.domain, name, provenance, threads, member_cache, member
-        )
-        LOG.info("member %d of %d: %s.dir", number, settings.members, name)
+
+
+def predicted_rasters(manifests: list[str], settings: CoverConfig) -> tuple[list[str], list[str | None], list[str]]:
+    """Each predicted tile's class raster, confidence raster (None if absent) and ranked-classes raster.
+
+    The ranked classes (``probs.tif``, else ``top2.tif``; "" if neither) are needed by soft fractions and members.
+    """
+    tiles = read_manifests(manifests)
+    names = sorted(tiles)
+    classes = [tiles[tile]["classes"] for tile in names]
+    confidences = [tiles[tile]["confidence"] if Path(tiles[tile]["confidence"]).exists() else None for tile in names]
+    ranked = [str(tiles[tile].get("probabilities") or tiles[tile].get("top2") or "") for tile in names]
+    if (settings.members or settings.fractions == "soft") and not all(ranked):
+        raise InputError(manifests[0], "a tile has no probabilities file (probs.tif, top2.tif)")
+    return classes, confidences, ranked
 
 
 @click.command("domain")

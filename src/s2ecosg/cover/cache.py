@@ -10,9 +10,11 @@ not know these files (it would delete them before rerunning the rule); a stale o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
 import zipfile
 from pathlib import Path
 
@@ -29,7 +31,14 @@ PLACEMENT_VERSION = "lattice-1"
 
 
 def file_sha256(path: str) -> str:
-    """SHA-256 of a file's bytes (read in 1 MiB pieces)."""
+    """SHA-256 of a file's bytes, read once per process and version of the file (members share the rasters)."""
+    status = os.stat(path)
+    return hashed_file(path, status.st_mtime_ns, status.st_size)
+
+
+@functools.lru_cache(maxsize=65536)
+def hashed_file(path: str, modified: int, size: int) -> str:
+    """:func:`file_sha256` without the memo (``modified`` and ``size`` only key it)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -58,7 +67,7 @@ class BlockCache:
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.sources, self.grid = sources, grid
+        self.sources, self.grid, self.reader = sources, grid, reader
         self.common = mapping_digest(grid, mapping, reader)
         self.contents = {
             source.path: file_sha256(source.path) + (file_sha256(source.confidence) if source.confidence else "")

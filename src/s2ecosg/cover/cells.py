@@ -59,11 +59,32 @@ def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
     return {"cover": cover, "fraction": codes, "majority_share": majority_share, "entropy": entropy}
 
 
-def block_values(totals: BlockCounts, grid: LonLatGrid, block: Block, filler: GapFiller) -> dict[str, np.ndarray]:
+def member_spread(members: list[BlockCounts]) -> np.ndarray:
+    """(33, rows, cols) standard deviation over the members of each cover fraction; NaN where no member has pixels.
+
+    A member without pixels in a cell has no fractions there and is left out of that cell's spread.
+    """
+    shares = np.stack([fractions(member.counts).astype(np.float64) for member in members])
+    present = np.stack([member.counts[..., 1:].sum(axis=-1) > 0 for member in members])[:, None]
+    count = present.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(present, shares, 0.0).sum(axis=0) / count
+        variance = np.where(present, (shares - mean) ** 2, 0.0).sum(axis=0) / count
+    return np.where(count > 0, np.sqrt(variance), np.nan)
+
+
+def block_values(
+    totals: BlockCounts,
+    grid: LonLatGrid,
+    block: Block,
+    filler: GapFiller,
+    members: list[BlockCounts] | None = None,
+) -> dict[str, np.ndarray]:
     """Everything written for one block from its counts: cover, source flag, fractions and shares.
 
-    Fractions, majority share and confidence come as share codes (:func:`~s2ecosg.cover.writers.table.share_codes`),
-    equal to the dense definitions (:func:`majority`, :func:`fractions`) with filled cells at share 1 of their cover.
+    Fractions, majority share, confidence, entropy and (with ensemble ``members``' counts) the between-member
+    spread of each fraction come as share codes (:func:`~s2ecosg.cover.writers.table.share_codes`); they equal the
+    dense definitions (:func:`majority`, :func:`fractions`), filled cells at share 1 of their cover.
     """
     shape = block[2:]
     cells = sparse_cells(totals.counts.reshape(-1, N_COVERS + 1))
@@ -84,4 +105,5 @@ def block_values(totals: BlockCounts, grid: LonLatGrid, block: Block, filler: Ga
         "majority_share": share_codes(cells["majority_share"].reshape(shape)),
         "model_confidence": share_codes(confidence),
         "cover_entropy": share_codes(entropy),
+        "fraction_spread": share_codes(member_spread(members) if members else np.full(fraction.shape, np.nan)),
     }

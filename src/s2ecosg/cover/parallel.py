@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, aggregate_block
+from s2ecosg.cover.aggregate import MOST_LIKELY, BlockCounts, CoverMapping, Source, aggregate_block
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.cells import block_values
 from s2ecosg.cover.fill import GapFiller
@@ -41,6 +41,7 @@ class CoverJob:
     filler: GapFiller
     cache: BlockCache | None
     reader: PixelClasses = MOST_LIKELY  # how pixels become classes (soft fractions, a member's draws)
+    members: tuple[BlockCache, ...] = ()  # the ensemble members' counts, for the spread of each fraction
 
 
 def block_output(job: CoverJob, block: Block) -> BlockOutput:
@@ -51,7 +52,17 @@ def block_output(job: CoverJob, block: Block) -> BlockOutput:
         counts = aggregate_block(job.sources, job.grid, block, job.mapping, job.reader)
         if job.cache is not None:
             job.cache.store(block, counts)
-    return block, block_values(counts, job.grid, block, job.filler), reused
+    members = [member_counts(job, cache, block) for cache in job.members]
+    return block, block_values(counts, job.grid, block, job.filler, members), reused
+
+
+def member_counts(job: CoverJob, cache: BlockCache, block: Block) -> BlockCounts:
+    """A member's counts of a block: as its own run cached them, else drawn again (the same, by construction)."""
+    counts = cache.load(block)
+    if counts is None:
+        counts = aggregate_block(cache.sources, job.grid, block, job.mapping, cache.reader)
+        cache.store(block, counts)
+    return counts
 
 
 # Set in each worker by ``start_worker``.

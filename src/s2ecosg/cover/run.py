@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from s2ecosg.config import CoverConfig, DomainConfig
+from s2ecosg.config import Config, CoverConfig, DomainConfig
 from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, chunk_windows, open_sources
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.fill import GapFiller, check_overlap
@@ -115,6 +116,7 @@ def run_cover(
     workers: int = 1,
     cache: str | None = None,
     reader: PixelClasses = MOST_LIKELY,
+    ensemble: Ensemble | None = None,
 ) -> dict[str, int]:
     """Aggregate class rasters and write every cover output; return the number of cells by origin.
 
@@ -123,6 +125,7 @@ def run_cover(
     pixels become classes (:mod:`s2ecosg.cover.readers`): the most likely class (``classes`` are class rasters),
     probability-weighted classes (soft fractions; ``classes`` are ranked-classes rasters), or an ensemble member's
     draws (:class:`~s2ecosg.cover.members.MemberDraw`), for which only the DIRECT pair and its namelist are written.
+    With ``ensemble`` (members written before), the netCDF gets the between-member spread of each fraction.
 
     The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a
     HARMONIE domain its empty cells against ``cover.max_empty_fraction``): a cover that fails a check is never
@@ -135,10 +138,7 @@ def run_cover(
     mapping = CoverMapping.from_legend(legend, settings)
     if mapping.zones:
         check_overlap(mapping.zones, "cover.climate", grid.bounds)
-    filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
-    filler.check(grid)
-    block_cache = BlockCache(cache, sources, grid, mapping, reader) if cache else None
-    job = CoverJob(sources, grid, mapping, filler, block_cache, reader)
+    job = cover_job(sources, grid, mapping, settings, cache, reader, ensemble)
     member = isinstance(reader, MemberDraw)
     with contextlib.ExitStack() as stack:
         writers, counts = write_blocks(stack, job, workers, basename, provenance)
@@ -152,6 +152,36 @@ def run_cover(
             temporary.write_text("\n".join(report) + "\n")
     LOG.info("cover %s: cells by origin %s", basename, counts)
     return counts
+
+
+def cover_job(
+    sources: list[Source],
+    grid: LonLatGrid,
+    mapping: CoverMapping,
+    settings: CoverConfig,
+    cache: str | None,
+    reader: PixelClasses,
+    ensemble: Ensemble | None,
+) -> CoverJob:
+    """What every block needs: the inputs, the gap filler (checked), the block caches of this cover and its members."""
+    filler = GapFiller(settings.fill, settings.sea_mask, settings.sea_value)
+    filler.check(grid)
+    block_cache = BlockCache(cache, sources, grid, mapping, reader) if cache else None
+    members = ensemble.caches(grid, mapping) if ensemble else ()
+    return CoverJob(sources, grid, mapping, filler, block_cache, reader, members)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Members written before the deterministic cover: their ranked-classes rasters, and each one's cache and draw."""
+
+    rasters: list[str]
+    members: list[tuple[str, MemberDraw]]
+
+    def caches(self, grid: LonLatGrid, mapping: CoverMapping) -> tuple[BlockCache, ...]:
+        """The members' block caches on this grid (their counts are read back, never aggregated twice)."""
+        sources = open_sources(self.rasters, [None] * len(self.rasters))
+        return tuple(BlockCache(folder, sources, grid, mapping, draw) for folder, draw in self.members)
 
 
 def write_blocks(
@@ -229,3 +259,25 @@ def write_side_files(
         return
     with atomic_path(Path(basename).parent / "README.md") as temporary:
         temporary.write_text(readme_text(name, grid, provenance, text, counts))
+
+
+def run_members(
+    ranked: list[str],
+    legend: Legend,
+    config: Config,
+    basename: str,
+    provenance: dict[str, str],
+    threads: int,
+    cache: str,
+) -> Ensemble | None:
+    """Write the ``cover.members`` ensemble members ``<basename>_Mnn``; their rasters, caches and draws, or None."""
+    settings = config.cover
+    members = []
+    for number in range(1, settings.members + 1):
+        member = MemberDraw(number, settings.member_length_m, settings.member_seed)
+        folder, name = str(Path(cache) / f"M{number:02d}"), f"{basename}_M{number:02d}"
+        no_confidence: list[str | None] = [None] * len(ranked)
+        run_cover(ranked, no_confidence, legend, settings, config.domain, name, provenance, threads, folder, member)
+        LOG.info("member %d of %d: %s.dir", number, settings.members, name)
+        members.append((folder, member))
+    return Ensemble(ranked, members) if members else None

@@ -39,7 +39,7 @@ def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str,
     compressed: dict[str, Any] = {"zlib": True, "complevel": 4}
     chunks = (min(CHUNK_CELLS, grid.rows), min(CHUNK_CELLS, grid.cols))
     encoding = {name: compressed | {"chunksizes": (1,) * (dataset[name].ndim - 2) + chunks} for name in variables}
-    for name in ("fraction", "majority_share", "model_confidence", "cover_entropy"):
+    for name in ("fraction", "majority_share", "model_confidence", "cover_entropy", "fraction_spread"):
         encoding[name] |= PACKED
     encoding["cover"] |= {"dtype": "u1", "_FillValue": 0}
     encoding["source"] |= {"dtype": "u1", "_FillValue": None}
@@ -63,6 +63,9 @@ def data_variables(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]
         "majority_share": empty(("lat", "lon"), "f4", share("fraction of the cell's pixels in the majority cover")),
         "model_confidence": empty(("lat", "lon"), "f4", share("mean maximum softmax probability of the cell's pixels")),
         "cover_entropy": empty(("lat", "lon"), "f4", share("Shannon entropy of the cell's cover fractions / ln 33")),
+        "fraction_spread": empty(
+            ("cover_class", "lat", "lon"), "f4", share("standard deviation of each fraction over the ensemble members")
+        ),
         "source": empty(("lat", "lon"), "u1", {"long_name": "origin of the cell's cover"} | origins),
     }
 
@@ -142,7 +145,7 @@ class NetcdfWriter:
         try:
             for name, array in values.items():
                 target = self.dataset[name]
-                target[(slice(None), *window) if name == "fraction" else window] = array
+                target[(slice(None), *window) if array.ndim == 3 else window] = array
         except RuntimeError as error:  # the netCDF library's way of saying the disk is full
             raise InputError(self.path, f"cannot write ({error})") from None
 
