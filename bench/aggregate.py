@@ -9,7 +9,9 @@ stage spends outside the blocks (imports, file layout, the PNG) weigh as they do
 raster (``RESULT parallel_efficiency_1x``), the peak RSS of the 1× and 4× runs and their ratio (``RESULT
 peak_rss_ratio_4x``) and the projected wall time of Ireland's ≈ 8.4 × 10⁸ px on 16 cores. Then the block
 aggregation alone (no files written) on the N² raster, once as the cover stage runs it (a loop over the output
-blocks) and once as a dask graph of the same blocks on the threaded scheduler (``RESULT dask_over_loop``).
+blocks) and once as a dask graph of the same blocks on the threaded scheduler (``RESULT dask_over_loop``). Last, one
+ensemble member drawn from a top-2 raster of the N² raster (``RESULT member_over_cover``, ``RESULT
+member_s_per_100km2_per_core``).
 
 Usage: python bench/aggregate.py [--pixels 10000] [--workers 2] [--keep DIR]
 """
@@ -33,11 +35,15 @@ from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.cover.aggregate import open_sources
 from s2ecosg.cover.run import run_cover
 from s2ecosg.legend import load_legend
-path, base, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+from s2ecosg.cover.aggregate import MOST_LIKELY
+from s2ecosg.cover.members import MemberDraw
+path, base, workers, member = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "member"
 start = time.perf_counter()
 # The grid from a box, as from a HARMONIE domain in production (no scan of the predicted pixels for their extent).
 domain = DomainConfig(bbox=list(open_sources([path], [None])[0].lonlat))
-run_cover([path], [None], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"}, workers)
+reader = MemberDraw(1, 500.0, 0) if member else MOST_LIKELY
+run_cover([path], [None], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"}, workers,
+          None, reader)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
@@ -112,11 +118,14 @@ def write_classes(path: Path, pixels: int) -> None:
             destination.write(values.astype(np.uint8), 1, window=Window(0, row, pixels, rows))
 
 
-def measure(path: Path, base: Path, workers: int = 1) -> dict[str, float]:
-    """Run the cover stage in its own process (one BLAS thread; GDAL cache as the stage sets it): seconds, peak RSS."""
+def measure(path: Path, base: Path, workers: int = 1, member: bool = False) -> dict[str, float]:
+    """Run the cover stage in its own process (one BLAS thread; GDAL cache as the stage sets it): seconds, peak RSS.
+
+    With ``member``, ``path`` is a top-2 raster and the run draws ensemble member 1 (L = 500 m) from it.
+    """
     environment = dict(os.environ, **ONE_THREAD)
     output = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(base), str(workers)],
+        [sys.executable, "-c", CHILD, str(path), str(base), str(workers), "member" if member else "cover"],
         env=environment,
         check=True,
         capture_output=True,
@@ -127,6 +136,20 @@ def measure(path: Path, base: Path, workers: int = 1) -> dict[str, float]:
 
 
 IRELAND_PIXELS = 8.4e8  # ≈ 84 000 km² at 10 m
+
+
+def write_top2(classes: Path, path: Path) -> None:
+    """A top-2 raster beside a class raster: its class at 150/255, the next class id at 100/255 (block by block)."""
+    import rasterio
+
+    with rasterio.open(classes) as source:
+        profile = source.profile | {"count": 4}
+        with rasterio.open(path, "w", **profile) as destination:
+            for _, window in source.block_windows(1):
+                ids = source.read(1, window=window)
+                others = np.where(ids > 0, ids % 44 + 1, 0)
+                top2 = np.stack([ids, np.where(ids > 0, 150, 0), others, np.where(ids > 0, 100, 0)])
+                destination.write(top2.astype(np.uint8), window=window)
 
 
 def raster(folder: Path, pixels: int) -> Path:
@@ -165,6 +188,11 @@ def main() -> None:
         report(f"{2 * args.pixels}² px, 1 process", 2 * args.pixels, big)
         many_big = measure(large, folder / "MANYBIG", args.workers)
         report(f"{2 * args.pixels}² px, {args.workers} processes", 2 * args.pixels, many_big)
+        top2 = folder / f"classes_{args.pixels}.top2.tif"
+        if not top2.exists():
+            write_top2(small, top2)
+        member = measure(top2, folder / "MEMBER", member=True)
+        report(f"{args.pixels}² px, one ensemble member, 1 process", args.pixels, member)
         loop, threaded = blocks_alone(small, "loop"), blocks_alone(small, "dask")
         print(
             f"blocks alone: loop {args.pixels**2 / loop / 1e6:.2f} Mpx/s, dask threads {args.pixels**2 / threaded / 1e6:.2f} Mpx/s"
@@ -182,6 +210,9 @@ def main() -> None:
     print(f"RESULT peak_rss_ratio_4x {ratio:.3f}")
     print(f"RESULT ireland_16_cores_s {ireland:.1f}")
     print(f"RESULT dask_over_loop {loop / threaded:.3f}")
+    square_km = args.pixels**2 * 1e-4  # 10 m pixels
+    print(f"RESULT member_over_cover {member['seconds'] / one['seconds']:.3f}")
+    print(f"RESULT member_s_per_100km2_per_core {member['seconds'] / square_km * 100:.4f}")
 
 
 if __name__ == "__main__":

@@ -37,9 +37,11 @@ def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
     Args:
         counts: (cells, 34) pixel counts per cover (column 0: pixels of no cover, ignored).
     """
-    per_cell = counts[:, 1:]
-    cells, covers = np.nonzero(per_cell)  # by cell, then by cover
-    values = per_cell[cells, covers]
+    cells, covers = np.nonzero(counts)  # by cell, then by cover; on the contiguous array (its [:, 1:] is slow)
+    kept = covers > 0
+    cells, covers = cells[kept], covers[kept]
+    values = counts[cells, covers]
+    covers -= 1
     size = counts.shape[0]
     cover, codes = np.zeros(size, np.uint8), np.zeros((N_COVERS, size), np.uint8)
     majority_share, entropy = np.full(size, np.nan), np.full(size, np.nan)
@@ -98,12 +100,14 @@ def block_values(
         entropy[filled] = 0.0  # one cover, from the fill
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.where(totals.confidence_pixels > 0, totals.confidence_sum / totals.confidence_pixels, np.nan)
-    return {
+    values = {
         "cover": cover,
         "source": flags,
         "fraction": fraction,
         "majority_share": share_codes(cells["majority_share"].reshape(shape)),
         "model_confidence": share_codes(confidence),
         "cover_entropy": share_codes(entropy),
-        "fraction_spread": share_codes(member_spread(members) if members else np.full(fraction.shape, np.nan)),
     }
+    if members:  # else the variable is never written: its chunks stay unallocated and read as missing
+        values["fraction_spread"] = share_codes(member_spread(members))
+    return values

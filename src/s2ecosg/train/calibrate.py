@@ -108,6 +108,13 @@ class Calibration:
 def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
     """Fit the temperature on (pixels, classes) logits and 0-based labels, and score before and after."""
     temperature = fit_temperature(logits, labels)
+    if not LIMITS[0] * 1.01 < temperature < LIMITS[1] * 0.99:
+        LOG.warning(
+            "calibration temperature %.3g is at the searched limit %s: the network's probabilities carry almost no "
+            "information on the validation blocks (too little training, or a single trained class?)",
+            temperature,
+            LIMITS,
+        )
     before = reliability(torch.softmax(logits.double(), dim=1), labels)
     after = reliability(torch.softmax(logits.double() / temperature, dim=1), labels)
     LOG.info(

@@ -26,8 +26,8 @@ class CoverWriter(Protocol):
     def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
         """Take one block's uint8 arrays: ``cover``, ``source`` and share codes (share × 250, 255 = missing).
 
-        The codes (:func:`~s2ecosg.cover.writers.table.share_codes`) are ``fraction`` and ``fraction_spread``
-        (33, rows, cols), ``majority_share``, ``model_confidence`` and ``cover_entropy``.
+        The codes (:func:`~s2ecosg.cover.writers.table.share_codes`) are ``fraction`` and, with ensemble members,
+        ``fraction_spread`` (33, rows, cols), ``majority_share``, ``model_confidence`` and ``cover_entropy``.
         """
 
     def finish(self) -> None:
