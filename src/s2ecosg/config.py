@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,6 +22,13 @@ DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", 
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
 
 CLIMATES = ("latitude", "temperate", "boreal", "mediterranean")
+
+
+def known(value: str, registry: Any, what: str) -> str:
+    """``value`` if it names an entry of ``registry`` (a source, an encoder), else one line listing the known ones."""
+    if value not in registry:
+        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(registry)}")
+    return value
 
 
 class Section(BaseModel):
@@ -134,13 +141,7 @@ class ImageryConfig(Section):
     _box = field_validator("aoi")(classmethod(lambda cls, value: check_box(value)))
     _window = field_validator("dates")(classmethod(lambda cls, value: check_window(value)))
 
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str) -> str:
-
-        if value not in SOURCES:
-            raise ValueError(f"unknown source {value!r}; known: {', '.join(SOURCES)}")
-        return value
+    _source = field_validator("source")(classmethod(lambda cls, value: known(value, SOURCES, "source")))
 
     @field_validator("seasons")
     @classmethod
@@ -202,12 +203,7 @@ class ModelConfig(Section):
     )
     bundle: str | None = Field(None, description="Existing model bundle folder: predict-only run, no training.")
 
-    @field_validator("encoder")
-    @classmethod
-    def _known_encoder(cls, value: str) -> str:
-        if value not in ENCODERS:
-            raise ValueError(f"unknown encoder {value!r}; known: {', '.join(ENCODERS)}")
-        return value
+    _encoder = field_validator("encoder")(classmethod(lambda cls, value: known(value, ENCODERS, "encoder")))
 
 
 class TrainConfig(Section):
