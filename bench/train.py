@@ -74,6 +74,7 @@ settings = TrainConfig(batch_size=16, workers=workers)
 dataset = PatchDataset(folder, "train", stats["mean"], stats["std"], augment=True)
 batches = EpochBatches(len(dataset), 16, 0, 1, seed=1, shuffle=True)
 loader = make_loader(dataset, batches, settings, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+batches_wanted = min(batches_wanted, len(batches) - 1)  # one epoch at most: a small set has few batches
 iterator = iter(loader)
 next(iterator)
 start = time.perf_counter()
