@@ -71,6 +71,13 @@ def test_every_config_key_is_commented() -> None:
             "model.encoder: unknown encoder 'vgg16'; known: resnet18, resnet34, resnet50",
         ),
         ({"imagery": {"source": "s3", "paths": ["x.tif"]}}, "imagery.source: unknown source 's3'; known: local, stac"),
+        (
+            {"cover": {"basename": "S2ECOSG_IRELAND_2026X", "members": 2}, "predict": {"top2": True}},
+            "S2ECOSG_IRELAND_2026X_M01 has 25 characters, SURFEX reads at most 24",
+        ),
+        ({"cover": {"members": 2}}, "set predict.top2 or predict.probabilities"),
+        ({"cover": {"fractions": "soft"}}, "set predict.top2 or predict.probabilities"),
+        ({"predict": {"probabilities": 5}}, "predict.probabilities: Input should be less than or equal to 4"),
     ],
 )
 def test_bad_config_is_one_line(raw: dict, message: str) -> None:
@@ -103,3 +110,9 @@ def test_env_pins_agree_with_pyproject() -> None:
         assert name in listed, f"{name} missing from envs/runtime.yml"
         # conda-forge has no ".postN" releases: the base version must agree.
         assert listed[name] == re.sub(r"\.post\d+$", "", version), name
+
+
+def test_a_member_name_of_24_characters_is_accepted() -> None:
+    raw = {"labels": {"path": "x.tif"}, "imagery": {"paths": ["x.tif"]}, "predict": {"top2": True}}
+    config = load_config(raw | {"cover": {"basename": "S2ECOSG_IRELAND_2026", "members": 2}}, "my.yaml")
+    assert len(f"{config.cover.basename}_M02") == 24
