@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,20 +86,24 @@ class BlockCache:
         """``<folder>/<first row>_<first column>.npz``."""
         return self.folder / f"{block[0]}_{block[1]}.npz"
 
-    def holds(self, block: Block) -> bool:
-        """Whether the cache has this block's counts for today's inputs."""
+    def load(self, block: Block) -> BlockCounts | None:
+        """The block's counts when the cache holds them for today's inputs (one read of the file), else None."""
         try:
             with np.load(self.path(block)) as stored:
-                return str(stored["key"]) == self.key(block)
+                if str(stored["key"]) != self.key(block):
+                    return None
+                return BlockCounts(stored["counts"], stored["confidence_sum"], stored["confidence_pixels"])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-            return False
-
-    def load(self, block: Block) -> BlockCounts | None:
-        """The block's counts when the cache holds them for today's inputs, else None."""
-        if not self.holds(block):
             return None
-        with np.load(self.path(block)) as stored:
-            return BlockCounts(stored["counts"], stored["confidence_sum"], stored["confidence_pixels"])
+
+    def counts(self, block: Block, aggregate: Callable[[], BlockCounts]) -> tuple[BlockCounts, bool]:
+        """(counts, whether reused): the stored ones for today's inputs, else ``aggregate()``'s, stored."""
+        counts = self.load(block)
+        if counts is not None:
+            return counts, True
+        counts = aggregate()
+        self.store(block, counts)
+        return counts, False
 
     def store(self, block: Block, counts: BlockCounts) -> None:
         """Write a block's counts with their key (temporary name, then rename)."""

@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,23 +46,17 @@ class CoverJob:
 
 def block_output(job: CoverJob, block: Block) -> BlockOutput:
     """One block's values, from cached counts when its inputs are unchanged, else from aggregating them."""
-    counts = job.cache.load(block) if job.cache is not None else None
-    reused = counts is not None
-    if counts is None:
-        counts = aggregate_block(job.sources, job.grid, block, job.mapping, job.reader)
-        if job.cache is not None:
-            job.cache.store(block, counts)
-    members = [member_counts(job, cache, block) for cache in job.members]
+
+    def aggregate(sources: list[Source], reader: PixelClasses) -> Callable[[], BlockCounts]:
+        return lambda: aggregate_block(sources, job.grid, block, job.mapping, reader)
+
+    if job.cache is None:
+        counts, reused = aggregate(job.sources, job.reader)(), False
+    else:
+        counts, reused = job.cache.counts(block, aggregate(job.sources, job.reader))
+    # Members' counts as their own runs cached them (drawn again only if a file went missing: the same draws).
+    members = [cache.counts(block, aggregate(cache.sources, cache.reader))[0] for cache in job.members]
     return block, block_values(counts, job.grid, block, job.filler, members), reused
-
-
-def member_counts(job: CoverJob, cache: BlockCache, block: Block) -> BlockCounts:
-    """A member's counts of a block: as its own run cached them, else drawn again (the same, by construction)."""
-    counts = cache.load(block)
-    if counts is None:
-        counts = aggregate_block(cache.sources, job.grid, block, job.mapping, cache.reader)
-        cache.store(block, counts)
-    return counts
 
 
 # Set in each worker by ``start_worker``.
