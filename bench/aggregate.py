@@ -13,7 +13,7 @@ blocks) and once as a dask graph of the same blocks on the threaded scheduler (`
 ensemble member drawn from a top-2 raster of the N² raster (``RESULT member_over_cover``, ``RESULT
 member_s_per_100km2_per_core``).
 
-Usage: python bench/aggregate.py [--pixels 10000] [--workers 2] [--keep DIR]
+Usage: python bench/aggregate.py [--pixels 10000] [--workers 2] [--keep DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ start = time.perf_counter()
 # The grid from a box, as from a HARMONIE domain in production (no scan of the predicted pixels for their extent).
 domain = DomainConfig(bbox=list(open_sources([path], [None])[0].lonlat))
 reader = MemberDraw(1, 500.0, 0) if member else MOST_LIKELY
-run_cover([path], [None], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"}, workers,
-          None, reader)
+counts = run_cover([path], [None], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"},
+                   workers, None, reader)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024, "predicted": counts["predicted"]}))
 """
 
 
@@ -175,7 +175,10 @@ def main() -> None:
     parser.add_argument("--pixels", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", help="folder for the rasters (default: a temporary one)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: 1 500² px")
     args = parser.parse_args()
+    if args.smoke:
+        args.pixels = 1500
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.keep or scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -197,6 +200,9 @@ def main() -> None:
         print(
             f"blocks alone: loop {args.pixels**2 / loop / 1e6:.2f} Mpx/s, dask threads {args.pixels**2 / threaded / 1e6:.2f} Mpx/s"
         )
+    runs = (one, many, big, many_big, member)
+    if not all(run["predicted"] > 0 for run in runs):  # each run must have made cells from predicted pixels
+        raise SystemExit(f"bench/aggregate: a run made no predicted cell: {[run['predicted'] for run in runs]}")
     small_efficiency = one["seconds"] / (args.workers * many["seconds"])
     efficiency = big["seconds"] / (args.workers * many_big["seconds"])
     ratio = big["peak_mb"] / one["peak_mb"]

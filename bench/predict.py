@@ -43,14 +43,16 @@ imports = time.perf_counter() - imports
 mode, root, options = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 settings = validate_sections({"predict": options["predict"], "grid": options["grid"]})
 manifests = sorted(str(path) for path in (root / "stage").glob("*.json"))
-windows, seconds = 0, 0.0
+windows, seconds, written = 0, 0.0, 0
 start = time.perf_counter()
 if mode.startswith("job"):
     for index in range(int(mode[3:])):
         own = manifests[index]
-        out = root / f"predict{index}"
+        out = root / mode / f"predict{index}"  # a folder of its own: nothing written before is skipped
         windows += run_predict_block(str(root / "model"), settings, [own, *[m for m in manifests if m != own]],
                                      str(out), str(out / "blocks" / Path(own).name))
+        tiles = json.loads((out / "blocks" / Path(own).name).read_text())["tiles"]
+        written += sum(Path(entry["classes"]).exists() for entry in tiles.values())
     if torch.cuda.is_available():
         torch.cuda.synchronize()
 else:
@@ -68,10 +70,10 @@ else:
     rows, columns, size = window_plan(block.region, predict)
     device = pick_device(predict.device)
     model, card = load_bundle(root / "model", device)
-    mean, std = np.asarray(card["mean"], np.float32), np.asarray(card["std"], np.float32)
+    mean, std = np.asarray(card.mean, np.float32), np.asarray(card.std, np.float32)
     if mode == "loader":
         start = time.perf_counter()
-        mosaic = StagedMosaic(block.paths_around({t: e["image"] for t, e in around.items()}), card["bands"])
+        mosaic = StagedMosaic(block.paths_around({t: e["image"] for t, e in around.items()}), card.bands)
         read = mosaic.reader(block.region)
         for row in rows:
             image = read(row, row + size)
@@ -99,18 +101,18 @@ else:
                 torch.cuda.synchronize()
 seconds = time.perf_counter() - start
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-print(json.dumps({"seconds": seconds, "windows": windows, "peak_mb": peak / 1024, "imports": imports}))
+print(json.dumps({"seconds": seconds, "windows": windows, "peak_mb": peak / 1024, "imports": imports, "written": written}))
 """
 
 
 def write_run(root: Path, pixels: int, block_tiles: int, encoder: str) -> dict[str, object]:
     """2 × 2 blocks of staged tiles on EPSG:3035 with their stage manifests, and a bundle; the grid settings."""
-    import torch
-
     from s2ecosg.blocks import block_name
     from s2ecosg.config import DEFAULT_BANDS
     from s2ecosg.grid import TargetGrid
     from s2ecosg.io import write_json, write_raster
+    from s2ecosg.model.bundle import save_bundle
+    from s2ecosg.model.card import BundleCard
     from s2ecosg.model.network import UNet
 
     grid = TargetGrid("EPSG:3035", 10.0, pixels * 10.0)
@@ -128,9 +130,8 @@ def write_run(root: Path, pixels: int, block_tiles: int, encoder: str) -> dict[s
     for block, tiles in manifests.items():
         write_json(root / "stage" / f"{block}.json", {"block": block_name(block), "tiles": tiles})
     (root / "model").mkdir()
-    torch.save(UNet(encoder, 10, 10).state_dict(), root / "model" / "weights.pt")
-    card = {"encoder": encoder, "bands": DEFAULT_BANDS, "n_classes": 10, "mean": [3000.0] * 10, "std": [1700.0] * 10}
-    write_json(root / "model" / "bundle.json", card)
+    card = BundleCard(encoder=encoder, bands=DEFAULT_BANDS, n_classes=10, mean=[3000.0] * 10, std=[1700.0] * 10)
+    save_bundle(root / "model", UNet(encoder, 10, 10).state_dict(), card)  # the card as training writes it
     return {"crs": grid.crs, "resolution": 10.0, "tile_size": grid.tile_size, "block_tiles": block_tiles}
 
 
@@ -178,7 +179,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--halo", type=int, help="predict.halo (default: one window, seamless)")
     parser.add_argument("--compile", action="store_true", help="predict.compile (the job's time includes compiling)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: resnet18, 2 × 2 tiles of 100 px, window 64")
     args = parser.parse_args()
+    if args.smoke:
+        args.encoder, args.tile_pixels, args.block_tiles, args.window, args.overlap = "resnet18", 100, 2, 64, 16
+        args.batch_size = 8
     import torch
 
     gpu = args.device in ("auto", "cuda") and torch.cuda.is_available()
@@ -192,6 +197,10 @@ def main() -> None:
             "grid": write_run(root, pixels, args.block_tiles, args.encoder),
         }
         one, four = measure("job1", root, options), measure("job4", root, options)
+        tiles = args.block_tiles**2
+        # Each job starts in a folder of its own: it must have predicted (windows) and written every tile.
+        if not (one["windows"] > 0 and one["written"] == tiles and four["written"] == 4 * tiles):
+            raise SystemExit(f"bench/predict: the block jobs wrote {one['written']} and {four['written']} tiles")
         model = measure("model", root, options | {"windows": one["windows"]})
         loader = measure("loader", root, options)
     report(args, pixels, one, four, model, loader, "GPU" if gpu else "CPU")

@@ -44,8 +44,8 @@ decoded = 0
 if mode.startswith("decode"):
     import rasterio
     if mode == "decode-tuned":
-        from s2ecosg.io import use_read_settings
-        use_read_settings()
+        from s2ecosg.gdal_env import gdal_ready
+        gdal_ready()  # the stage's read settings, held by this thread
     start = time.perf_counter()
     for path in sorted(archive.glob("*.jp2")):
         if path.stem.rsplit("_", 1)[-1] in bands + ["SCL"]:
@@ -96,8 +96,10 @@ else:
                 cloud_mask(scene, grid.tile_transform(tile), grid.tile_size, grid.crs)
         else:
             run_stage(str(out / "scenes" / f"{tile}.json"), settings, str(out / f"{tile}.tif"), str(out / f"{tile}.count.tif"))
+seconds = time.perf_counter() - start
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-result = {"seconds": time.perf_counter() - start, "decoded_bytes": decoded, "peak_mb": peak / 1024}
+written = len([path for path in out.rglob("*.tif") if not path.name.endswith(".count.tif")])
+result = {"seconds": seconds, "decoded_bytes": decoded, "peak_mb": peak / 1024, "written": written}
 print(json.dumps(dict(result, inventory_seconds=locals().get("inventory_seconds", 0.0))))
 """
 
@@ -123,12 +125,13 @@ def build_archive(folder: Path, scenes: int) -> None:
 
 def measure(mode: str, archive: Path, out: Path, repeat: int = 1) -> dict[str, float]:
     """The fastest of ``repeat`` runs, each in its own process with GDAL's block cache bounded (peak: the largest)."""
-    out.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ, GDAL_CACHEMAX="128")
     runs = []
-    for _ in range(repeat):
+    for number in range(repeat):
+        folder = out / f"run{number}"  # a folder of its own: a job finds nothing written before to skip
+        folder.mkdir(parents=True)
         result = subprocess.run(
-            [sys.executable, "-c", CHILD, mode, str(archive), str(out)],
+            [sys.executable, "-c", CHILD, mode, str(archive), str(folder)],
             env=environment,
             check=True,
             capture_output=True,
@@ -139,7 +142,7 @@ def measure(mode: str, archive: Path, out: Path, repeat: int = 1) -> dict[str, f
     return dict(min(runs, key=lambda run: run["seconds"]), peak_mb=max(run["peak_mb"] for run in runs))
 
 
-def sentinel2_layout(folder: Path) -> tuple[float, float, int]:
+def sentinel2_layout(folder: Path, size: int = 5490) -> tuple[float, float, int, float, int]:
     """Decode cost of grid-tile windows on the real Sentinel-2 JPEG 2000 layout (1024² tiles, 6 resolutions).
 
     The Brandenburg excerpt is coded in 64² tiles without wavelet levels; real products are not. A 5490² px band
@@ -156,7 +159,7 @@ def sentinel2_layout(folder: Path) -> tuple[float, float, int]:
     from affine import Affine
     from rasterio.windows import Window
 
-    path, size, window = folder / "layout_B02.jp2", 5490, 1070
+    path, window = folder / f"layout{size}_B02.jp2", 1070
     if not path.exists():
         with rasterio.open(SOURCE / f"{SCENE}_B02.jp2") as source:
             pixels = source.read(1)
@@ -191,20 +194,27 @@ def main() -> None:
     parser.add_argument("--scenes", type=int, default=8)
     parser.add_argument("--keep", help="folder for the archives (default: a temporary one)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed measurement; the fastest counts")
+    parser.add_argument("--smoke", action="store_true", help="seconds: 1 scene, one run each, a 2 200² px layout")
     args = parser.parse_args()
+    if args.smoke:
+        args.scenes, args.repeat = 1, 1
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(args.keep or scratch)
         small, large = root / f"archive{args.scenes}", root / f"archive{4 * args.scenes}"
         build_archive(small, args.scenes)
         build_archive(large, 4 * args.scenes)
         decode = measure("decode", small, root / "decode", args.repeat)
-        tuned = measure("decode-tuned", small, root / "decode", args.repeat)
+        tuned = measure("decode-tuned", small, root / "decode-tuned", args.repeat)
         windows = measure("windows", small, root / "windows", args.repeat)
         stage = measure("stage", small, root / "stage_small", args.repeat)
         block = measure("stage-block", small, root / "stage_block", args.repeat)
         clouds = measure("clouds", small, root / "clouds")
         stage_large = measure("stage", large, root / "stage_large")
-        layout = sentinel2_layout(root)
+        layout = sentinel2_layout(root, 2200 if args.smoke else 5490)
+    # Each stage measurement ran in a folder of its own and must have written the composite of each of the 4 tiles.
+    for name, measured in (("tile jobs", stage), ("block job", block), ("large", stage_large)):
+        if measured["written"] != 4:
+            raise SystemExit(f"bench/stage: the {name} wrote {measured['written']} composites of 4 tiles")
     megabytes = decode["decoded_bytes"] / 1e6
     print(f"archive: {args.scenes} scenes × 4 tiles, {megabytes:.0f} MB of decoded pixels (10 bands + SCL)")
     print(f"bare decode: {megabytes / decode['seconds']:.1f} MB/s ({decode['seconds']:.2f} s)")

@@ -165,14 +165,19 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--folder", help="where to write the sets (default: a temporary folder)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: 50 MB in 4 shards, resnet18, 2 steps")
     args = parser.parse_args()
+    if args.smoke:
+        args.gigabytes, args.files, args.batch, args.steps, args.loader_batches = 0.05, 4, 4, 2, 4
+        args.encoder = "resnet18"
     scratch = Path(args.folder or tempfile.mkdtemp(prefix="bench-train-"))
     try:
         small, large = scratch / "small", scratch / "large"
         start = time.perf_counter()
         count = write_set(large, args.gigabytes, args.files)
         written = time.perf_counter() - start
-        small_count = write_set(small, 0.5, 10)
+        small_gigabytes = min(0.5, args.gigabytes / 4)
+        small_count = write_set(small, small_gigabytes, min(10, args.files))
         print(
             f"shard set: {count} patches of {PATCH}² × {len(BANDS)} bands in {args.files} tile shards, "
             f"{count * PATCH_BYTES / 1e9:.1f} GB written in {written:.0f} s; small set {small_count} patches"
@@ -181,6 +186,8 @@ def main() -> None:
         for workers in (1, 2, 4):
             drop_caches()
             measured = loader_run(large, workers, args.loader_batches)
+            if measured["patches"] <= 0:  # the loader must have read patches, or the rate measures nothing
+                raise SystemExit(f"bench/train: the loader read {measured['patches']} patches")
             rates[workers] = measured["patches"] / measured["seconds"]
             print(
                 f"loader only, {workers} worker(s): {rates[workers]:.0f} patches/s, "
@@ -198,8 +205,8 @@ def main() -> None:
         f"{memory:.2f} patches/s, ratio {fed / memory:.3f} (target ≥ 0.9)"
     )
     print(
-        f"peak memory of the loading processes (4 workers): {small_peak:.0f} MB over 0.5 GB, {large_peak:.0f} MB "
-        f"over {args.gigabytes:.0f} GB, ratio {large_peak / small_peak:.2f} (target ≤ 1.2)"
+        f"peak memory of the loading processes (4 workers): {small_peak:.0f} MB over {small_gigabytes:.2g} GB, "
+        f"{large_peak:.0f} MB over {args.gigabytes:.3g} GB, ratio {large_peak / small_peak:.2f} (target ≤ 1.2)"
     )
     print(f"RESULT loader_over_memory {fed / memory:.3f}")
     for workers, rate in rates.items():

@@ -182,6 +182,14 @@ def repeated(option, name):
 def final_outputs(wildcards):
     """What `snakemake` builds by default: cover file, mosaic and (with labels) the evaluation."""
     outputs = [f"{COVER}.dir", LAYOUT.mosaic]
+    if CONFIG.cover.tree:
+        outputs.append(tree_cover(0, "dir"))
     if CONFIG.labels.path:
         outputs.append(LAYOUT.evaluate("metrics.json"))
     return outputs
+
+
+def tree_cover(member, suffix):
+    """COVER/ecosg_final_map.<suffix> in the ECOSG tree of the run (member 0) or of ensemble member ``member``."""
+    tree = LAYOUT.tree if member == 0 else f"{LAYOUT.tree}_M{member:02d}"
+    return f"{tree}/COVER/ecosg_final_map.{suffix}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,23 @@ def run(
     if check and result.returncode != 0:
         raise AssertionError(
             f"{command} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+            + failed_job_logs(result.stdout + result.stderr, cwd)
         )
     return result
+
+
+def failed_job_logs(output: str, cwd: Path) -> str:
+    """The rule logs of the jobs a Snakemake run reports as failed (their ends), with any native crash's stacks.
+
+    Snakemake's own output may be cut short above; a job's log (and the stacks faulthandler wrote into it) is what
+    tells why a run failed under load.
+    """
+    text = ""
+    for section in output.split("Error in rule ")[1:]:
+        found = re.search(r"^\s+log: (\S+)", section, flags=re.MULTILINE)
+        if found and (cwd / found.group(1)).is_file():
+            text += f"\n--- log of the failed job {found.group(1)}:\n{(cwd / found.group(1)).read_text(errors='replace')[-4000:]}"
+    return text
 
 
 SNAKEMAKE = ["snakemake", "--profile", "profiles/local", "--cores", "2"]

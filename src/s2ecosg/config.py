@@ -7,34 +7,21 @@ value stops the run with one line naming the key. ``s2ecosg config-schema`` expo
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from s2ecosg.config_base import CLIMATES as CLIMATES  # noqa: F401  (re-exported: the rules read it here)
+from s2ecosg.config_base import Section, known
+from s2ecosg.config_output import CoverConfig, EvaluateConfig, NightlyConfig
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.model.encoders import ENCODERS
 from s2ecosg.stage.sources import SOURCES
-from s2ecosg.values import LonLatBox, check_box, check_window, degrees
+from s2ecosg.values import LonLatBox, check_box, check_window
 
 DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
-
-CLIMATES = ("latitude", "temperate", "boreal", "mediterranean")
-
-
-def known(value: str, registry: Any, what: str) -> str:
-    """``value`` if it names an entry of ``registry`` (a source, an encoder), else one line listing the known ones."""
-    if value not in registry:
-        raise ValueError(f"unknown {what} {value!r}; known: {', '.join(registry)}")
-    return value
-
-
-class Section(BaseModel):
-    """Common settings: unknown keys are errors, so a typo never passes silently."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class RunConfig(Section):
@@ -273,83 +260,6 @@ class PredictConfig(Section):
         return self
 
 
-class CoverConfig(Section):
-    """ECOSG cover file settings."""
-
-    basename: str = Field("S2ECOSG", max_length=24, pattern=r"^[A-Za-z0-9_.-]+$", description="Cover base name.")
-    resolution_deg: float | str = Field("1/1800", description="Output cell size in degrees (number or 'a/b').")
-    fill: str | None = Field(
-        None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) for cells without data."
-    )
-    sea_mask: str | None = Field(None, description="Land-sea mask: raster (sea where = sea_value) or sea polygons.")
-    sea_value: float = Field(1, description="Value of sea pixels in a raster sea_mask.")
-    climate: str = Field(
-        "latitude", description="latitude (bands below), temperate, boreal, mediterranean, or a zone raster path."
-    )
-    boreal_latitude: float = Field(60.0, ge=0, le=90, description="|latitude| from which pixels use boreal covers.")
-    mediterranean_latitude: float = Field(
-        42.0, ge=0, le=90, description="|latitude| up to which pixels use Mediterranean covers."
-    )
-    max_empty_fraction: float = Field(
-        0.0, ge=0, le=1, description="Largest share of HARMONIE domain cells left without a cover; above it, fail."
-    )
-    fractions: Literal["hard", "soft"] = Field("hard", description="Count most likely classes, or sum probabilities.")
-    members: int = Field(0, ge=0, le=99, description="Ensemble members <basename>_Mnn drawn from the probabilities.")
-    member_length_m: float = Field(500.0, ge=0, description="Members' correlation length (m); 0 = independent.")
-    member_seed: int = Field(0, ge=0, description="Seed of the members' random fields (member n uses it and n).")
-
-    @model_validator(mode="after")
-    def member_names_fit(self) -> CoverConfig:
-        """SURFEX reads base names of at most 24 characters: <basename>_Mnn must fit."""
-        if self.members and len(self.basename) + 4 > 24:
-            raise ValueError(
-                f"cover.basename {self.basename!r} is too long for members: {self.basename}_M01 has "
-                f"{len(self.basename) + 4} characters, SURFEX reads at most 24"
-            )
-        return self
-
-    @field_validator("climate")
-    @classmethod
-    def known_climate(cls, value: str) -> str:
-        """A variant keyword or an existing zone raster."""
-        if value not in CLIMATES and not Path(value).is_file():
-            raise ValueError(f"{value!r} is neither one of {', '.join(CLIMATES)} nor an existing zone raster")
-        return value
-
-    @field_validator("resolution_deg")
-    @classmethod
-    def positive_degrees(cls, value: float | str) -> float | str:
-        """A positive cell size of at most 1°."""
-        try:
-            size = degrees(value)
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"{value!r} is not a number of degrees such as 0.0025 or '1/1800'") from None
-        if not 0 < size <= 1:
-            raise ValueError(f"resolution_deg {value!r} must be positive and at most 1 degree")
-        return value
-
-
-class EvaluateConfig(Section):
-    """Evaluation references."""
-
-    reference: Literal["labels"] = Field("labels", description="Reference to compare with: the run's labels.")
-    ecosg: str | None = Field(
-        None, description="Original ECOSG cover (DIRECT base name or GeoTIFF) scored side by side at CLC L1/L2."
-    )
-    points: str | None = Field(
-        None,
-        description="Point samples (LUCAS-style): CSV with lon, lat and a code column, or a vector file of points.",
-    )
-    points_field: str = Field("code", description="Column of the point samples holding the legend's class codes.")
-    baseline: bool = Field(False, description="Also train and score a per-pixel LightGBM baseline on the same split.")
-    baseline_pixels: int = Field(200000, ge=100, description="Training pixels drawn for the baseline.")
-    baseline_rounds: int = Field(100, ge=1, description="Boosting rounds of the baseline.")
-    baseline_threads: int = Field(2, ge=1, description="LightGBM threads.")
-    ecosg_table: str | None = Field(
-        None, description="ECOSG cover → CLC L1/L2 table (CSV: cover, clc_l1, clc_l2); null: the shipped one."
-    )
-
-
 class Config(Section):
     """The whole ``config.yaml``."""
 
@@ -364,6 +274,7 @@ class Config(Section):
     predict: PredictConfig = Field(default_factory=PredictConfig)
     cover: CoverConfig = Field(default_factory=CoverConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    nightly: NightlyConfig = Field(default_factory=NightlyConfig)
 
     @model_validator(mode="after")
     def consistent(self) -> Config:

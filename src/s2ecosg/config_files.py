@@ -103,6 +103,11 @@ def check_input_paths(config: Config, source: str) -> None:
     for key, path in {"cover.fill": config.cover.fill, "evaluate.ecosg": config.evaluate.ecosg}.items():
         if path is not None and not Path(path).is_file() and not is_direct(path):
             raise InputError(source, f"{key}: {path}: neither a raster file nor a DIRECT pair <base>.dir + <base>.hdr")
+    tree = config.cover.ecosg_tree
+    if tree is not None and not Path(tree).is_dir():
+        raise InputError(source, f"cover.ecosg_tree: {tree}: no such folder")
+    if tree is not None and config.cover.tree == "patch" and not is_direct(Path(tree) / "COVER" / "ecosg_final_map"):
+        raise InputError(source, f"cover.ecosg_tree: {tree}: no COVER/ecosg_final_map.dir + .hdr to patch")
     if config.labels.path is not None:
         load_legend(config.labels.legend)  # a legend CSV with a bad header or row stops here, naming its line
     bundle = config.model.bundle

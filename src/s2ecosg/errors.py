@@ -21,3 +21,10 @@ class InputError(Exception):
     def __reduce__(self) -> tuple[type[InputError], tuple[str, str]]:
         """Pickled with both arguments, so an error raised in a worker process reaches the parent intact."""
         return InputError, (self.source, self.problem)
+
+
+class WorkerDied(InputError):
+    """A worker process of a command died without an answer (a native crash, the out-of-memory killer).
+
+    Not a mistake of the user's, but one line all the same: the worker's Python stacks are in the log it names.
+    """

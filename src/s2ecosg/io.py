@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.errors import InputError
+from s2ecosg.gdal_env import gdal_ready
 from s2ecosg.gdal_errors import checked_read, gdal_message
 
 # Tiled, compressed GeoTIFF (COG-like layout without overviews): readable window by window.
@@ -31,19 +32,6 @@ GEOTIFF_PROFILE: dict[str, Any] = {
     "BIGTIFF": "IF_SAFER",
     "NUM_THREADS": "ALL_CPUS",  # GDAL compresses blocks in parallel (it counts the CPUs the job may use)
 }
-
-# GDAL settings for jobs that read many scene files window by window. VSI_CACHE buffers each open file, so the
-# JPEG 2000 decoder's many small reads of a codestream (tens of thousands per band) do not each become a system
-# call, which costs most on a parallel file system; EMPTY_DIR stops GDAL listing an archive folder of thousands of
-# files for sidecar files at every open.
-GDAL_READ_SETTINGS = {"VSI_CACHE": "TRUE", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
-
-
-def use_read_settings() -> None:
-    """Apply :data:`GDAL_READ_SETTINGS` to this process (GDAL reads its environment); a user's own value wins."""
-    for name, value in GDAL_READ_SETTINGS.items():
-        os.environ.setdefault(name, value)
-
 
 # Temporaries of the atomic writes in progress, in every thread: a SIGTERM removes them at once
 # (:func:`s2ecosg.log.exit_on_sigterm`), even one a writer thread holds while the main thread exits.
@@ -83,6 +71,48 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def copy_file(source: str | Path, target: str | Path) -> None:
+    """Copy ``source`` to ``target`` at disk speed, keeping its holes (``cp --sparse=auto`` does the same).
+
+    Only the data extents are copied (``SEEK_DATA``/``SEEK_HOLE``), each by ``copy_file_range`` (in the kernel,
+    a reflink where the file system has them); the holes of a sparse file stay holes. ``target`` is the caller's
+    temporary (:func:`atomic_path`).
+    """
+    size = os.path.getsize(source)
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        writer.truncate(size)
+        offset = 0
+        while offset < size:
+            try:
+                start = os.lseek(reader.fileno(), offset, os.SEEK_DATA)
+                end = os.lseek(reader.fileno(), start, os.SEEK_HOLE)
+            except OSError as error:
+                if error.errno == errno.ENXIO:  # no data after offset: the rest is a hole
+                    break
+                if error.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                start, end = offset, size  # no hole detection on this file system: copy it all
+            copy_range(reader.fileno(), writer.fileno(), start, end - start)
+            offset = end
+
+
+def copy_range(reader: int, writer: int, start: int, length: int) -> None:
+    """Copy ``length`` bytes at ``start`` from one file to the same place of another."""
+    done = 0
+    while done < length:
+        count = min(length - done, 1 << 30)
+        try:
+            copied = os.copy_file_range(reader, writer, count, start + done, start + done)
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            data = os.pread(reader, min(count, 1 << 24), start + done)
+            copied = os.pwrite(writer, data, start + done)
+        if copied == 0:
+            raise OSError(errno.EIO, "the source ended before its size")
+        done += copied
+
+
 def write_json(path: str | Path, content: Any) -> None:
     """Write ``content`` as indented JSON, atomically."""
     with atomic_path(path) as temporary:
@@ -110,12 +140,7 @@ class Raster:
     def read(self, indexes: Any = None, **keywords: Any) -> np.ndarray:
         """``rasterio``'s read, with GDAL's errors (those of its decoder threads too) as :class:`InputError`."""
         what = f"band {indexes}" if isinstance(indexes, int) else "bands"
-
-        def reread() -> np.ndarray:
-            with open_raster(self.path, **self.options) as fresh:
-                return fresh.dataset.read(indexes, **keywords)
-
-        return checked_read(lambda: self.dataset.read(indexes, **keywords), reread, self.path, what)
+        return checked_read(lambda: self.dataset.read(indexes, **keywords), self.path, what)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.dataset, name)
@@ -143,6 +168,7 @@ def open_raster(path: str | Path, **options: str) -> Raster:
 
     if not Path(path).exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise InputError(path, "no such file")
+    gdal_ready()
     try:
         return Raster(rasterio.open(path, **options), path, options)
     except RasterioIOError as error:
@@ -150,16 +176,8 @@ def open_raster(path: str | Path, **options: str) -> Raster:
 
 
 def checked_warp(source: Raster, run: Callable[[Any], Any], what: str = "band 1") -> Any:
-    """Run ``run(dataset)`` (a ``reproject`` reading ``source``); GDAL's errors become one line naming the file.
-
-    A read again after a failure in GDAL's threads opens the file afresh: the first dataset caches failed blocks.
-    """
-
-    def reread() -> Any:
-        with open_raster(source.path, **source.options) as fresh:
-            return run(fresh.dataset)
-
-    return checked_read(lambda: run(source.dataset), reread, source.path, what)
+    """Run ``run(dataset)`` (a ``reproject`` reading ``source``); GDAL's errors become one line naming the file."""
+    return checked_read(lambda: run(source.dataset), source.path, what)
 
 
 def write_raster(
@@ -192,6 +210,7 @@ def write_raster(
         profile["predictor"] = 2
     from rasterio.errors import RasterioError  # 0.2 s to import: loaded where used
 
+    gdal_ready()
     with atomic_path(path) as temporary:
         try:
             with rasterio.open(temporary, "w", **profile) as destination:

@@ -27,6 +27,11 @@ TILE_FILES = {  # per stage: role → file name pattern of a tile in the stage's
 }
 
 
+# The last band of a stage count raster (``stage/{tile}.count.tif``): the day (since 1970-01-01) of the pixel's
+# newest clear observation, 0 = none; the bands before it count the valid observations (one per season).
+NEWEST_BAND = "newest_clear_day"
+
+
 def tile_file(folder: str | Path, stage: str, role: str, tile: str) -> str:
     """The file of ``role`` (e.g. ``confidence``) of a tile in a stage's folder."""
     return str(Path(folder) / TILE_FILES[stage][role].format(tile=tile))
@@ -106,6 +111,11 @@ class RunLayout:
     def cover_file(self, name: str) -> str:
         """``cover/README.md`` or ``cover/validation.txt``."""
         return self.results("cover", name)
+
+    @property
+    def tree(self) -> str:
+        """``tree/ECOCLIMAP-SG``: the ECOSG data tree with the run's cover (members: ``tree/ECOCLIMAP-SG_Mnn``)."""
+        return self.results("tree", "ECOCLIMAP-SG")
 
     @property
     def cover_cache(self) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
+import io
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,6 +47,8 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO, append
         level = max(level, logging.WARNING)  # other ranks only say what goes wrong, on stderr
     form = FORMAT.replace("%(levelname)s", f"%(levelname)s [rank {rank}/{size}]") if size > 1 else FORMAT
     logging.basicConfig(level=level, format=form, handlers=handlers, force=True)
+    last = handlers[-1]  # the log file where there is one
+    report_native_crashes(last.stream if isinstance(last, logging.StreamHandler) else sys.stderr)
     logging.captureWarnings(True)
     # rasterio logs every GDAL error it raises at INFO; the command's own one-line error says what went wrong.
     for name in ("rasterio._err", "rasterio._env"):
@@ -53,6 +58,42 @@ def setup_logging(log_path: str | Path | None, level: int = logging.INFO, append
         logging.getLogger("s2ecosg").error("uncaught exception", exc_info=(kind, value, trace))
 
     sys.excepthook = log_uncaught
+
+
+def report_native_crashes(stream: object) -> None:
+    """On SIGSEGV, SIGBUS, SIGABRT, SIGFPE or SIGILL, write the Python stack of every thread to ``stream``.
+
+    ``stream`` is the rule's log file (else stderr): a job that dies in native code (GDAL, PROJ, torch) leaves
+    where each thread was, and Snakemake, which prints the log of a failed job, shows it beside the signal.
+    """
+    try:
+        faulthandler.enable(file=stream, all_threads=True)  # type: ignore[arg-type]
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # a stream without a file descriptor (a test's)
+        faulthandler.enable(file=sys.__stderr__ or sys.stderr, all_threads=True)
+
+
+# A test hook: a command named in this variable crashes natively (SIGSEGV) right after it has set up its log,
+# with a second thread waiting in :func:`companion_of_crash`, so that a test can find both stacks in the log.
+CRASH_HOOK = "S2ECOSG_CRASH_FOR_TEST"
+
+
+def crash_if_asked(command: str) -> None:
+    """Dereference a null pointer when :data:`CRASH_HOOK` names ``command`` (tests only)."""
+    if os.environ.get(CRASH_HOOK) != command:
+        return
+    import ctypes
+
+    started, never = threading.Event(), threading.Event()
+    threading.Thread(target=companion_of_crash, args=(started, never), name="crash-companion", daemon=True).start()
+    started.wait()
+    logging.getLogger("s2ecosg").warning("%s=%s: crashing on purpose", CRASH_HOOK, command)
+    ctypes.string_at(0)
+
+
+def companion_of_crash(started: threading.Event, never: threading.Event) -> None:
+    """A thread that waits while the main thread crashes (its frame must appear in the crash's stacks)."""
+    started.set()
+    never.wait()
 
 
 def log_file() -> str | None:
@@ -96,7 +137,8 @@ def exit_on_sigterm() -> None:
         )
         written = sys.modules.get("s2ecosg.io")
         for temporary in list(written.TEMPORARIES if written else ()):
-            temporary.unlink(missing_ok=True)  # a writer thread's too: the main thread does not wait for it
+            # A writer thread's too: the main thread does not wait for it. A folder: a tree being assembled.
+            shutil.rmtree(temporary, ignore_errors=True) if temporary.is_dir() else temporary.unlink(missing_ok=True)
         # The exit below runs every ``finally`` of the main thread; a worker thread still busy (a tile write) would
         # hold the interpreter at exit, so the process ends by itself after a grace period.
         deadline = threading.Timer(EXIT_GRACE, os._exit, args=(128 + number,))

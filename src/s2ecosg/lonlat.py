@@ -10,6 +10,7 @@ import numpy as np
 from affine import Affine
 
 Block = tuple[int, int, int, int]  # first row, first column, rows, columns
+EARTH_RADIUS = 6371007.2  # m, radius of the sphere of the ellipsoid's area (GRS80/WGS84 authalic radius)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class LonLatGrid:
         for row in range(0, self.rows, size):
             for column in range(0, self.cols, size):
                 yield row, column, min(size, self.rows - row), min(size, self.cols - column)
+
+    def cell_areas(self, block: Block) -> np.ndarray:
+        """(rows, 1) area in m² of a cell of each row of a block, on the authalic sphere (within 0.3 % of WGS84)."""
+        _, _, _, north = self.block_bounds(block)
+        edges = np.radians(north - np.arange(block[2] + 1) * self.step)
+        return (EARTH_RADIUS**2 * math.radians(self.step) * (np.sin(edges[:-1]) - np.sin(edges[1:])))[:, None]
 
     def cell_of(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, column) of the cells containing points; −1 for points outside the grid."""

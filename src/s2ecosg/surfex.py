@@ -28,8 +28,12 @@ PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
 
 
 def decimal(value: float) -> str:
-    """A plain decimal with a decimal point and no exponent (``53.0``, ``-7.25``, ``0.000555555556``)."""
-    text = np.format_float_positional(float(value), precision=12, unique=True, trim="0")
+    """A plain decimal with a decimal point and no exponent (``53.0``, ``-7.25``, ``45.87527777777778``).
+
+    The shortest text that reads back as the same double: an edge is never rounded (on a 1/360° grid, 12 decimals
+    would move it by up to 5e-13°; two decimals, as some writers use, by half a kilometre).
+    """
+    text = np.format_float_positional(float(value), unique=True, trim="0")
     return "0.0" if text in ("-0.0", "-0") else text
 
 

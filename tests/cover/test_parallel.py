@@ -26,6 +26,11 @@ SETTINGS = CoverConfig(basename="TILES", resolution_deg="1/1800")
 @pytest.fixture
 def tiles(tmp_path: Path) -> list[Path]:
     """The Lanjarón CORINE excerpt as class ids, cut into a north and a south tile (EPSG:3042, 25 m)."""
+    return lanjaron_tiles(tmp_path)
+
+
+def lanjaron_tiles(tmp_path: Path) -> list[Path]:
+    """:func:`tiles`, callable from other tests."""
     clc = DATA / "lanjaron" / "clc.tif"
     with rasterio.open(clc) as source:
         profile, transform, crs, shape = source.profile, source.transform, source.crs, source.shape

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -181,14 +180,20 @@ def test_lookahead_keeps_order_and_bounds_work_in_flight() -> None:
     assert handed == [0, 1, 2, 3, 4]
 
 
-def test_read_settings_leave_a_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """VSI_CACHE is switched on for stage jobs unless the user set it, and then the user's value stays."""
-    from s2ecosg.io import use_read_settings
+def test_read_settings_leave_a_users_choice_and_each_thread_holds_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stage threads read with VSI_CACHE unless the user set it (then the user's value stays), one decoder thread."""
+    from s2ecosg.gdal_env import gdal_threads, held_options
 
     monkeypatch.delenv("VSI_CACHE", raising=False)
     monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "FALSE")
-    use_read_settings()
-    assert os.environ["VSI_CACHE"] == "TRUE" and os.environ["GDAL_DISABLE_READDIR_ON_OPEN"] == "FALSE"
+    monkeypatch.setenv("GDAL_NUM_THREADS", "ALL_CPUS")  # GDAL's own decoder threads stay off all the same
+    with gdal_threads(2) as pool:
+        seen = list(pool.map(lambda _: held_options(), range(8)))
+    assert all(options == seen[0] for options in seen)
+    assert seen[0]["VSI_CACHE"] == "TRUE" and seen[0]["GDAL_DISABLE_READDIR_ON_OPEN"] == "FALSE"
+    assert seen[0]["GDAL_NUM_THREADS"] == "1"
 
 
 def test_a_block_stages_like_its_tiles_one_by_one_and_decodes_each_band_once(

@@ -19,7 +19,7 @@ from s2ecosg.config import Config
 from s2ecosg.config_files import read_config_file, validate_sections
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
-from s2ecosg.log import exit_on_sigterm, one_line, setup_logging
+from s2ecosg.log import crash_if_asked, exit_on_sigterm, one_line, setup_logging
 
 LOG = logging.getLogger("s2ecosg")
 # --log-path is the same option under a name no launcher mistakes for an abbreviation of its own --log-* options
@@ -44,6 +44,7 @@ def command(function: Callable[..., Any] | None = None, *, append_log: bool = Fa
     def wrapper(*args: Any, log_path: str | None = None, **kwargs: Any) -> Any:
         setup_logging(log_path, append=append_log)
         exit_on_sigterm()
+        crash_if_asked(function.__name__.removesuffix("_command"))
         try:
             return function(*args, **kwargs)
         except Exception as error:  # the one place where every error becomes one line

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
+import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
@@ -34,16 +37,38 @@ def file_digest(path: str | Path) -> str:
 
 
 def cover_provenance(config: Config, card: str, scene_lists: list[str]) -> dict[str, str]:
-    """Provenance recorded in the netCDF, the header comment and the README (the run hash as in bundle.json)."""
-    scenes = sorted({scene["scene_id"] for path in scene_lists for scene in read_json(path)["scenes"]})
+    """Provenance recorded in the netCDF, the header comment and the README (the run hash as in bundle.json).
+
+    Besides the scenes, where they came from: the processing baselines (products of several are on one scale
+    already) and, for a STAC API, the collections, each with its number of scenes.
+    """
+    scenes = {scene["scene_id"]: scene for path in scene_lists for scene in read_json(path)["scenes"]}
     recorded = read_card(Path(card).parent).weights_sha256
     return {
         "s2ecosg_version": s2ecosg.__version__,
         "bundle": recorded[:12] if recorded else file_digest(Path(card).parent / "weights.pt"),
         "run_hash": config_hash(config),
-        "scenes": " ".join(scenes) or "unknown",
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "scenes": " ".join(sorted(scenes)) or "unknown",
+        "newest_scene": max((scene.get("date", "") for scene in scenes.values()), default="") or "unknown",
+        "processing_baselines": tally(scene.get("baseline") or "unknown" for scene in scenes.values()),
+        "collections": tally(scene.get("collection") or "local archive" for scene in scenes.values()),
+        "created": creation_time(),
     }
+
+
+def tally(values: Iterable[str]) -> str:
+    """``04.00: 12 scenes; 05.09: 3 scenes`` (sorted)."""
+    counted = collections.Counter(values)
+    return (
+        "; ".join(f"{value}: {count} scene{'s' * (count != 1)}" for value, count in sorted(counted.items())) or "none"
+    )
+
+
+def creation_time() -> str:
+    """Now in UTC, or ``SOURCE_DATE_EPOCH`` where it is set (reproducible files: two runs give the same bytes)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    moment = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch.isdigit() else dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @click.command("cover")
@@ -53,6 +78,13 @@ def cover_provenance(config: Config, card: str, scene_lists: list[str]) -> dict[
 @click.option("--binary", required=True, type=click.Path(dir_okay=False), help="cover/<BASENAME>.dir to write")
 @click.option("--threads", default=1, show_default=True, help="Processes aggregating blocks of the output grid.")
 @click.option("--cache", type=click.Path(file_okay=False), help="Folder of block counts kept for the next run.")
+@click.option(
+    "--stage-manifest",
+    "stage_manifests",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="stage/blocks/<block>.json: the tiles' observation counts (the netCDF's data score).",
+)
 @log_option
 @command
 @with_config
@@ -64,6 +96,7 @@ def cover_command(
     binary: str,
     threads: int,
     cache: str | None,
+    stage_manifests: tuple[str, ...],
 ) -> None:
     """Aggregate predicted classes to ECOSG covers and write the SURFEX DIRECT pair and its companions.
 
@@ -84,8 +117,48 @@ def cover_command(
         # Members first: the deterministic cover's netCDF takes the spread of each fraction from their block counts.
         ensemble = run_members(ranked, legend, config, basename, provenance, threads, cache or scratch)
         settings = (legend, config.cover, config.domain, basename, provenance, threads, cache, reader, ensemble)
-        run_cover(ranked if soft else classes, confidences, *settings)
+        observations = observation_rasters(list(predict_manifests), list(stage_manifests))
+        run_cover(ranked if soft else classes, confidences, *settings, observations)
     LOG.info("cover file: %s", binary)
+
+
+@click.command("tree")
+@click.argument("predict_manifests", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--card", required=True, type=click.Path(exists=True, dir_okay=False), help="The bundle's bundle.json")
+@click.option("--scene-list", "scene_lists", multiple=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--binary", required=True, type=click.Path(exists=True, dir_okay=False), help="The run's cover .dir")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="tree/ECOCLIMAP-SG to write")
+@click.option("--threads", default=1, show_default=True, help="Processes aggregating blocks of a patched map.")
+@log_option
+@command
+@with_config
+def tree_command(
+    config: Config,
+    predict_manifests: tuple[str, ...],
+    card: str,
+    scene_lists: tuple[str, ...],
+    binary: str,
+    out: str,
+    threads: int,
+) -> None:
+    """Write the ECOCLIMAP-SG data tree with the run's cover as COVER/ecosg_final_map (and one per member).
+
+    PREDICT_MANIFESTS: predict/blocks/<block>.json; --binary: the run's cover/<BASENAME>.dir.
+    """
+    from s2ecosg.cover.tree import TreeRequest, run_tree
+
+    classes, _, ranked = predicted_rasters(list(predict_manifests), config.cover)
+    legend = card_legend(read_card(Path(card).parent), Path(card).parent)
+    provenance = cover_provenance(config, card, list(scene_lists))
+    request = TreeRequest(config, legend, classes, ranked, binary.removesuffix(".dir"), Path(out), provenance, threads)
+    for tree in run_tree(request):
+        LOG.info("ECOSG tree: %s (ECOSG_DATA_PATH / ecosg_data_path)", tree)
+
+
+def observation_rasters(predict_manifests: list[str], stage_manifests: list[str]) -> list[str | None]:
+    """Each predicted tile's stage count raster (in :func:`predicted_rasters`' order), None where not given."""
+    staged = read_manifests(stage_manifests) if stage_manifests else {}
+    return [staged.get(tile, {}).get("count") for tile in sorted(read_manifests(predict_manifests))]
 
 
 def predicted_rasters(manifests: list[str], settings: CoverConfig) -> tuple[list[str], list[str | None], list[str]]:
@@ -160,4 +233,4 @@ def validate_cover_command(basename: str, domain_name: str | None, config_path: 
     click.echo(f"{basename}: ok")
 
 
-COMMANDS = [cover_command, domain_command, validate_cover_command]
+COMMANDS = [cover_command, tree_command, domain_command, validate_cover_command]

@@ -9,8 +9,10 @@ that can reach it are read, in chunks, so memory depends on the block and chunk 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,7 @@ from s2ecosg.config import CLIMATES
 from s2ecosg.cover.pixels import place_pixels
 from s2ecosg.cover.readers import MostLikely, PixelClasses
 from s2ecosg.io import open_raster
+from s2ecosg.layout import NEWEST_BAND
 from s2ecosg.legend import N_COVERS, Legend
 from s2ecosg.lonlat import Block, LonLatGrid
 from s2ecosg.warp import warp_classes
@@ -29,7 +32,11 @@ MOST_LIKELY = MostLikely()
 
 @dataclass(frozen=True)
 class Source:
-    """A class-id raster (and its confidence raster, if any) with its footprint in degrees."""
+    """A class-id raster (its confidence raster and the stage's observation counts, if any) and its footprint.
+
+    ``observations`` is the tile's ``stage/<tile>.count.tif`` (valid observations per pixel, a band per season,
+    and last the day of the newest one), on the same pixels as the prediction.
+    """
 
     path: str
     confidence: str | None
@@ -38,19 +45,30 @@ class Source:
     height: int
     width: int
     lonlat: tuple[float, float, float, float]
+    observations: str | None = None
 
 
-def open_sources(paths: list[str], confidence: list[str | None]) -> list[Source]:
+def pixel_area(sources: list[Source]) -> float:
+    """Area in m² of one predicted pixel (every predicted tile is on the run's grid); 100 m² with no source."""
+    if not sources:
+        return 100.0
+    transform = sources[0].transform
+    return abs(transform.a * transform.e)
+
+
+def open_sources(
+    paths: list[str], confidence: list[str | None], observations: list[str | None] | None = None
+) -> list[Source]:
     """Read the headers of the class rasters: CRS, transform, size and lon/lat footprint."""
     from rasterio.warp import transform_bounds  # 0.2 s to import: loaded where used
 
     sources = []
-    for path, confidence_path in zip(paths, confidence, strict=True):
+    counts = observations if observations is not None else [None] * len(paths)
+    for path, confidence_path, count_path in zip(paths, confidence, counts, strict=True):
         with open_raster(path) as raster:
             footprint = transform_bounds(raster.crs, "EPSG:4326", *raster.bounds, densify_pts=21)
-            sources.append(
-                Source(path, confidence_path, raster.crs, raster.transform, raster.height, raster.width, footprint)
-            )
+            shape = (raster.crs, raster.transform, raster.height, raster.width, footprint)
+            sources.append(Source(path, confidence_path, *shape, observations=count_path))
     return sources
 
 
@@ -132,23 +150,42 @@ class CoverMapping:
 
 @dataclass
 class BlockCounts:
-    """Accumulators of one output block: (rows, cols, 34) cover counts and (rows, cols) confidence sums."""
+    """Accumulators of one output block: (rows, cols, 34) cover counts and (rows, cols) sums over its pixels.
+
+    ``confidence_sum`` and ``confidence_pixels`` add the pixels' top probabilities; ``observation_sum`` adds their
+    valid observations (pixels of tiles without a count raster add none) and ``newest_day`` keeps the latest day
+    (since 1970-01-01) a pixel of the cell was observed clear, 0 where unknown.
+    """
 
     counts: np.ndarray
     confidence_sum: np.ndarray
     confidence_pixels: np.ndarray
+    observation_sum: np.ndarray | None = None
+    newest_day: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.confidence_sum.shape
+        if self.observation_sum is None:
+            self.observation_sum = np.zeros(shape)
+        if self.newest_day is None:
+            self.newest_day = np.zeros(shape, np.int32)
 
     @classmethod
     def empty(cls, rows: int, columns: int, dtype: type = np.int64) -> BlockCounts:
         """Zeroed accumulators (``dtype`` of the cover counts: float64 for weighted pixels)."""
         return cls(np.zeros((rows, columns, N_COVERS + 1), dtype), np.zeros((rows, columns)), np.zeros((rows, columns)))
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every accumulator by name (what the block cache stores)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
     def __getstate__(self) -> tuple[Any, ...]:
         """Non-zero entries only: a block's counts go from worker to parent as ≈ 1 MB instead of 18 MB."""
-        return tuple(sparse(array) for array in (self.counts, self.confidence_sum, self.confidence_pixels))
+        return tuple(sparse(array) for array in self.arrays().values())
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.counts, self.confidence_sum, self.confidence_pixels = (dense(*part) for part in state)
+        for field, part in zip(dataclasses.fields(self), state, strict=True):
+            setattr(self, field.name, dense(*part))
 
 
 def sparse(array: np.ndarray) -> tuple[tuple[int, ...], np.dtype[Any], np.ndarray, np.ndarray]:
@@ -197,19 +234,40 @@ def source_window(source: Source, bounds: tuple[float, float, float, float]) -> 
     return Window(column, row, end_column - column, end_row - row)
 
 
-def read_chunk(
-    rasters: tuple[Any, Any | None], source: Source, window: Any, mapping: CoverMapping, reader: PixelClasses
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None] | None:
-    """Classes and weights (``reader``), confidence and climate zones of a chunk; None when it has no class.
+Rasters = tuple[Any, Any | None, Any | None]  # the open prediction, confidence and observation rasters
 
-    ``rasters``: the open prediction raster and confidence raster (or None).
+
+@dataclass(frozen=True)
+class Chunk:
+    """What a chunk of a tile gives: classes and weights, confidence, climate zones, observations."""
+
+    classes: np.ndarray
+    weights: np.ndarray | None
+    confidence: np.ndarray | None
+    zone: np.ndarray | None
+    observations: np.ndarray | None  # (rows, cols) valid observations
+    newest: np.ndarray | None  # (rows, cols) day of the newest valid observation
+
+
+def read_chunk(
+    rasters: Rasters, source: Source, window: Any, mapping: CoverMapping, reader: PixelClasses
+) -> Chunk | None:
+    """Classes and weights (``reader``), confidence, zones and observations of a chunk; None when it has no class.
+
+    ``rasters``: the open prediction raster, and the confidence and observation rasters (or None).
     """
     classes, weights = reader.read(rasters[0], window, source.transform)
     if not classes[0].any():
         return None
     confidence = rasters[1].read(1, window=window) if rasters[1] is not None else None
     zone = zones_on_window(mapping.zones, source, window) if mapping.zones else None
-    return classes, weights, confidence, zone
+    observations = newest = None
+    if rasters[2] is not None:
+        bands = rasters[2].read(window=window).astype(np.int32)
+        dated = rasters[2].descriptions[-1] == NEWEST_BAND  # count rasters before the date band lack it
+        observations = bands[:-1].sum(axis=0) if dated else bands.sum(axis=0)
+        newest = bands[-1] if dated else None
+    return Chunk(classes, weights, confidence, zone, observations, newest)
 
 
 def zones_on_window(path: str, source: Source, window: Any) -> np.ndarray:
@@ -225,7 +283,7 @@ def accumulate_chunk(
     totals: BlockCounts,
     grid: LonLatGrid,
     block: Block,
-    rasters: tuple[Any, Any | None],
+    rasters: Rasters,
     source: Source,
     window: Any,
     mapping: CoverMapping,
@@ -235,7 +293,7 @@ def accumulate_chunk(
     chunk = read_chunk(rasters, source, window, mapping, reader)
     if chunk is None:
         return
-    classes, weights, confidence, zone = chunk
+    classes, weights, confidence, zone = chunk.classes, chunk.weights, chunk.confidence, chunk.zone
     lookup = mapping.uniform_lookup(grid.block_bounds(block))
     latitudes = () if lookup is not None else mapping.latitude_limits
     placement = place_pixels(source, window, grid, classes[0] > 0, latitudes, block)
@@ -255,6 +313,10 @@ def accumulate_chunk(
     if confidence is not None:
         add_counts(totals.confidence_sum.reshape(-1), cells, confidence[placement.selected][keep] / 255.0)
         add_counts(totals.confidence_pixels.reshape(-1), cells)
+    if chunk.observations is not None and totals.observation_sum is not None and totals.newest_day is not None:
+        add_counts(totals.observation_sum.reshape(-1), cells, chunk.observations[placement.selected][keep])
+    if chunk.newest is not None and totals.newest_day is not None:
+        np.maximum.at(totals.newest_day.reshape(-1), cells, chunk.newest[placement.selected][keep])
 
 
 def add_counts(target: np.ndarray, positions: np.ndarray, weights: np.ndarray | None = None) -> None:
@@ -296,6 +358,11 @@ def aggregate_block(
         with contextlib.ExitStack() as stack:
             classes = stack.enter_context(open_raster(source.path))
             confidence = stack.enter_context(open_raster(source.confidence)) if source.confidence else None
+            counts = source.observations if reader is MOST_LIKELY else None  # the deterministic cover's data score
+            counted = counts is not None and Path(counts).is_file()
+            observations = stack.enter_context(open_raster(counts)) if counts is not None and counted else None
             for chunk in chunk_windows(window):
-                accumulate_chunk(totals, grid, block, (classes, confidence), source, chunk, mapping, reader)
+                accumulate_chunk(
+                    totals, grid, block, (classes, confidence, observations), source, chunk, mapping, reader
+                )
     return totals

@@ -18,6 +18,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from s2ecosg.lonlat import Block, LonLatGrid
 
 LOG = logging.getLogger(__name__)
 # Raised whenever the aggregation could give other counts for the same inputs, so old caches are never reused.
-PLACEMENT_VERSION = "lattice-1"
+PLACEMENT_VERSION = "lattice-2"  # 2: observations and the newest observation day per cell
 
 
 def file_sha256(path: str) -> str:
@@ -71,7 +72,11 @@ class BlockCache:
         self.sources, self.grid, self.reader = sources, grid, reader
         self.common = mapping_digest(grid, mapping, reader)
         self.contents = {
-            source.path: file_sha256(source.path) + (file_sha256(source.confidence) if source.confidence else "")
+            source.path: "".join(
+                file_sha256(path)
+                for path in (source.path, source.confidence, source.observations)
+                if path and Path(path).is_file()
+            )
             for source in sources
         }
 
@@ -92,7 +97,7 @@ class BlockCache:
             with np.load(self.path(block)) as stored:
                 if str(stored["key"]) != self.key(block):
                     return None
-                return BlockCounts(stored["counts"], stored["confidence_sum"], stored["confidence_pixels"])
+                return BlockCounts(**{name: stored[name] for name in stored.files if name != "key"})
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             return None
 
@@ -108,10 +113,5 @@ class BlockCache:
     def store(self, block: Block, counts: BlockCounts) -> None:
         """Write a block's counts with their key (temporary name, then rename)."""
         with atomic_path(self.path(block)) as temporary, open(temporary, "wb") as handle:
-            np.savez_compressed(
-                handle,
-                key=np.array(self.key(block)),
-                counts=counts.counts,
-                confidence_sum=counts.confidence_sum,
-                confidence_pixels=counts.confidence_pixels,
-            )
+            arrays: dict[str, Any] = {"key": np.array(self.key(block)), **counts.arrays()}
+            np.savez_compressed(handle, **arrays)

@@ -75,18 +75,41 @@ def member_spread(members: list[BlockCounts]) -> np.ndarray:
     return np.where(count > 0, np.sqrt(variance), np.nan)
 
 
+def data_score(totals: BlockCounts, grid: LonLatGrid, block: Block, pixel_area: float) -> dict[str, np.ndarray]:
+    """What each cell's cover rests on, as CLC+ Backbone's data score: observations, their age, predicted area.
+
+    ``clear_observations``: the mean number of valid (clear) observations of the cell's predicted pixels, rounded,
+    uint8 (255 = unknown); ``newest_observation``: the day (since 1970-01-01) of the newest clear observation of
+    any of them, uint16 (0 = unknown); ``predicted_share``: the share of the cell's area its predicted pixels
+    (``pixel_area`` m² each) cover, as a share code.
+    """
+    pixels = totals.counts[..., 1:].sum(axis=-1).astype(np.float64)
+    assert totals.observation_sum is not None and totals.newest_day is not None
+    known = (pixels > 0) & (totals.observation_sum > 0)
+    mean = np.divide(totals.observation_sum, pixels, out=np.zeros_like(pixels), where=known)
+    observations = np.where(known, np.minimum(np.rint(mean), 254), 255).astype(np.uint8)
+    share = np.minimum(pixels * pixel_area / grid.cell_areas(block), 1.0)
+    return {
+        "clear_observations": observations,
+        "newest_observation": totals.newest_day.astype(np.uint16),
+        "predicted_share": share_codes(share),
+    }
+
+
 def block_values(
     totals: BlockCounts,
     grid: LonLatGrid,
     block: Block,
     filler: GapFiller,
     members: list[BlockCounts] | None = None,
+    pixel_area: float = 100.0,
 ) -> dict[str, np.ndarray]:
-    """Everything written for one block from its counts: cover, source flag, fractions and shares.
+    """Everything written for one block from its counts: cover, source flag, fractions, shares, data score.
 
     Fractions, majority share, confidence, entropy and (with ensemble ``members``' counts) the between-member
     spread of each fraction come as share codes (:func:`~s2ecosg.cover.writers.table.share_codes`); they equal the
-    dense definitions (:func:`majority`, :func:`fractions`), filled cells at share 1 of their cover.
+    dense definitions (:func:`majority`, :func:`fractions`), filled cells at share 1 of their cover. The data score
+    (:func:`data_score`) takes predicted pixels of ``pixel_area`` m².
     """
     shape = block[2:]
     cells = sparse_cells(totals.counts.reshape(-1, N_COVERS + 1))
@@ -108,6 +131,7 @@ def block_values(
         "model_confidence": share_codes(confidence),
         "cover_entropy": share_codes(entropy),
     }
+    values |= data_score(totals, grid, block, pixel_area)
     if members:  # else the variable is never written: its chunks stay unallocated and read as missing
         values["fraction_spread"] = share_codes(member_spread(members))
     return values

@@ -27,6 +27,20 @@ def readme_text(
         "## Cells by origin",
         "",
     ]
-    lines += [f"- {name}: {count}" for name, count in counts.items()]
+    origins = ("no cover", "predicted", "ECOSG fill", "sea mask")
+    lines += [f"- {name}: {count}" for name, count in counts.items() if name in origins]
+    thin = next((name for name in counts if name.startswith("land on fewer")), None)
+    if thin is not None and counts.get("land"):
+        share = 100 * counts[thin] / counts["land"]
+        lines += [
+            "",
+            "## Data score",
+            "",
+            f"- {share:.1f} % of the {counts['land']} land cells rest on fewer than "
+            f"{thin.split()[3]} clear observations (or on none: filled cells); `{basename}.nc` holds per cell "
+            "`clear_observations` (mean of its predicted pixels), `newest_observation` (date of the newest clear one) "
+            "and `predicted_share` (share of its area predicted), as CLC+ Backbone's data score.",
+            f"- newest scene: {provenance.get('newest_scene', 'unknown')}",
+        ]
     lines += ["", "## Provenance", ""] + [f"- {key}: {value}" for key, value in provenance.items()]
     return "\n".join(lines) + "\n"

@@ -25,11 +25,11 @@ import numpy as np
 from tqdm import tqdm
 
 from s2ecosg.config import Config, CoverConfig, DomainConfig
-from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, chunk_windows, open_sources
+from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, chunk_windows, open_sources, pixel_area
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.fill import GapFiller, check_overlap
 from s2ecosg.cover.members import MemberDraw
-from s2ecosg.cover.parallel import CoverJob, block_outputs
+from s2ecosg.cover.parallel import CoverJob, block_output, block_outputs
 from s2ecosg.cover.readers import PixelClasses
 from s2ecosg.cover.readme import readme_text
 from s2ecosg.cover.writers import WRITERS, DirectWriter
@@ -117,8 +117,11 @@ def run_cover(
     cache: str | None = None,
     reader: PixelClasses = MOST_LIKELY,
     ensemble: Ensemble | None = None,
+    observations: list[str | None] | None = None,
 ) -> dict[str, int]:
     """Aggregate class rasters and write every cover output; return the number of cells by origin.
+
+    ``observations``: each tile's stage count raster (the netCDF's data score), or None.
 
     ``workers`` processes aggregate blocks of the output grid; with ``cache`` (a folder), block counts of
     unchanged inputs are read from the previous run instead (:mod:`s2ecosg.cover.cache`). ``reader`` says how
@@ -132,7 +135,7 @@ def run_cover(
     renamed into place, nor is any other output written.
     """
     os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)  # before GDAL's first read; workers inherit it
-    sources = open_sources(classes, confidences)
+    sources = open_sources(classes, confidences, observations)
     grid, domain = output_grid(settings, domain_settings, sources)
     LOG.info("output grid: %d rows × %d cols of %.8f°, edges %s", grid.rows, grid.cols, grid.step, grid.bounds)
     mapping = CoverMapping.from_legend(legend, settings)
@@ -141,7 +144,7 @@ def run_cover(
     job = cover_job(sources, grid, mapping, settings, cache, reader, ensemble)
     member = isinstance(reader, MemberDraw)
     with contextlib.ExitStack() as stack:
-        writers, counts = write_blocks(stack, job, workers, basename, provenance)
+        writers, counts = write_blocks(stack, job, workers, basename, provenance, settings.min_clear_observations)
         direct = writers["direct"]
         if not isinstance(direct, DirectWriter):
             raise TypeError("the DIRECT pair is written by DirectWriter")
@@ -168,7 +171,7 @@ def cover_job(
     filler.check(grid)
     block_cache = BlockCache(cache, sources, grid, mapping, reader) if cache else None
     members = ensemble.caches(grid, mapping) if ensemble else ()
-    return CoverJob(sources, grid, mapping, filler, block_cache, reader, members)
+    return CoverJob(sources, grid, mapping, filler, block_cache, reader, members, pixel_area(sources))
 
 
 @dataclass(frozen=True)
@@ -185,24 +188,33 @@ class Ensemble:
 
 
 def write_blocks(
-    stack: contextlib.ExitStack, job: CoverJob, workers: int, basename: str, provenance: dict[str, str]
+    stack: contextlib.ExitStack, job: CoverJob, workers: int, basename: str, provenance: dict[str, str], min_clear: int
 ) -> tuple[dict[str, Any], dict[str, int]]:
-    """Feed every block of the grid to every writer (files still temporary); return them and the cells by origin."""
+    """Feed every block of the grid to every writer (files still temporary); return them and the cells by origin.
+
+    The counts also hold the land cells (covers 4..33) and those resting on fewer than ``min_clear`` clear
+    observations (or on none: filled cells), for the README's data score.
+    """
     blocks = list(job.grid.blocks(BLOCK_CELLS))
-    outputs = stack.enter_context(block_outputs(job, blocks, workers))  # first: the workers start at once
+    outputs = stack.enter_context(block_outputs(job, blocks, workers, block_output))  # first: the workers start at once
     formats = {"direct": DirectWriter} if isinstance(job.reader, MemberDraw) else WRITERS  # a member: the pair
     writers = {name: writer(stack, basename, job.grid, provenance) for name, writer in formats.items()}
-    origin, reused = np.zeros(4, dtype=np.int64), 0
+    origin, reused, land, thin = np.zeros(4, dtype=np.int64), 0, 0, 0
     for block, values, from_cache in tqdm(outputs, total=len(blocks), desc="cover", unit="block", mininterval=10):
         for writer in writers.values():
             writer.write(block, values)
         origin += np.bincount(values["source"].ravel(), minlength=4)
         reused += from_cache
+        on_land = values["cover"] > 3
+        land += int(on_land.sum())
+        observations = values["clear_observations"]
+        thin += int((on_land & ((observations < min_clear) | (observations == 255))).sum())
     for writer in writers.values():
         writer.finish()
     if job.cache is not None:
         LOG.info("blocks aggregated: %d, reused unchanged: %d", len(blocks) - reused, reused)
-    return writers, dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
+    counts = dict(zip(("no cover", "predicted", "ECOSG fill", "sea mask"), origin.tolist(), strict=True))
+    return writers, counts | {"land": land, f"land on fewer than {min_clear} clear observations": thin}
 
 
 def check_written(
@@ -226,7 +238,8 @@ def check_written(
             f"{basename}.dir", "no cell of the output grid has a cover: no predicted pixel inside it and no fill"
         )
     if domain is None:
-        return ["ok", f"cells without a cover: {counts['no cover']} of {sum(counts.values())} (no HARMONIE domain)"]
+        cells = sum(counts[name] for name in ("no cover", "predicted", "ECOSG fill", "sea mask"))
+        return ["ok", f"cells without a cover: {counts['no cover']} of {cells} (no HARMONIE domain)"]
     empty, cells = empty_domain_cells(*paths, domain)
     report = extent_problems(paths[0], domain, domain_settings.margin) + (
         [empty_cells_line(empty, cells)] if empty else []

@@ -18,6 +18,7 @@ from affine import Affine
 
 from s2ecosg.blocks import SIGNATURE_TAG, block_name, read_manifests, report, signature, up_to_date, write_manifest
 from s2ecosg.config import Config, PredictConfig
+from s2ecosg.gdal_env import gdal_threads
 from s2ecosg.grid import TargetGrid
 from s2ecosg.io import open_raster, write_raster
 from s2ecosg.layout import tile_file
@@ -209,7 +210,7 @@ def predict_block_tiles(
     block = BlockTiles(grid, tiles, settings.window if settings.halo is None else settings.halo)
     mosaic = StagedMosaic(block.paths_around(staged), card.bands)
     predictor = Predictor(model, card, settings, device)
-    with ThreadPoolExecutor(max_workers=1) as writer:
+    with gdal_threads(1) as writer:  # the writing thread opens, writes and closes each tile's files
         emit = lambda row, top: block.emit(row, top, writer, mosaic.crs)  # noqa: E731
         predictor.predict(block.region, mosaic.reader(block.region), emit, block.wanted)
         for write in block.writes:

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from s2ecosg.blocks import lookahead
 from s2ecosg.errors import InputError
+from s2ecosg.gdal_env import gdal_threads
 from s2ecosg.model.bundle import check_legend, load_bundle
 from s2ecosg.model.card import BundleCard
 from s2ecosg.model.encoders import ENCODERS
@@ -194,7 +195,7 @@ class Predictor:
         wanted: Callable[[int, int, int], bool] | None,
     ) -> Iterator[tuple[int, int, np.ndarray, int]]:
         """(row, column, chunk image, chunk's first row) of each window holding data, chunks read one ahead."""
-        with ThreadPoolExecutor(max_workers=1) as reader:
+        with gdal_threads(1) as reader:  # the reading thread opens and closes the files it reads
             images = lookahead((reader.submit(read, chunk[0], chunk[-1] + size) for chunk in chunks), 1)
             for chunk, future in zip(chunks, images, strict=True):
                 image, top = future.result(), chunk[0]

@@ -2,8 +2,8 @@
 
 Inputs: ``stage/scenes/{tile}.json`` (each tile's scenes, written by the inventory, see :mod:`s2ecosg.stage.inventory`).
 Outputs: ``stage/{tile}.tif`` — uint16 reflectance × 10000 after the radiometric offset, one band per
-``imagery.bands`` entry, nodata 0, band names as descriptions; ``stage/{tile}.count.tif`` — uint8 number of
-valid observations per pixel.
+``imagery.bands`` entry, nodata 0, band names as descriptions; ``stage/{tile}.count.tif`` — uint16 number of
+valid observations per pixel (a band per season) and, last, the day (since 1970-01-01) of its newest valid one.
 
 Each band is warped straight from its native 10/20/60 m grid to the 10 m target grid (bilinear), so
 resampling and reprojection are one interpolation, done once per band and tile; each band file is decoded once
@@ -16,6 +16,7 @@ taken by row blocks sized to a fixed memory budget, so memory does not depend on
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,9 +28,10 @@ from tqdm import tqdm
 
 from s2ecosg.blocks import SIGNATURE_TAG, block_name, lookahead, report, signature, up_to_date, write_manifest
 from s2ecosg.config import ImageryConfig
+from s2ecosg.gdal_env import gdal_threads
 from s2ecosg.grid import TargetGrid
-from s2ecosg.io import read_json, use_read_settings, write_raster
-from s2ecosg.layout import tile_file
+from s2ecosg.io import read_json, write_raster
+from s2ecosg.layout import NEWEST_BAND, tile_file
 from s2ecosg.stage.composite import block_rows, median_composite
 from s2ecosg.stage.parts import scene_parts
 from s2ecosg.stage.sources import source_of
@@ -79,27 +81,43 @@ def spool_scenes(
     return spooled
 
 
-def median_of_spool(spool: Spool, chosen: list[int], n_bands: int, pool: ThreadPoolExecutor, threads: int):
-    """Median composite of the spooled scenes ``chosen``: ((bands, n, n) uint16, (n, n) uint8 valid count).
+def median_of_spool(
+    spool: Spool, chosen: list[int], days: list[int], pool: ThreadPoolExecutor, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median composite of the spooled scenes ``chosen`` (their dates as ``days`` since 1970-01-01).
 
-    Row blocks of the chosen scenes are read back over the rows and columns some scene reaches, ``threads``
-    blocks at once: memory holds the row blocks in flight, never all scenes of the tile.
+    Returns ((bands, n, n) uint16 composite, (n, n) uint8 valid count, (n, n) uint16 day of the newest valid
+    observation, 0 where none). Row blocks of the chosen scenes are read back over the rows and columns some scene
+    reaches, ``threads`` blocks at once: memory holds the row blocks in flight, never all scenes of the tile.
     """
-    size = spool.size
+    size, n_bands = spool.size, spool.n_bands
     composite = np.zeros((n_bands, size, size), dtype=np.uint16)
     count = np.zeros((size, size), dtype=np.uint8)
+    newest = np.zeros((size, size), dtype=np.uint16)
     if not chosen or spool.rows is None or spool.columns is None:
-        return composite, count
+        return composite, count, newest
     (row0, row1), (column0, column1) = spool.rows, spool.columns
     step = max(8, block_rows(len(chosen), n_bands, column1 - column0) // threads)
     starts = range(row0, row1, step)
-    blocks = (
-        pool.submit(lambda row: median_composite(spool.read(row, min(step, row1 - row), chosen)), row) for row in starts
-    )
+    chosen_days = np.asarray([days[index] for index in chosen], dtype=np.uint16)[:, None, None]
+
+    def composite_rows(row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        stack = spool.read(row, min(step, row1 - row), chosen)
+        last = np.where(stack[:, 0] != 0, chosen_days, 0).max(axis=0)  # before the median sorts the stack
+        return (*median_composite(stack), last)
+
+    blocks = (pool.submit(composite_rows, row) for row in starts)
     for row, block in zip(starts, lookahead(blocks, threads - 1), strict=True):
         rows = min(step, row1 - row)
-        composite[:, row : row + rows, column0:column1], count[row : row + rows, column0:column1] = block.result()
-    return composite, count
+        window = (slice(row, row + rows), slice(column0, column1))
+        composite[(slice(None), *window)], count[window], newest[window] = block.result()
+    return composite, count, newest
+
+
+def scene_day(scene: dict[str, Any]) -> int:
+    """A scene's date as days since 1970-01-01 (0 when it has none)."""
+    date = str(scene.get("date", ""))[:10]
+    return (dt.date.fromisoformat(date) - dt.date(1970, 1, 1)).days if date else 0
 
 
 def composite_block(
@@ -115,7 +133,7 @@ def composite_block(
     scenes = list({scene["scene_id"]: scene for tile_list in tile_lists for scene in tile_list["scenes"]}.values())
     source = source_of(settings)
     scenes = [source.localise(scene, settings) for scene in scenes]
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    with gdal_threads(threads) as pool:  # each thread opens, reads and closes its own files
         for strip in strips(grid, listed, len(bands)):
             yield from composite_strip(
                 scenes, {tile: listed[tile] for tile in strip}, bands, grid, settings, pool, threads, spool_folder
@@ -164,12 +182,14 @@ def composite_strip(
             spools[tile] = Spool(spool_folder, len(listed[tile]), len(bands), grid.tile_pixels)
         spooled = spool_scenes(scenes, listed, bands, grid, settings, pool, spools)
         for tile, spool in spools.items():
-            composites, counts = [], []
+            composites, counts, newest = [], [], np.zeros((grid.tile_pixels,) * 2, np.uint16)
+            days = [scene_day(scene) for scene in spooled[tile]]
             for season in getattr(settings, "seasons", None) or [None]:
                 chosen = [index for index, scene in enumerate(spooled[tile]) if in_season(scene, season)]
-                composite, count = median_of_spool(spool, chosen, len(bands), pool, max(1, threads))
+                composite, count, last = median_of_spool(spool, chosen, days, pool, max(1, threads))
                 composites.append(composite)
                 counts.append(count)
+                np.maximum(newest, last, out=newest)
             spool.close()
             LOG.info(
                 "tile %s: %d scene(s), %.1f %% of pixels valid",
@@ -177,7 +197,7 @@ def composite_strip(
                 len(listed[tile]),
                 100 * (counts[0] > 0).mean(),
             )
-            yield tile, np.concatenate(composites), np.stack(counts)
+            yield tile, np.concatenate(composites), np.concatenate([np.stack(counts), newest[None]])
     finally:
         for spool in spools.values():
             spool.close()
@@ -204,8 +224,17 @@ def write_tile(
     seasons = getattr(settings, "seasons", None)
     names = band_names(tile_list["bands"], seasons)
     count_names = [f"valid_count_s{index}" for index in range(1, len(seasons) + 1)] if seasons else ["valid_count"]
+    count_names.append(NEWEST_BAND)
     image_path, count_path, tags = outputs
-    write_raster(count_path, count, crs=grid.crs, transform=transform, nodata=None, descriptions=count_names, tags=tags)
+    write_raster(
+        count_path,
+        count.astype(np.uint16),
+        crs=grid.crs,
+        transform=transform,
+        nodata=None,
+        descriptions=count_names,
+        tags=tags,
+    )
     write_raster(image_path, composite, crs=grid.crs, transform=transform, nodata=0, descriptions=names, tags=tags)
 
 
@@ -218,7 +247,6 @@ def run_stage(
     tags: dict[str, str] | None = None,
 ) -> None:
     """Write the composite and the count raster of one grid tile."""
-    use_read_settings()
     tile_list = read_json(tile_list_path)
     Path(image_path).parent.mkdir(parents=True, exist_ok=True)
     for _, composite, count in composite_block([tile_list], settings, threads, str(Path(image_path).parent)):
@@ -234,7 +262,6 @@ def run_stage_block(
     their current scene list and settings are kept (a rerun after a crash or a new scene redoes only what is
     missing or changed).
     """
-    use_read_settings()
     Path(folder).mkdir(parents=True, exist_ok=True)
     settings_record = settings.model_dump(mode="json")
     lists = {content["tile"]: content for content in map(read_json, tile_lists)}

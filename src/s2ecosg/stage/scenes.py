@@ -45,6 +45,9 @@ class Scene:
         gain: Multiplier after the offset (10000 for float 0–1 stacks, 10000 / quantification otherwise).
         scl: Sen2Cor scene classification file (L2A), or None.
         cloud: Scene cloud cover in percent from the metadata, or None.
+        level: Processing level (``Level-1C``, ``Level-2A``) where the metadata says it.
+        baseline: Processing baseline (``04.00``) where the metadata says it.
+        collection: The STAC collection the scene came from ("" for a local archive).
         footprint: (left, bottom, right, top) in the target CRS.
         tiles: Grid tiles the scene touches (inside the AOI).
         stamps: File path → [size in bytes, modification time in ns] of every file the scene is read from, so
@@ -60,6 +63,7 @@ class Scene:
     cloud: float | None = None
     level: str = ""
     baseline: str = ""
+    collection: str = ""
     footprint: Bounds = (0.0, 0.0, 0.0, 0.0)
     tiles: list[str] = field(default_factory=list)
     cloud_bands: dict[str, list[Any]] = field(default_factory=dict)

@@ -97,7 +97,7 @@ def search(settings: Any, imagery: Any) -> list[Any]:
 
 
 def item_scene(item: Any, bands: list[str], keys: dict[str, str]) -> dict[str, Any]:
-    """Scene fields of a STAC item: band URLs, SCL URL, offsets, date and cloud cover."""
+    """Scene fields of a STAC item: band URLs, SCL URL, offsets, date, cloud cover, baseline and collection."""
     missing = [band for band in bands if keys.get(band) not in item.assets]
     if missing:
         raise InputError(item.self_href or item.id, f"item {item.id} has no asset for band {', '.join(missing)}")
@@ -110,6 +110,8 @@ def item_scene(item: Any, bands: list[str], keys: dict[str, str]) -> dict[str, A
         "offsets": dict.fromkeys(bands, offset),
         "scl": scl.href if scl is not None else None,
         "cloud": item.properties.get("eo:cloud_cover"),
+        "baseline": str(item.properties.get("s2:processing_baseline") or ""),
+        "collection": str(item.collection_id or ""),
     }
 
 

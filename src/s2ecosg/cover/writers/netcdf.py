@@ -39,8 +39,17 @@ def layout(grid: LonLatGrid, provenance: dict[str, str]) -> tuple[Any, dict[str,
     compressed: dict[str, Any] = {"zlib": True, "complevel": 4}
     chunks = (min(CHUNK_CELLS, grid.rows), min(CHUNK_CELLS, grid.cols))
     encoding = {name: compressed | {"chunksizes": (1,) * (dataset[name].ndim - 2) + chunks} for name in variables}
-    for name in ("fraction", "majority_share", "model_confidence", "cover_entropy", "fraction_spread"):
+    for name in (
+        "fraction",
+        "majority_share",
+        "model_confidence",
+        "cover_entropy",
+        "fraction_spread",
+        "predicted_share",
+    ):
         encoding[name] |= PACKED
+    encoding["clear_observations"] |= {"dtype": "u1", "_FillValue": 255}
+    encoding["newest_observation"] |= {"dtype": "u2", "_FillValue": 0}  # CF time, 0 = no dated observation
     encoding["cover"] |= {"dtype": "u1", "_FillValue": 0}
     encoding["source"] |= {"dtype": "u1", "_FillValue": None}
     return dataset, encoding
@@ -67,6 +76,20 @@ def data_variables(grid: LonLatGrid, meanings: str) -> dict[str, tuple[Any, ...]
             ("cover_class", "lat", "lon"), "f4", share("standard deviation of each fraction over the ensemble members")
         ),
         "source": empty(("lat", "lon"), "u1", {"long_name": "origin of the cell's cover"} | origins),
+        "clear_observations": empty(
+            ("lat", "lon"),
+            "u1",
+            {"units": "1", "long_name": "mean number of clear observations of the cell's predicted pixels"},
+        ),
+        "newest_observation": empty(
+            ("lat", "lon"),
+            "u2",
+            {
+                "long_name": "date of the newest clear observation of the cell's predicted pixels",
+                "standard_name": "time",
+            },
+        ),
+        "predicted_share": empty(("lat", "lon"), "f4", share("share of the cell's area covered by predicted pixels")),
     }
 
 
@@ -131,6 +154,8 @@ class NetcdfWriter:
         except RuntimeError as error:  # the netCDF library's way of saying the disk is full
             raise InputError(self.path, f"cannot write ({error})") from None
         stack.callback(self.dataset.close)
+        # CF time (xarray reads it as dates): set here, as xarray's writer takes these two for its own encoding.
+        self.dataset["newest_observation"].setncatts({"units": "days since 1970-01-01", "calendar": "standard"})
         # Blocks are written once, in order: a small chunk cache per variable keeps memory flat as the grid grows.
         for variable in self.dataset.variables.values():
             if variable.chunking() != "contiguous":
