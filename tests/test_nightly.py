@@ -19,9 +19,9 @@ from s2ecosg.validate import validate_cover
 SCENES = ("2015-07-11", "2015-07-31", "2015-08-20", "2015-08-30")
 
 
-def night(folder: Path, *options: str, check: bool = True) -> tuple[int, str]:
+def night(folder: Path, *options: str, check: bool = True, config: str = "nights.yaml") -> tuple[int, str]:
     """One ``s2ecosg nightly`` of the test config; (exit status, the night's monitoring line)."""
-    command = ["s2ecosg", "nightly", "--config", "nights.yaml", "--profile", "profiles/local"]
+    command = ["s2ecosg", "nightly", "--config", config, "--profile", "profiles/local"]
     command += ["--publish", "published", "--keep", "5", "--log", "logs/nights.log", *options]
     result = run(command, cwd=folder, timeout=900, check=False)
     if check:
@@ -141,3 +141,17 @@ def test_the_netcdf_carries_the_data_score(nights: Path) -> None:
         assert str(latest)[:10] <= "2015-09-19"
     readme = (base.parent / "README.md").read_text()
     assert "## Data score" in readme and "clear observations" in readme and "processing_baselines" in readme
+
+
+def test_an_unreachable_catalogue_is_a_failed_night_with_its_reason(nights: Path) -> None:
+    config = yaml.safe_load((nights / "nights.yaml").read_text())
+    config["run"]["name"] = "unreachable"
+    config["imagery"] = {
+        "source": "stac",
+        "aoi": [14.55, 45.865, 14.565, 45.875],
+        "stac": {"url": "http://127.0.0.1:9/", "retries": 1, "backoff": 0.01, "timeout": 2},
+    }
+    (nights / "unreachable.yaml").write_text(yaml.safe_dump(config))
+    status, line = night(nights, check=False, config="unreachable.yaml")
+    assert status != 0 and "s2ecosg-nightly FAILED run=unreachable" in line and "reason=archive" in line
+    assert "logs/unreachable/stage/inventory.log" in line

@@ -66,7 +66,8 @@ def review(settings: Config, published: Path | None, max_change: float | None) -
     figures = f"thin={thin:.1f}%"
     hold = None
     if published is not None and published.is_dir():
-        changes = change_report(published, cover, out, ChangeSettings(gate.change_margin, gate.change_confidence))
+        margins = ChangeSettings(gate.change_margin, gate.change_confidence, settings.cover.min_clear_observations)
+        changes = change_report(published, cover, out, margins)
         figures = f"{report_line(changes)} {figures}"
         if changes["changed_percent"] > limit:
             hold = "change"

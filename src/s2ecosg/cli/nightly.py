@@ -41,14 +41,15 @@ def nightly_command(
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder of changes.json, .md, .png.")
 @click.option("--margin", type=float, default=0.1, show_default=True, help="Least lead of the new cover in a cell.")
 @click.option("--confidence", type=float, default=0.0, show_default=True, help="Least mean model confidence.")
+@click.option("--min-clear", type=int, default=3, show_default=True, help="Clear observations a cell should rest on.")
 @log_option
 @command
-def changes_command(old: str, new: str, out: str, margin: float, confidence: float) -> None:
+def changes_command(old: str, new: str, out: str, margin: float, confidence: float, min_clear: int) -> None:
     """What changed from the cover product OLD to NEW (cover folders on one grid): changes.json, .md, .png."""
     from s2ecosg.cover.change_report import change_report, report_line
     from s2ecosg.cover.changes import ChangeSettings
 
-    report = change_report(old, new, out, ChangeSettings(margin, confidence))
+    report = change_report(old, new, out, ChangeSettings(margin, confidence, min_clear))
     click.echo(f"{report_line(report)} (report in {out})")
 
 

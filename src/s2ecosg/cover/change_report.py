@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from s2ecosg.cover.changes import ChangeSettings, compare, member_bases, product_base, summary
+from s2ecosg.cover.changes import ChangeSettings, compare, member_bases, product_base, summary, thin_cells
 from s2ecosg.cover.writers.table import ecosg_table
 from s2ecosg.io import atomic_path, write_json
 from s2ecosg.legend import N_COVERS
@@ -29,6 +29,9 @@ def change_report(old: str | Path, new: str | Path, out: str | Path, settings: C
     report: dict[str, Any] = {"old": str(old_base), "new": str(new_base), "settings": vars(settings)}
     report |= summary(tally)
     report["members"] = member_changes(old_base, new_base, settings)
+    if Path(f"{new_base}.nc").is_file():
+        thin, land = thin_cells(new_base, settings.min_clear)
+        report["thin_percent"] = round(100 * thin / land, 4) if land else 0.0
     Path(out).mkdir(parents=True, exist_ok=True)
     write_json(Path(out) / "changes.json", report)
     with atomic_path(Path(out) / "changes.md") as temporary:
@@ -47,7 +50,9 @@ def member_changes(old_base: Path, new_base: Path, settings: ChangeSettings) -> 
     # A member's own shares are not on disk (its pair only): every change of a member's cell counts.
     percents = {}
     for number in shared:
-        figures = summary(compare(old_members[number], new_members[number], ChangeSettings(0.0, 0.0), 512))
+        figures = summary(
+            compare(old_members[number], new_members[number], ChangeSettings(0.0, 0.0, settings.min_clear), 512)
+        )
         percents[f"M{number:02d}"] = figures["changed_percent"]
     values = np.array(list(percents.values()))
     spread = {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
@@ -67,6 +72,11 @@ def markdown(report: dict[str, Any]) -> str:
         f" or confidence below {report['settings']['confidence']}): {report['uncertain_cells']} cells, "
         f"{report['uncertain_km2']:.2f} km², {report['uncertain_percent']:.3f} %",
     ]
+    if "thin_percent" in report:
+        lines.append(
+            f"- {report['thin_percent']:.1f} % of the land cells rest on fewer than {report['settings']['min_clear']} "
+            "clear observations (or on none: filled cells)"
+        )
     if report.get("members"):
         spread = report["members"]["spread"]
         lines.append(

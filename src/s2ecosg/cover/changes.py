@@ -12,6 +12,7 @@ rows, so memory does not grow with the domain.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from s2ecosg.legend import N_COVERS
 from s2ecosg.lonlat import EARTH_RADIUS
 from s2ecosg.surfex import open_cover
 
-STRIP_ROWS = 512
+STRIP_ROWS = 512  # at most; fewer on wide grids (STRIP_CELLS), so memory does not grow with the domain's width
+STRIP_CELLS = 2**20  # cells of a strip: (33, cells) share codes and their masks, ≈ 100 MB in all
 WATER = (0, 1, 2, 3)  # no cover, sea, lakes, rivers: a cell is land when its old or new cover is none of these
 
 
@@ -45,6 +47,13 @@ def member_bases(base: Path) -> dict[int, Path]:
     for path in base.parent.glob(f"{base.name}_M[0-9][0-9].dir"):
         found[int(path.stem[-2:])] = path.with_suffix("")
     return dict(sorted(found.items()))
+
+
+def read_rows(base: Path, columns: int, rows: slice) -> np.ndarray:
+    """Rows of a DIRECT ``.dir`` read with ``pread`` (pages of a memory map would stay resident as the grid grows)."""
+    with open(f"{base}.dir", "rb") as handle:
+        data = os.pread(handle.fileno(), (rows.stop - rows.start) * columns, rows.start * columns)
+    return np.frombuffer(data, dtype=np.uint8).reshape(-1, columns)
 
 
 def row_areas_km2(header: dict[str, float], first: int, rows: int) -> np.ndarray:
@@ -99,21 +108,28 @@ def confident_changes(
         floor: Least mean confidence (0: not asked for).
     """
     rows, columns = np.indices(old.shape)
-    shares = np.where(fraction == MISSING_SHARE, 0, fraction).astype(np.float64) * FRACTION_SCALE
-    new_share = np.where(new > 0, shares[np.maximum(new, 1) - 1, rows, columns], 0.0)
-    old_share = np.where(old > 0, shares[np.maximum(old, 1) - 1, rows, columns], 0.0)
+
+    def share_of(cover: np.ndarray) -> np.ndarray:  # the share code of ``cover`` in each cell, as a share
+        code = fraction[np.maximum(cover, 1) - 1, rows, columns]
+        return np.where((cover > 0) & (code != MISSING_SHARE), code, 0) * FRACTION_SCALE
+
     sure = np.where(confidence == MISSING_SHARE, 1.0, confidence * FRACTION_SCALE) >= floor
     # A cell without pixels in the new product (filled on both sides) has no shares: its fill decides alone.
-    no_pixels = (fraction == MISSING_SHARE).all(axis=0) | (shares.sum(axis=0) == 0)
-    return ((new_share - old_share >= margin - 1e-9) & sure) | no_pixels
+    no_pixels = ~((fraction != MISSING_SHARE) & (fraction != 0)).any(axis=0)
+    return ((share_of(new) - share_of(old) >= margin - 1e-9) & sure) | no_pixels
 
 
 @dataclass(frozen=True)
 class ChangeSettings:
-    """The margins of a confident change (``nightly.change_margin``, ``nightly.change_confidence``)."""
+    """When a change is confident, and how many clear observations a cell should rest on.
+
+    ``margin`` and ``confidence`` are ``nightly.change_margin`` and ``nightly.change_confidence``; ``min_clear``
+    is ``cover.min_clear_observations``.
+    """
 
     margin: float = 0.1
     confidence: float = 0.0
+    min_clear: int = 3
 
 
 def compare(old_base: Path, new_base: Path, settings: ChangeSettings, picture_step: int = 1) -> Tally:
@@ -138,9 +154,10 @@ def compare(old_base: Path, new_base: Path, settings: ChangeSettings, picture_st
         if dataset is not None:
             for name in ("fraction", "model_confidence"):
                 dataset[name].set_auto_maskandscale(False)
-        for first in range(0, old.shape[0], STRIP_ROWS):
-            rows = slice(first, min(first + STRIP_ROWS, old.shape[0]))
-            before, after = np.asarray(old[rows]), np.asarray(new[rows])
+        strip = min(STRIP_ROWS, max(step, STRIP_CELLS // old.shape[1] // step * step))  # a multiple of the step
+        for first in range(0, old.shape[0], strip):
+            rows = slice(first, min(first + strip, old.shape[0]))
+            before, after = read_rows(old_base, old.shape[1], rows), read_rows(new_base, old.shape[1], rows)
             if dataset is None:  # no shares to judge by: every change counts
                 confident = np.ones(before.shape, bool)
             else:
@@ -203,10 +220,11 @@ def thin_cells(base: Path, min_clear: int) -> tuple[int, int]:
     with netCDF4.Dataset(f"{base}.nc") as dataset:
         for name in ("cover", "clear_observations"):
             dataset[name].set_auto_maskandscale(False)
-        rows = dataset.dimensions["lat"].size
-        for first in range(0, rows, STRIP_ROWS):
-            cover = dataset["cover"][first : first + STRIP_ROWS, :]
-            observations = dataset["clear_observations"][first : first + STRIP_ROWS, :]
+        rows, columns = dataset.dimensions["lat"].size, dataset.dimensions["lon"].size
+        strip = max(1, min(STRIP_ROWS, STRIP_CELLS // columns))
+        for first in range(0, rows, strip):
+            cover = dataset["cover"][first : first + strip, :]
+            observations = dataset["clear_observations"][first : first + strip, :]
             on_land = ~np.isin(cover, WATER)
             land += int(on_land.sum())
             thin += int((on_land & ((observations < min_clear) | (observations == 255))).sum())
