@@ -42,13 +42,19 @@ bands = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
 start = time.perf_counter()
 decoded = 0
 if mode.startswith("decode"):
-    import rasterio
-    if mode == "decode-tuned":
+    import rasterio, zipfile
+    if mode in ("decode-tuned", "decode-zip", "decode-folder"):
         from s2ecosg.gdal_env import gdal_ready
         gdal_ready()  # the stage's read settings, held by this thread
+    if mode == "decode-zip":  # the same band files as members of a zip (stored), read through /vsizip/
+        with zipfile.ZipFile(archive.with_suffix(".zip")) as opened:
+            names = sorted(opened.namelist())
+        paths = [f"/vsizip/{archive.with_suffix('.zip').resolve()}/{name}" for name in names]
+    else:
+        paths = [str(path) for path in sorted(archive.glob("*.jp2"))]
     start = time.perf_counter()
-    for path in sorted(archive.glob("*.jp2")):
-        if path.stem.rsplit("_", 1)[-1] in bands + ["SCL"]:
+    for path in paths:
+        if Path(path).stem.rsplit("_", 1)[-1] in bands + ["SCL"]:
             with rasterio.open(path) as source:
                 decoded += source.read().nbytes
 elif mode == "windows":
@@ -121,6 +127,18 @@ def build_archive(folder: Path, scenes: int) -> None:
         scl[(index * 37) % 300 : (index * 37) % 300 + 40] = 9
         with rasterio.open(folder / f"{prefix}_SCL.tif", "w", **profile) as destination:
             destination.write(scl, 1)
+
+
+def zip_archive(folder: Path) -> Path:
+    """The archive's JPEG 2000 files as one zip beside it (stored, as SAFE zips are): ``<folder>.zip``."""
+    import zipfile
+
+    target = folder.with_suffix(".zip")
+    if not target.exists():
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+            for path in sorted(folder.glob("*.jp2")):
+                archive.write(path, path.name)
+    return target
 
 
 def measure(mode: str, archive: Path, out: Path, repeat: int = 1) -> dict[str, float]:
@@ -204,6 +222,11 @@ def main() -> None:
         build_archive(small, args.scenes)
         build_archive(large, 4 * args.scenes)
         decode = measure("decode", small, root / "decode", args.repeat)
+        zip_archive(small)
+        folder_decode = measure("decode-folder", small, root / "decode-folder", args.repeat)
+        zip_decode = measure("decode-zip", small, root / "decode-zip", args.repeat)
+        if zip_decode["decoded_bytes"] != folder_decode["decoded_bytes"]:
+            raise SystemExit("bench/stage: the zip and the folder decoded different amounts")
         tuned = measure("decode-tuned", small, root / "decode-tuned", args.repeat)
         windows = measure("windows", small, root / "windows", args.repeat)
         stage = measure("stage", small, root / "stage_small", args.repeat)
@@ -255,6 +278,11 @@ def main() -> None:
         f"peak memory: {stage['peak_mb']:.0f} MB at {args.scenes} scenes, {stage_large['peak_mb']:.0f} MB at "
         f"{4 * args.scenes} scenes; ratio {stage_large['peak_mb'] / stage['peak_mb']:.2f} (target ≤ 1.2)"
     )
+    print(
+        f"the same band files as members of a zip (stored, /vsizip/): {megabytes / zip_decode['seconds']:.1f} MB/s, "
+        f"from the folder {megabytes / folder_decode['seconds']:.1f} MB/s (both with the stage's read settings)"
+    )
+    print(f"RESULT zip_over_folder_decode {folder_decode['seconds'] / zip_decode['seconds']:.3f}")
     print(f"RESULT block_decode_over_whole_decode {layout[3] / layout[0]:.3f}")
     print(f"RESULT tile_decode_over_whole_decode {layout[1] / layout[0]:.3f}")
     print(f"RESULT stage_over_bare_decode {decode['seconds'] / block['seconds']:.3f}")

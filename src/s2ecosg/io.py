@@ -33,6 +33,8 @@ GEOTIFF_PROFILE: dict[str, Any] = {
     "NUM_THREADS": "ALL_CPUS",  # GDAL compresses blocks in parallel (it counts the CPUs the job may use)
 }
 
+EOPF_PREFIX = "eopf:"  # band names of EOPF Zarr products (:mod:`s2ecosg.stage.eopf`)
+
 # Temporaries of the atomic writes in progress, in every thread: a SIGTERM removes them at once
 # (:func:`s2ecosg.log.exit_on_sigterm`), even one a writer thread holds while the main thread exits.
 TEMPORARIES: set[Path] = set()
@@ -166,6 +168,10 @@ def open_raster(path: str | Path, **options: str) -> Raster:
     import rasterio  # 0.2 s to import: loaded where used
     from rasterio.errors import RasterioIOError  # 0.2 s to import: loaded where used
 
+    if str(path).startswith(EOPF_PREFIX):  # a band of an EOPF Zarr product: read through xarray's Zarr backend
+        from s2ecosg.stage.eopf import EopfBand
+
+        return EopfBand.open(str(path))  # type: ignore[return-value]  # it has the reads and attributes of a raster
     if not Path(path).exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise InputError(path, "no such file")
     gdal_ready()

@@ -103,6 +103,10 @@ def gdal_warp(
 
     rows, columns = part
     destination = np.full((rows.stop - rows.start, columns.stop - columns.start), np.nan, dtype=np.float32)
+    if not hasattr(source, "dataset"):  # a band that is not a GDAL dataset (EOPF Zarr): warp its window's values
+        return array_warp(
+            source, index, transform @ Affine.translation(columns.start, rows.start), destination, crs, resampling
+        )
     checked_warp(
         source,
         lambda dataset: reproject(
@@ -115,6 +119,37 @@ def gdal_warp(
             resampling=Resampling[resampling],
         ),
         f"band {index}",
+    )
+    return destination
+
+
+def array_warp(
+    source: Any, index: int, transform: Any, destination: np.ndarray, crs: str, resampling: str
+) -> np.ndarray:
+    """GDAL's warp onto ``destination`` (target ``transform``, ``crs``) from the values a source window holds."""
+    from rasterio.warp import Resampling, reproject, transform_bounds  # 0.2 s to import: loaded where used
+
+    height, width = destination.shape
+    box = (transform.c, transform.f + height * transform.e, transform.c + width * transform.a, transform.f)
+    left, bottom, right, top = transform_bounds(crs, source.crs, *box, densify_pts=21)
+    origin = source.transform
+    column0 = max(0, math.floor((left - origin.c) / origin.a) - 2)
+    column1 = min(source.width, math.ceil((right - origin.c) / origin.a) + 2)
+    row0 = max(0, math.floor((top - origin.f) / origin.e) - 2)
+    row1 = min(source.height, math.ceil((bottom - origin.f) / origin.e) + 2)
+    if row0 >= row1 or column0 >= column1:
+        return destination
+    values = source.read(index, window=((row0, row1), (column0, column1)))
+    reproject(
+        values,
+        destination,
+        src_transform=origin @ Affine.translation(column0, row0),
+        src_crs=source.crs,
+        src_nodata=source.nodata if source.nodata is not None else 0,
+        dst_transform=transform,
+        dst_crs=crs,
+        dst_nodata=np.nan,
+        resampling=Resampling[resampling],
     )
     return destination
 

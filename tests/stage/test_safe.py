@@ -162,3 +162,114 @@ def test_scene_outside_the_aoi_is_dropped() -> None:
         aoi=(12.5, 52.4, 12.8, 52.6),
     )
     assert [scene["scene_id"] for scene in inventory["scenes"]] == ["T33UUU_20170216T102101"]
+
+
+def zipped(product: Path, target: Path, skip: str | None = None) -> Path:
+    """The product folder as CDSE delivers it: ``<name>.SAFE.zip`` holding ``<name>.SAFE/…``, members stored."""
+    import zipfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for path in sorted(product.rglob("*")):
+            if path.is_file() and not (skip and skip in path.name):
+                archive.write(path, str(path.relative_to(product.parent)))
+    return target
+
+
+@pytest.mark.parametrize("level", ["L1C", "L2A"])
+def test_a_zipped_product_stages_bit_identically_to_the_folder(tmp_path: Path, level: str) -> None:
+    scl = np.full((384, 768), 4, dtype=np.uint8)
+    scl[202:252, 100:150] = 9
+    product = make_safe(
+        tmp_path / "folder",
+        level=level,
+        baseline="04.00",
+        offset=-1000,
+        bands=BANDS,
+        scl=scl if level == "L2A" else None,
+    )
+    archive = zipped(product, tmp_path / "zip" / f"{product.name}.zip")
+    product_files = sorted(path.name for path in product.rglob("*.jp2"))
+    grid = TargetGrid("EPSG:32633", 10.0, 2000.0)
+    staged = {}
+    for name, pattern in (("folder", str(tmp_path / "folder" / "*.SAFE")), ("zip", str(tmp_path / "zip" / "*.zip"))):
+        inventory = build_inventory([pattern], BANDS, grid)
+        scene = inventory["scenes"][0]
+        assert scene["date"] == "2017-02-16" and scene["baseline"] == "04.00" and scene["offsets"]["B04"] == -1000
+        assert scene["scene_id"] == product.name.removesuffix(".SAFE") and scene["level"] == level
+        staged[name] = stage_all(inventory, tmp_path / f"out_{name}")["E332N5816"]
+    assert all(path.startswith(f"/vsizip/{archive.resolve()}/") for path, _ in scene["bands"].values())
+    assert set(scene["stamps"]) and all(
+        stamp == list(map(int, [archive.stat().st_size, archive.stat().st_mtime_ns]))
+        for stamp in scene["stamps"].values()
+    )
+    assert len(product_files) == len(BANDS) + (level == "L2A")
+    for suffix in (".tif", ".count.tif"):  # the composite and the observation counts, pixel for pixel
+        with (
+            rasterio.open(tmp_path / "out_folder" / f"E332N5816{suffix}") as folder,
+            rasterio.open(tmp_path / "out_zip" / f"E332N5816{suffix}") as zipped_product,
+        ):
+            np.testing.assert_array_equal(folder.read(), zipped_product.read())
+
+
+def test_a_truncated_zip_and_a_zip_without_a_band_are_one_line(tmp_path: Path) -> None:
+    product = make_safe(tmp_path / "folder", bands=BANDS)
+    grid = TargetGrid("EPSG:32633", 10.0, 2000.0)
+    truncated = zipped(product, tmp_path / "bad" / f"{product.name}.zip")
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    with pytest.raises(InputError, match=rf"{truncated.name}: not a readable zip archive .*truncated or not a zip"):
+        build_inventory([str(truncated)], BANDS, grid)
+    lacking = zipped(product, tmp_path / "lacking" / f"{product.name}.zip", skip="_B04")
+    with pytest.raises(InputError, match=rf"{lacking.name}: scene .* is missing band B04 \(no \*_B04\*\.jp2\)"):
+        build_inventory([str(lacking)], BANDS, grid)
+
+
+@pytest.mark.parametrize("level", ["L1C", "L2A"])
+def test_an_eopf_zarr_product_stages_like_the_safe_of_the_same_scene(tmp_path: Path, level: str) -> None:
+    from safe_fixture import make_eopf
+
+    scl = np.full((384, 768), 4, dtype=np.uint8)
+    scl[202:252, 100:150] = 9
+    mask = scl if level == "L2A" else None
+    make_safe(tmp_path / "safe", level=level, baseline="04.00", offset=-1000, bands=BANDS, scl=mask)
+    product = make_eopf(tmp_path / "eopf", level=level, bands=BANDS, scl=mask)
+    grid = TargetGrid("EPSG:32633", 10.0, 2000.0)
+    staged = {}
+    for name, pattern in (("safe", tmp_path / "safe" / "*.SAFE"), ("eopf", tmp_path / "eopf" / "*.zarr")):
+        inventory = build_inventory([str(pattern)], BANDS, grid)
+        scene = inventory["scenes"][0]
+        assert scene["date"] == "2017-02-16" and scene["baseline"] == "04.00" and scene["level"] == level
+        assert scene["offsets"]["B02"] == -1000 and scene["gain"] == pytest.approx(1.0)
+        assert (scene["scl"] is not None) == (level == "L2A")
+        staged[name] = stage_all(inventory, tmp_path / f"out_{name}")["E332N5816"]
+    assert scene["bands"]["B02"][0] == f"eopf:{product.resolve()}#measurements/reflectance/r10m/b02"
+    with rasterio.open(staged["safe"]) as safe, rasterio.open(staged["eopf"]) as eopf:
+        difference = np.abs(safe.read().astype(np.int64) - eopf.read().astype(np.int64))
+        assert difference.max() <= 1 and (safe.read() > 0).mean() > 0.5  # the offsets' rounding at most
+
+
+def test_an_eopf_product_without_a_band_is_one_line(tmp_path: Path) -> None:
+    from safe_fixture import make_eopf
+
+    product = make_eopf(tmp_path, level="L1C", bands=["B02", "B03", "B08"])
+    with pytest.raises(InputError, match=rf"{product.name}: scene .* is missing band B04"):
+        build_inventory([str(tmp_path / "*.zarr")], ["B02", "B03", "B04"], TargetGrid("EPSG:32633", 10.0, 2000.0))
+
+
+def test_folders_zips_and_zarr_of_one_tile_composite_together(tmp_path: Path) -> None:
+    """Three acquisitions of the same tile, one per archive layout, give one scene list and their median."""
+    from safe_fixture import make_eopf
+
+    bands = ["B02", "B04"]
+    make_safe(tmp_path / "archive", bands=bands, baseline="04.00", offset=-1000, date="2017-02-16", shift=0)
+    middle = make_safe(tmp_path / "zipping", bands=bands, baseline="04.00", offset=-1000, date="2017-03-18", shift=200)
+    zipped(middle, tmp_path / "archive" / f"{middle.name}.zip")
+    make_eopf(tmp_path / "archive", level="L1C", bands=bands, date="2017-04-17", shift=400)
+    grid = TargetGrid("EPSG:32633", 10.0, 2000.0)
+    patterns = [str(tmp_path / "archive" / name) for name in ("*.SAFE", "*.zip", "*.zarr")]
+    inventory = build_inventory(patterns, bands, grid)
+    assert [scene["date"] for scene in inventory["scenes"]] == ["2017-02-16", "2017-03-18", "2017-04-17"]
+    together = stage_all(inventory, tmp_path / "together")["E332N5816"]
+    alone = stage_all(build_inventory([str(tmp_path / "archive" / "*.zip")], bands, grid), tmp_path / "alone")
+    with rasterio.open(together) as staged, rasterio.open(alone["E332N5816"]) as middle_only:
+        np.testing.assert_array_equal(staged.read(), middle_only.read())  # the median is the middle acquisition

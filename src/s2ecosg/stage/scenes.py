@@ -21,9 +21,10 @@ from typing import Any
 
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
-from s2ecosg.io import open_raster
+from s2ecosg.io import EOPF_PREFIX, open_raster
 from s2ecosg.stage.clouds import CLOUD_BANDS
-from s2ecosg.stage.safe import read_product
+from s2ecosg.stage.eopf import is_product, product_of, product_record
+from s2ecosg.stage.safe import archive_of, product_name, read_product
 
 LOG = logging.getLogger(__name__)
 BAND_FILE = re.compile(
@@ -86,7 +87,7 @@ def expand_patterns(patterns: list[str]) -> list[Path]:
     found: set[Path] = set()
     for pattern in patterns:
         matched = [Path(name) for name in glob.glob(pattern, recursive=True)]
-        matched = [path for path in matched if path.is_file() or path.suffix.upper() == ".SAFE"]
+        matched = [path for path in matched if path.is_file() or path.suffix.upper() in (".SAFE", ".ZARR")]
         if not matched:
             raise InputError(pattern, "no imagery file matches this pattern (imagery.paths)")
         found.update(matched)
@@ -109,10 +110,10 @@ def archive_fingerprint(paths: list[Path]) -> str:
 
 
 def safe_scene(product: Path) -> Scene:
-    """A scene from a SAFE folder (metadata, offsets, SCL)."""
+    """A scene from a SAFE folder or zipped product (metadata, offsets, SCL)."""
     record = read_product(product)
     return Scene(
-        product.stem,
+        product_name(product),
         record["date"],
         {band: [path, 1] for band, path in record["bands"].items()},
         offsets=record["offsets"],
@@ -124,14 +125,31 @@ def safe_scene(product: Path) -> Scene:
     )
 
 
+def eopf_scene(product: Path) -> Scene:
+    """A scene from an EOPF Zarr product (:mod:`s2ecosg.stage.eopf`)."""
+    record = product_record(product)
+    return Scene(
+        product.name.removesuffix(".zarr"),
+        record["date"],
+        {band: [path, 1] for band, path in record["bands"].items()},
+        offsets=record["offsets"],
+        gain=record["gain"],
+        scl=record["scl"],
+        level=record["level"],
+        baseline=record["baseline"],
+    )
+
+
 def group_scenes(paths: list[Path], stack_bands: list[str] | None) -> list[Scene]:
     """SAFE products, loose band files grouped by prefix, and stacks (headers only)."""
     loose: dict[str, dict[str, list[Any]]] = {}
     scenes = []
     for path in paths:
         match = BAND_FILE.match(path.name)
-        if path.suffix.upper() == ".SAFE":
+        if path.suffix.upper() in (".SAFE", ".ZIP"):
             scenes.append(safe_scene(path))
+        elif is_product(path):
+            scenes.append(eopf_scene(path))
         elif match:
             prefix = str(path.parent / match["prefix"])
             loose.setdefault(prefix, {})[match["band"].upper()] = [str(path), 1]
@@ -172,8 +190,8 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
 
     missing = [band for band in wanted if band not in scene.bands]
     if missing:
-        where = next(iter(scene.bands.values()))[0]
-        raise InputError(where, f"scene {scene.scene_id} is missing band {', '.join(missing)}")
+        where = source_file(next(iter(scene.bands.values()))[0])  # a zipped or Zarr product: the product
+        raise InputError(where, f"scene {scene.scene_id} is missing band {', '.join(missing)} (no *_{missing[0]}*.jp2)")
     for band in wanted:
         path, index = scene.bands[band]
         with open_raster(path) as source:
@@ -194,9 +212,14 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
     scene.stamps = {path: file_stamp(path) for path in sorted(files)}
 
 
+def source_file(path: str) -> str:
+    """The file (or product folder) a band is read from: an EOPF product, the zip of a member, or the file."""
+    return product_of(path) if path.startswith(EOPF_PREFIX) else archive_of(path)
+
+
 def file_stamp(path: str) -> list[int]:
-    """[size in bytes, modification time in ns] of a file: what changes when it is replaced or re-downloaded."""
-    status = Path(path).stat()
+    """[size in bytes, modification time in ns] of a file (of its zip for a member): what a re-download changes."""
+    status = Path(source_file(path)).stat()
     return [status.st_size, status.st_mtime_ns]
 
 
