@@ -9,6 +9,7 @@ from s2ecosg.config_files import check_input_paths, config_hash, load_config, wr
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid
 from s2ecosg.layout import RunLayout
+from s2ecosg.memory import cover_need, predict_need, profile_megabytes, stage_need
 from s2ecosg.stage.inventory import inventory_tiles
 from s2ecosg.stage.scenes import archive_fingerprint
 from s2ecosg.stage.sources import source_of
@@ -193,3 +194,13 @@ def tree_cover(member, suffix):
     """COVER/ecosg_final_map.<suffix> in the ECOSG tree of the run (member 0) or of ensemble member ``member``."""
     tree = LAYOUT.tree if member == 0 else f"{LAYOUT.tree}_M{member:02d}"
     return f"{tree}/COVER/ecosg_final_map.{suffix}"
+
+
+def memory_mb(need):
+    """Resource function: ``mem_mb`` of a block job, the memory its command estimates for its block (s2ecosg.memory)."""
+    return lambda wildcards: profile_megabytes(need(CONFIG, len(tiles_by_block(tuple(tiles()))[wildcards.block])))
+
+
+def cover_memory_mb(wildcards, threads):
+    """Resource function: ``mem_mb`` of the cover, the memory its command estimates for ``threads`` workers."""
+    return profile_megabytes(cover_need(CONFIG, threads))

@@ -38,7 +38,7 @@ rule cover:
         "../envs/runtime.yml"
     resources:
         run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
-        mem_mb=8000,
+        mem_mb=cover_memory_mb,
         runtime=60,
     shell:
         "s2ecosg cover --run-config {resources.run_config} --card {input.card} --binary {output.binary} {params.scene_lists}"

@@ -21,7 +21,7 @@ rule predict_block:
     threads: 2
     resources:
         run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
-        mem_mb=8000,  # ≈ 2 GB for 5 × 5 tiles of 10 km: rows read 1 024 at a time, memory follows the block width
+        mem_mb=memory_mb(predict_need),  # ≈ 2.7 GB for 5 × 5 tiles of 10 km: the block's width, a batch of windows
         runtime=block_runtime(10, 3),
         gpu=1,
         tasks_per_gpu=0,

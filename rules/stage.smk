@@ -42,7 +42,7 @@ rule stage_block:
     threads: 2
     resources:
         run_config=RUN_CONFIG,  # the whole config, read by the command (not a rerun trigger)
-        mem_mb=4000,  # one tile at a time: memory does not grow with the block
+        mem_mb=memory_mb(stage_need),  # one scene's parts of the block's tiles: not the number of scenes
         runtime=block_runtime(10, 20),
     shell:
         "s2ecosg stage --run-config {resources.run_config} --manifest {output.manifest} --threads {threads} --log {log}"

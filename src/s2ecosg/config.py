@@ -18,7 +18,7 @@ from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.model.encoders import ENCODERS
 from s2ecosg.stage.sources import SOURCES
-from s2ecosg.values import LonLatBox, check_box, check_window
+from s2ecosg.values import LonLatBox, check_box, check_window, degrees
 
 DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
 ALL_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
@@ -40,7 +40,7 @@ class DomainConfig(Section):
         None, description="Custom domain keys: nlon, nlat, lonc, latc, lon0, lat0, gsize (m), ezone (default 11)."
     )
     bbox: LonLatBox | None = Field(None, description="[west, south, east, north] in degrees when there is no domain.")
-    margin: int = Field(2, ge=0, description="Model grid cells added on every side of the domain.")
+    margin: int = Field(2, ge=0, le=1000, description="Model grid cells added on every side of the domain.")
 
     _box = field_validator("bbox")(classmethod(lambda cls, value: check_box(value)))
 
@@ -100,7 +100,7 @@ class StacConfig(Section):
     retries: int = Field(4, ge=0, description="Retries of a failed request (HTTP 429/5xx, time-outs).")
     backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles each retry.")
     timeout: float = Field(30.0, gt=0, description="Seconds before a request times out.")
-    max_items: int = Field(1000, ge=1, description="Largest number of items a search returns.")
+    max_items: int = Field(1000, ge=1, le=100000, description="Largest number of items a search returns.")
 
 
 class ImageryConfig(Section):
@@ -199,9 +199,13 @@ class TrainConfig(Section):
     backend: Literal["single", "ddp", "horovod"] = Field(
         "single", description="single process, or data-parallel over the job's GPUs: ddp (torchrun/srun) or horovod."
     )
-    processes: int = Field(1, ge=1, description="Processes per node when the train job has no GPU (CPU DDP/Horovod).")
+    processes: int = Field(
+        1, ge=1, le=64, description="Processes per node when the train job has no GPU (CPU DDP/Horovod)."
+    )
     epochs: int = Field(30, ge=1, description="Passes over the training patches.")
-    batch_size: int = Field(8, ge=1, description="Patches per step and process (global batch = this × processes).")
+    batch_size: int = Field(
+        8, ge=1, le=1024, description="Patches per step and process (global batch = this × processes)."
+    )
     lr: float = Field(
         1e-3, gt=0, description="AdamW learning rate of the decoder (and encoder once unfrozen × factor)."
     )
@@ -227,8 +231,8 @@ class TrainConfig(Section):
         "auto", description="Autocast dtype on CUDA (auto: bf16); CPU always trains in fp32."
     )
     channels_last: bool = Field(True, description="NHWC memory layout on CUDA (faster convolutions).")
-    workers: int = Field(0, ge=0, description="DataLoader worker processes per training process.")
-    prefetch: int = Field(4, ge=1, description="Batches each DataLoader worker prepares ahead.")
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes per training process.")
+    prefetch: int = Field(4, ge=1, le=64, description="Batches each DataLoader worker prepares ahead.")
     checkpoint_minutes: float = Field(
         30.0, gt=0, description="Write train/checkpoints/last.pt at least this often (and after every epoch)."
     )
@@ -237,9 +241,9 @@ class TrainConfig(Section):
 class PredictConfig(Section):
     """Sliding-window prediction settings."""
 
-    window: int = Field(256, ge=16, description="Sliding-window edge in pixels.")
+    window: int = Field(256, ge=16, le=2048, description="Sliding-window edge in pixels.")
     overlap: int = Field(64, ge=0, description="Overlap of neighbouring windows in pixels.")
-    batch_size: int = Field(4, ge=1, description="Windows per forward pass.")
+    batch_size: int = Field(4, ge=1, le=1024, description="Windows per forward pass.")
     halo: int | None = Field(
         None, ge=0, description="Pixels read from neighbouring tiles around a tile; null: one window (seamless)."
     )
@@ -293,8 +297,42 @@ class Config(Section):
             raise ValueError(
                 "cover.members and cover.fractions: soft use the probabilities: set predict.top2 or predict.probabilities"
             )
+        bounds_of(self)
         if self.predict.window % stride or self.predict.window < 2 * stride:
             raise ValueError(
                 f"predict.window {self.predict.window} must be a multiple of {stride} ({encoder}), ≥ {2 * stride}"
             )
         return self
+
+
+# A grid tile holds at most this many pixels along an edge: a stage job keeps a scene's parts of every tile of its
+# block (bands × pixels² × 2 bytes each) and predict keeps each tile's outputs.
+MAX_TILE_PIXELS = 4000
+METRES_PER_DEGREE = 111320.0  # along a meridian, and along the equator
+
+
+def bounds_of(config: Config) -> None:
+    """Refuse values that pass each key's own range but size an array beyond what their meaning allows."""
+    grid, cover, predict = config.grid, config.cover, config.predict
+    pixels = grid.tile_size / grid.resolution
+    if pixels > MAX_TILE_PIXELS:
+        raise ValueError(
+            f"grid.tile_size {grid.tile_size:g} m at grid.resolution {grid.resolution:g} m is {pixels:.0f} px a side; "
+            f"at most {MAX_TILE_PIXELS} (every tile's arrays are held by its block job)"
+        )
+    if predict.halo is not None and predict.halo > pixels:
+        raise ValueError(
+            f"predict.halo {predict.halo} px exceeds a grid tile ({pixels:.0f} px): the halo is read from the "
+            "neighbouring tiles only (it is in pixels, not metres)"
+        )
+    if 0 < cover.member_length_m < grid.resolution:
+        raise ValueError(
+            f"cover.member_length_m {cover.member_length_m:g} m is below the pixel size (grid.resolution "
+            f"{grid.resolution:g} m): use 0 for independent pixels, or a length of at least one pixel"
+        )
+    smallest = grid.resolution / METRES_PER_DEGREE
+    if degrees(cover.resolution_deg) < smallest:
+        raise ValueError(
+            f"cover.resolution_deg {cover.resolution_deg} is below one pixel of grid.resolution {grid.resolution:g} m "
+            f"({smallest:.3g}°): a cell must hold pixels"
+        )

@@ -19,4 +19,4 @@ def known(value: str, registry: Any, what: str) -> str:
 class Section(BaseModel):
     """Common settings: unknown keys are errors, so a typo never passes silently."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)  # .inf, .nan refused

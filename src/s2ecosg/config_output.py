@@ -33,7 +33,9 @@ class CoverConfig(Section):
     )
     fractions: Literal["hard", "soft"] = Field("hard", description="Count most likely classes, or sum probabilities.")
     members: int = Field(0, ge=0, le=99, description="Ensemble members <basename>_Mnn drawn from the probabilities.")
-    member_length_m: float = Field(500.0, ge=0, description="Members' correlation length (m); 0 = independent.")
+    member_length_m: float = Field(
+        500.0, ge=0, le=1e7, description="Members' correlation length (m); 0 = independent, else ≥ the pixel size."
+    )
     member_seed: int = Field(0, ge=0, description="Seed of the members' random fields (member n uses it and n).")
     min_clear_observations: int = Field(
         3,
@@ -101,9 +103,9 @@ class EvaluateConfig(Section):
     )
     points_field: str = Field("code", description="Column of the point samples holding the legend's class codes.")
     baseline: bool = Field(False, description="Also train and score a per-pixel LightGBM baseline on the same split.")
-    baseline_pixels: int = Field(200000, ge=100, description="Training pixels drawn for the baseline.")
-    baseline_rounds: int = Field(100, ge=1, description="Boosting rounds of the baseline.")
-    baseline_threads: int = Field(2, ge=1, description="LightGBM threads.")
+    baseline_pixels: int = Field(200000, ge=100, le=5_000_000, description="Training pixels drawn for the baseline.")
+    baseline_rounds: int = Field(100, ge=1, le=10000, description="Boosting rounds of the baseline.")
+    baseline_threads: int = Field(2, ge=1, le=256, description="LightGBM threads.")
     ecosg_table: str | None = Field(
         None, description="ECOSG cover → CLC L1/L2 table (CSV: cover, clc_l1, clc_l2); null: the shipped one."
     )

@@ -22,6 +22,7 @@ from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import read_json
 from s2ecosg.lonlat import snap_grid
+from s2ecosg.memory import check_memory, cover_need
 from s2ecosg.model.card import card_legend, read_card
 from s2ecosg.validate import domain_problems, validate_cover
 from s2ecosg.values import degrees
@@ -107,6 +108,7 @@ def cover_command(
     from s2ecosg.cover.readers import Probabilities
     from s2ecosg.cover.run import run_cover, run_members
 
+    check_memory(cover_need(config, threads), "cover")
     classes, confidences, ranked = predicted_rasters(list(predict_manifests), config.cover)
     legend = card_legend(read_card(Path(card).parent), Path(card).parent)
     basename = binary.removesuffix(".dir")

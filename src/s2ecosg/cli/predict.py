@@ -10,6 +10,7 @@ from s2ecosg.blocks import read_manifests
 from s2ecosg.cli.common import command, log_option, with_config
 from s2ecosg.config import Config
 from s2ecosg.layout import folder_of_manifest
+from s2ecosg.memory import check_memory, predict_need
 from s2ecosg.predict.mosaic import write_mosaic
 
 
@@ -24,6 +25,7 @@ def predict_command(config: Config, stage_manifests: tuple[str, ...], card: str,
     """Predict the tiles of a block (STAGE_MANIFESTS: the block's stage manifest, then its neighbours')."""
     from s2ecosg.predict.block import run_predict_block
 
+    check_memory(predict_need(config, len(read_manifests(list(stage_manifests[:1])))), "predict")
     legend = config.labels.legend if config.labels.path else None  # no labels: nothing to compare the bundle with
     bundle = str(Path(card).parent)
     run_predict_block(bundle, config, list(stage_manifests), folder_of_manifest(manifest), manifest, legend)

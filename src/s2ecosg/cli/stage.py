@@ -10,6 +10,7 @@ from s2ecosg.cli.common import LOG, command, grid_of, log_option, with_config
 from s2ecosg.config import Config
 from s2ecosg.io import write_json
 from s2ecosg.layout import folder_of_manifest
+from s2ecosg.memory import check_memory, stage_need
 
 
 @click.command("inventory")
@@ -48,6 +49,7 @@ def stage_command(config: Config, tile_lists: tuple[str, ...], manifest: str, th
     """Warp, mask and composite the scenes of each grid tile of a block (TILE_LISTS: stage/scenes/<tile>.json)."""
     from s2ecosg.stage.run import run_stage_block
 
+    check_memory(stage_need(config, len(tile_lists)), "stage")
     run_stage_block(list(tile_lists), config.imagery, folder_of_manifest(manifest), manifest, threads)
 
 

@@ -11,6 +11,7 @@ import logging
 import torch
 from torch import nn
 
+from s2ecosg.errors import InputError
 from s2ecosg.model.encoders import ENCODERS
 
 LOG = logging.getLogger(__name__)
@@ -62,8 +63,16 @@ class UNet(nn.Module):
         return self.head(features)
 
 
-def pick_device(choice: str) -> torch.device:
-    """``cuda`` when asked for or available (``auto``), else ``cpu``."""
+def pick_device(choice: str, key: str = "predict.device") -> torch.device:
+    """``cuda`` when asked for or available (``auto``), else ``cpu``; ``cuda`` without a GPU is one line naming ``key``."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        import os
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        seen = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "no CUDA device or driver"
+        raise InputError(
+            key, f"cuda asked for, but this node has no GPU visible ({seen}): use auto or cpu, or run it on a GPU node"
+        )
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")

@@ -18,7 +18,7 @@ import torch
 
 import s2ecosg
 from s2ecosg.io import atomic_path
-from s2ecosg.model.bundle import save_bundle
+from s2ecosg.model.bundle import save_bundle, state_mismatch
 from s2ecosg.model.card import BundleCard
 
 LOG = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def training_state(parts: Any, progress: dict[str, Any]) -> dict[str, Any]:
 def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str, Any]:
     """Load ``path`` into the training parts if it exists; return the progress counters to continue from.
 
-    A checkpoint written while training on other shards (another ``shards_digest``) is not resumed: the run
-    starts afresh on the new shards (and overwrites it).
+    A checkpoint written while training on other shards (another ``shards_digest``), or by another network
+    (``model.encoder``, bands or classes changed under the same ``run.name``), is not resumed: the run starts afresh
+    (and overwrites it), saying so in its log.
     """
     fresh = {"epoch": 0, "step": 0, "best": -1.0, "history": [], "partial": {}, "shards_digest": shards_digest}
     if not path.exists():
@@ -74,7 +75,12 @@ def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str
     if state.get("shards_digest") != shards_digest:
         LOG.warning("%s was written over other shards: training starts afresh on the current ones", path)
         return fresh
-    getattr(parts.model, "module", parts.model).load_state_dict(state["model"])
+    network = getattr(parts.model, "module", parts.model)
+    mismatch = state_mismatch(network, state.get("model", {}))
+    if mismatch:  # another encoder, band list or legend than this run's model.encoder, imagery.bands, labels
+        LOG.warning("%s was written by another network (%s): training starts afresh", path, mismatch)
+        return fresh
+    network.load_state_dict(state["model"])
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.schedule.load_state_dict(state["schedule"])
     parts.scaler.load_state_dict(state["scaler"])

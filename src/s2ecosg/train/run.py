@@ -304,7 +304,7 @@ def training_digest(index: dict[str, Any], config: Config) -> str:
 
 def training_world(settings: Any) -> tuple[World, torch.device]:
     """Join the backend's process group; the device of this rank (its GPU on a multi-GPU node)."""
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, "train.device")
     world = join(settings.backend, device.type)
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank % torch.cuda.device_count())

@@ -153,7 +153,7 @@ class NetcdfWriter:
             self.dataset = netCDF4.Dataset(temporary, "a")
         except RuntimeError as error:  # the netCDF library's way of saying the disk is full
             raise InputError(self.path, f"cannot write ({error})") from None
-        stack.callback(self.dataset.close)
+        stack.callback(self.close)
         # CF time (xarray reads it as dates): set here, as xarray's writer takes these two for its own encoding.
         self.dataset["newest_observation"].setncatts({"units": "days since 1970-01-01", "calendar": "standard"})
         # Blocks are written once, in order: a small chunk cache per variable keeps memory flat as the grid grows.
@@ -176,4 +176,14 @@ class NetcdfWriter:
 
     def finish(self) -> None:
         """Flush the data (the file is closed and renamed with the stack)."""
-        self.dataset.sync()
+        try:
+            self.dataset.sync()
+        except RuntimeError as error:  # the netCDF library's way of saying the disk is full
+            raise InputError(self.path, f"cannot write ({error})") from None
+
+    def close(self) -> None:
+        """Close the file (what HDF5 still holds is written now: a full disk shows here too)."""
+        try:
+            self.dataset.close()
+        except RuntimeError as error:
+            raise InputError(self.path, f"cannot write ({error})") from None
