@@ -57,7 +57,7 @@ def test_reader_round_trip(tmp_path: Path) -> None:
 def test_decimal_is_plain() -> None:
     assert decimal(53) == "53.0"
     assert decimal(-7.25) == "-7.25"
-    assert decimal(1 / 1800) == "0.000555555556"
+    assert decimal(1 / 1800) == "0.0005555555555555556" and float(decimal(1 / 1800)) == 1 / 1800  # never rounded
     assert "e" not in decimal(1e-7).lower()
 
 

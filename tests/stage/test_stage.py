@@ -134,8 +134,10 @@ def test_seasonal_windows_stack_as_bands(tmp_path: Path) -> None:
     )
     with rasterio.open(tmp_path / "s.tif") as staged, rasterio.open(tmp_path / "s.count.tif") as counts:
         assert list(staged.descriptions) == [f"{band}_s{index}" for index in (1, 2) for band in BANDS]
-        both, count = staged.read(), counts.read()
-    assert count.shape[0] == 2 and count[0].max() == 2 and count[1].max() == 3  # 2 July scenes, 3 later ones
+        both, count, names = staged.read(), counts.read(), counts.descriptions
+    assert count.shape[0] == 3 and count[0].max() == 2 and count[1].max() == 3  # 2 July scenes, 3 later ones
+    # And the day of the newest clear observation: 2015-09-09, the last scene (days since 1970-01-01).
+    assert names[-1] == "newest_clear_day" and count[2].max() == (dt.date(2015, 9, 9) - dt.date(1970, 1, 1)).days
     only_july = build_inventory([str(DATA / "slovenia" / "S2L1C_*_13bands.tif")], BANDS, grid, dates=july)
     write_tile_lists(only_july, tmp_path / "july")
     plain = ImageryConfig(paths=["x"], cloud_mask="none")
