@@ -33,7 +33,10 @@ GEOTIFF_PROFILE: dict[str, Any] = {
     "NUM_THREADS": "ALL_CPUS",  # GDAL compresses blocks in parallel (it counts the CPUs the job may use)
 }
 
-EOPF_PREFIX = "eopf:"  # band names of EOPF Zarr products (:mod:`s2ecosg.stage.eopf`)
+# Readers of band names that are not GDAL paths, by prefix: each answers what :class:`Raster` answers (``crs``,
+# ``transform``, ``shape``, ``count``, ``nodata``, ``read(index, window=...)``). A module registers its own on import,
+# as :mod:`s2ecosg.stage.eopf` does for ``eopf:`` names.
+BAND_READERS: dict[str, Callable[[str], Any]] = {}
 
 # Temporaries of the atomic writes in progress, in every thread: a SIGTERM removes them at once
 # (:func:`s2ecosg.log.exit_on_sigterm`), even one a writer thread holds while the main thread exits.
@@ -168,10 +171,9 @@ def open_raster(path: str | Path, **options: str) -> Raster:
     import rasterio  # 0.2 s to import: loaded where used
     from rasterio.errors import RasterioIOError  # 0.2 s to import: loaded where used
 
-    if str(path).startswith(EOPF_PREFIX):  # a band of an EOPF Zarr product: read through xarray's Zarr backend
-        from s2ecosg.stage.eopf import EopfBand
-
-        return EopfBand.open(str(path))  # type: ignore[return-value]  # it has the reads and attributes of a raster
+    for prefix, opener in BAND_READERS.items():  # a band that GDAL does not read (an EOPF Zarr product's)
+        if str(path).startswith(prefix):
+            return opener(str(path))
     if not Path(path).exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise InputError(path, "no such file")
     gdal_ready()

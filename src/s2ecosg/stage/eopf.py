@@ -28,7 +28,9 @@ import numpy as np
 from affine import Affine
 
 from s2ecosg.errors import InputError
-from s2ecosg.io import EOPF_PREFIX as PREFIX
+from s2ecosg.io import BAND_READERS
+
+PREFIX = "eopf:"
 
 REFLECTANCE = "measurements/reflectance"
 SCL_GROUP = "conditions/mask/l2a_classification/r20m"
@@ -219,3 +221,6 @@ def product_record(product: Path) -> dict[str, Any]:
         "bands": bands,
         "scl": scl,
     }
+
+
+BAND_READERS[PREFIX] = EopfBand.open  # open_raster reads eopf: names through this module

@@ -21,8 +21,9 @@ from typing import Any
 
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
-from s2ecosg.io import EOPF_PREFIX, open_raster
+from s2ecosg.io import open_raster
 from s2ecosg.stage.clouds import CLOUD_BANDS
+from s2ecosg.stage.eopf import PREFIX as EOPF_PREFIX
 from s2ecosg.stage.eopf import is_product, product_of, product_record
 from s2ecosg.stage.safe import archive_of, product_name, read_product
 
