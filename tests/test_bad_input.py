@@ -671,7 +671,7 @@ def publish_script(cover: Path, target: Path) -> str:
     return (
         "import datetime as dt, pathlib, sys\n"
         "from s2ecosg.errors import InputError\n"
-        "from s2ecosg.nightly import publish\n"
+        "from s2ecosg.nightly.run import publish\n"
         "try:\n"
         f"    publish(pathlib.Path({str(cover)!r}), pathlib.Path({str(target)!r}), 3, dt.datetime(2026, 1, 1))\n"
         "except InputError as error:\n"

@@ -63,8 +63,9 @@ def test_stage_entry_points_are_typed_without_any(module: str, function: str) ->
     import importlib
 
     entry = getattr(importlib.import_module(f"s2ecosg.{module}"), function)
-    annotations = [str(parameter.annotation) for parameter in inspect.signature(entry).parameters.values()]
-    assert all(text != inspect.Parameter.empty and "Any" not in text for text in annotations), annotations
+    for name, parameter in inspect.signature(entry).parameters.items():
+        assert parameter.annotation is not inspect.Parameter.empty, f"{function}: {name} has no annotation"
+        assert "Any" not in str(parameter.annotation), f"{function}: {name} is {parameter.annotation}"
 
 
 def test_no_import_circle() -> None:
@@ -107,10 +108,32 @@ def test_no_import_circle() -> None:
 
 
 def test_tests_mirror_the_package() -> None:
-    """Every stage package has a test folder of the same name."""
+    """Every package has a test folder of the same name, and a test module there imports that package."""
     packages = {path.parent.name for path in SOURCE.glob("*/__init__.py")} - {"data"}
-    folders = {path.name for path in (ROOT / "tests").iterdir() if path.is_dir()}
-    assert packages <= folders, packages - folders
+    for package in sorted(packages):
+        folder = ROOT / "tests" / package
+        tests = sorted(folder.glob("test_*.py")) if folder.is_dir() else []
+        assert tests, f"tests/{package}/ has no test module"
+        imported = any(f"s2ecosg.{package}" in path.read_text() for path in tests)
+        assert imported, f"no module of tests/{package}/ imports s2ecosg.{package}"
+
+
+def test_the_core_imports_no_stage_package() -> None:
+    """Modules at the top of the package (config, log, io, …) import none of the stage packages, not even lazily."""
+    packages = {path.parent.name for path in SOURCE.glob("*/__init__.py")} - {"data"}
+    for path in sorted(SOURCE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("s2ecosg."):
+                assert node.module.split(".")[1] not in packages, f"{path.name} imports {node.module}"
+
+
+def test_the_registries_name_what_the_config_accepts() -> None:
+    from s2ecosg.config_base import SOURCE_NAMES
+    from s2ecosg.encoder_shapes import ENCODER_SHAPES
+    from s2ecosg.model.encoders import ENCODERS
+    from s2ecosg.stage.sources import SOURCES
+
+    assert set(SOURCES) == set(SOURCE_NAMES) and set(ENCODERS) == set(ENCODER_SHAPES)
 
 
 def test_command_start_is_light() -> None:

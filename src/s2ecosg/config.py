@@ -12,12 +12,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from s2ecosg.config_base import CLIMATES as CLIMATES  # noqa: F401  (re-exported: the rules read it here)
-from s2ecosg.config_base import Section, known
+from s2ecosg.config_base import SOURCE_NAMES, Section, known
 from s2ecosg.config_output import CoverConfig, EvaluateConfig, NightlyConfig
 from s2ecosg.domain import resolve_domain
+from s2ecosg.encoder_shapes import ENCODER_SHAPES
 from s2ecosg.errors import InputError
-from s2ecosg.model.encoders import ENCODERS
-from s2ecosg.stage.sources import SOURCES
 from s2ecosg.values import LonLatBox, check_box, check_window, degrees
 
 DEFAULT_BANDS = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
@@ -128,7 +127,7 @@ class ImageryConfig(Section):
     _box = field_validator("aoi")(classmethod(lambda cls, value: check_box(value)))
     _window = field_validator("dates")(classmethod(lambda cls, value: check_window(value)))
 
-    _source = field_validator("source")(classmethod(lambda cls, value: known(value, SOURCES, "source")))
+    _source = field_validator("source")(classmethod(lambda cls, value: known(value, SOURCE_NAMES, "source")))
 
     @field_validator("seasons")
     @classmethod
@@ -190,7 +189,7 @@ class ModelConfig(Section):
     )
     bundle: str | None = Field(None, description="Existing model bundle folder: predict-only run, no training.")
 
-    _encoder = field_validator("encoder")(classmethod(lambda cls, value: known(value, ENCODERS, "encoder")))
+    _encoder = field_validator("encoder")(classmethod(lambda cls, value: known(value, ENCODER_SHAPES, "encoder")))
 
 
 class TrainConfig(Section):
@@ -289,7 +288,7 @@ class Config(Section):
             raise ValueError("shards.stride must not exceed shards.patch")
         if self.shards.patch > self.grid.tile_size / self.grid.resolution:
             raise ValueError("shards.patch must fit in a grid tile (grid.tile_size / grid.resolution pixels)")
-        stride, encoder = ENCODERS[self.model.encoder].stride, f"the output stride of {self.model.encoder}"
+        stride, encoder = ENCODER_SHAPES[self.model.encoder].stride, f"the output stride of {self.model.encoder}"
         if self.shards.patch % stride:
             raise ValueError(f"shards.patch {self.shards.patch} must be a multiple of {stride}, {encoder}")
         ranked = self.predict.top2 or self.predict.probabilities >= 2

@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 CLIMATES = ("latitude", "temperate", "boreal", "mediterranean")
+# The imagery sources ``imagery.source`` may name; each is implemented in :data:`s2ecosg.stage.sources.SOURCES`
+# (a house test keeps the two equal): the config is read without importing the stage.
+SOURCE_NAMES = ("local", "stac")
 
 
 def known(value: str, registry: Any, what: str) -> str:

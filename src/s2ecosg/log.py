@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from s2ecosg.errors import InputError
-from s2ecosg.train.launch import world_from_environment
+from s2ecosg.ranks import world_from_environment
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_GRACE = 10.0  # seconds a SIGTERM'd command has to exit before it ends itself (a busy writer thread)

@@ -24,13 +24,28 @@ def test_every_command_of_every_stage_module_is_registered_and_has_help() -> Non
         assert result.exit_code == 0 and "Usage:" in result.output, name
 
 
+def rule_commands() -> dict[str, str]:
+    """Rule name → its shell command (the string literals after ``shell:`` joined), for every rule with one."""
+    commands = {}
+    for path in sorted((ROOT / "rules").glob("*.smk")):
+        for block in re.split(r"^(?= *(?:rule|checkpoint) \w+:)", path.read_text(), flags=re.MULTILINE)[1:]:
+            name = re.match(r" *(?:rule|checkpoint) (\w+):", block).group(1)  # type: ignore[union-attr]
+            shell = re.search(r"^( +)shell:\n((?:\1    .*\n?)+)", block, flags=re.MULTILINE)
+            if shell:
+                commands[name] = "".join(re.findall(r'"([^"]*)"', shell.group(2)))
+    return commands
+
+
 def test_every_rule_hands_its_command_the_run_config() -> None:
-    """Each shell command of a rule that runs a stage passes --run-config (mosaic and baseline-predict need none)."""
+    """Each rule's shell runs s2ecosg with --run-config (mosaic and baseline-predict need none)."""
+    commands = rule_commands()
     rules = "\n".join(path.read_text() for path in sorted((ROOT / "rules").glob("*.smk")))
-    commands = re.findall(r'"(?:\{params\.launch\} )?s2ecosg ([a-z-]+) ([^"]*)"', rules)
-    for name, arguments in commands:
+    assert len(commands) == rules.count("    shell:") >= 12  # every rule's command was found and checked
+    for rule, command in commands.items():
+        assert re.match(r"^(\{params\.launch\} )?s2ecosg [a-z-]+ ", command), rule
+        name = command.split("s2ecosg ", 1)[1].split()[0]
         if name not in ("mosaic", "baseline-predict"):
-            assert arguments.startswith("--run-config {resources.run_config}"), name
+            assert "--run-config {resources.run_config}" in command, rule
 
 
 def test_the_run_config_file_gives_the_same_config_and_hash(tmp_path: Path) -> None:

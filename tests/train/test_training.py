@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from s2ecosg.config import TrainConfig
-from s2ecosg.train.launch import launch_prefix, world_from_environment
+from s2ecosg.ranks import world_from_environment
+from s2ecosg.train.launch import launch_prefix
 from s2ecosg.train.losses import class_weights, labelled_weight, step_loss
 from s2ecosg.train.run import lr_factors
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from s2ecosg.cli.common import command, log_option
-from s2ecosg.nightly import NightlyRequest, run_nightly
+from s2ecosg.nightly.run import NightlyRequest, run_nightly
 
 
 @click.command("nightly")

@@ -1,8 +1,8 @@
 """The encoders a U-Net can be built on: each owns its channels, its output stride and how it is built and run.
 
-A new encoder (another torchvision family, a Swin, an SSL4EO checkpoint's backbone) is one :class:`Encoder` added to
-:data:`ENCODERS`; the config's ``model.encoder`` accepts the names listed there, and the patch and window sizes are
-checked against its stride. Nothing here imports torch: the config reads this registry at every start.
+A new encoder is one row of ``data/encoders.csv`` (name, channels, stride; the config accepts the names listed
+there and checks patch and window sizes against the stride) and, for a new family (a Swin, an SSL4EO checkpoint's
+backbone), its builder in :data:`FAMILIES`. Nothing here imports torch at import time.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from s2ecosg.encoder_shapes import ENCODER_SHAPES
 
 
 @dataclass(frozen=True)
@@ -55,16 +57,11 @@ def resnet_features(backbone: Any, image: Any) -> list[Any]:
     return [stem, layer1, layer2, layer3, backbone.layer4(layer3)]
 
 
-def resnet(name: str, channels: tuple[int, int, int, int, int]) -> Encoder:
-    """A registry entry for a torchvision ResNet."""
-    return Encoder(name, channels, 32, build_resnet(name), resnet_features)
-
-
+# The networks of the encoder table (:mod:`s2ecosg.encoder_shapes`), each built by its family's builder.
+FAMILIES = {"resnet": (build_resnet, resnet_features)}
 ENCODERS: dict[str, Encoder] = {
-    encoder.name: encoder
-    for encoder in (
-        resnet("resnet18", (64, 64, 128, 256, 512)),
-        resnet("resnet34", (64, 64, 128, 256, 512)),
-        resnet("resnet50", (64, 256, 512, 1024, 2048)),
+    shape.name: Encoder(
+        shape.name, shape.channels, shape.stride, FAMILIES[shape.family][0](shape.name), FAMILIES[shape.family][1]
     )
+    for shape in ENCODER_SHAPES.values()
 }

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from s2ecosg.train.launch import world_from_environment
+from s2ecosg.ranks import world_from_environment
 
 LOG = logging.getLogger(__name__)
 

@@ -4,35 +4,13 @@ The train rule asks SLURM for ``gpu`` GPUs on ``nodes`` nodes with ``tasks_per_g
 then starts the job's command once, not once per GPU) and prefixes ``s2ecosg train`` with the launcher built
 here: one process per GPU (or ``train.processes`` on CPUs), started by ``torchrun`` (DDP, one node),
 ``horovodrun`` (Horovod, one node, gloo) or ``srun`` (either backend across nodes; Horovod then needs an MPI
-build). Every process finds its rank with :func:`world_from_environment`, whoever started it. Torch-free, so
-that the Snakefile and logging can use it.
+build). Every process finds its rank with :func:`s2ecosg.ranks.world_from_environment`, whoever started it.
+Torch-free, so that the Snakefile can use it.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-
-# (rank, local rank, world size) variables in the order launchers are trusted: explicit torch ones first.
-LAUNCHER_VARIABLES = (
-    ("RANK", "LOCAL_RANK", "WORLD_SIZE"),  # torchrun, or set by hand
-    ("HOROVOD_RANK", "HOROVOD_LOCAL_RANK", "HOROVOD_SIZE"),  # horovodrun (gloo)
-    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_SIZE"),  # Open MPI mpirun
-    ("PMI_RANK", "MPI_LOCALRANKID", "PMI_SIZE"),  # MPICH / Intel MPI
-    ("SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS"),  # srun: one task per GPU
-)
-
-
-def world_from_environment() -> tuple[int, int, int]:
-    """(rank, local rank, world size) from the first launcher whose variables are all set; (0, 0, 1) if none.
-
-    Inside a SLURM job step of one task (the usual single-process job) SLURM_NTASKS is 1, so this is a world
-    of one, as it should be.
-    """
-    for rank, local_rank, size in LAUNCHER_VARIABLES:
-        if all(name in os.environ for name in (rank, local_rank, size)):
-            return int(os.environ[rank]), int(os.environ[local_rank]), int(os.environ[size])
-    return 0, 0, 1
 
 
 def processes_per_node(gpus: int, cpu_processes: int) -> int:

@@ -155,3 +155,10 @@ def test_an_unreachable_catalogue_is_a_failed_night_with_its_reason(nights: Path
     status, line = night(nights, check=False, config="unreachable.yaml")
     assert status != 0 and "s2ecosg-nightly FAILED run=unreachable" in line and "reason=archive" in line
     assert "logs/unreachable/stage/inventory.log" in line
+
+
+def test_the_nights_line_says_whether_there_was_a_new_scene() -> None:
+    from s2ecosg.nightly.review import Night
+
+    assert Night(412, 0, "2026-12-05").line() == "new_scenes=0 (no new scene) scenes=412 newest_scene=2026-12-05"
+    assert Night(415, 3, "2026-12-06").line() == "new_scenes=3 scenes=415 newest_scene=2026-12-06"

@@ -32,7 +32,7 @@ from s2ecosg.config_files import check_input_paths, read_config_file
 from s2ecosg.errors import InputError
 from s2ecosg.layout import RunLayout
 from s2ecosg.log import one_line
-from s2ecosg.review import Night, failure_reason, review
+from s2ecosg.nightly.review import Night, failure_reason, review
 from s2ecosg.validate import validate_cover
 
 LOG = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""The nightly service: rerun the workflow, review what changed, publish or hold the product (``s2ecosg nightly``)."""
