@@ -33,7 +33,7 @@ CHILD = r"""
 import json, sys, time
 from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.cover.aggregate import open_sources
-from s2ecosg.cover.run import run_cover
+from s2ecosg.cover.run import CoverRequest, run_cover
 from s2ecosg.legend import load_legend
 from s2ecosg.cover.aggregate import MOST_LIKELY
 from s2ecosg.cover.members import MemberDraw
@@ -42,8 +42,8 @@ start = time.perf_counter()
 # The grid from a box, as from a HARMONIE domain in production (no scan of the predicted pixels for their extent).
 domain = DomainConfig(bbox=list(open_sources([path], [None])[0].lonlat))
 reader = MemberDraw(1, 500.0, 0) if member else MOST_LIKELY
-counts = run_cover([path], [None], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"},
-                   workers, None, reader)
+counts = run_cover(CoverRequest([path], load_legend("clc"), CoverConfig(), domain, base, {"s2ecosg_version": "bench"},
+                                 workers=workers, reader=reader))
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork + exec.
 peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_mb": peak_kb / 1024, "predicted": counts["predicted"]}))

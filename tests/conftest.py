@@ -198,3 +198,36 @@ def config_variant(folder: Path, name: str, change: dict) -> str:
     config = {section: values for section, values in config.items() if values is not None}
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(config))
     return f"{name}.yaml"
+
+
+def make_cover(
+    rasters: list[str],
+    confidences: list[str | None],
+    legend: object,
+    settings: object,
+    domain: object,
+    basename: str,
+    provenance: dict[str, str],
+    workers: int = 1,
+    cache: str | None = None,
+    reader: object | None = None,
+    ensemble: object | None = None,
+) -> dict[str, int]:
+    """``run_cover`` of a request built from the arguments the cover tests give (the default reader: most likely)."""
+    from s2ecosg.cover.aggregate import MOST_LIKELY
+    from s2ecosg.cover.run import CoverRequest, run_cover
+
+    request = CoverRequest(
+        rasters,
+        legend,  # type: ignore[arg-type]
+        settings,  # type: ignore[arg-type]
+        domain,  # type: ignore[arg-type]
+        basename,
+        provenance,
+        confidences=confidences,
+        workers=workers,
+        cache=cache,
+        reader=reader or MOST_LIKELY,  # type: ignore[arg-type]
+        ensemble=ensemble,  # type: ignore[arg-type]
+    )
+    return run_cover(request)

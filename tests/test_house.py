@@ -141,3 +141,31 @@ def test_command_start_is_light() -> None:
     code = "import sys, s2ecosg.cli; print(sorted({'torch', 'rasterio'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# The one module that reads each file of the workflow's JSON files (each also writes it).
+JSON_OWNERS = {
+    "io.py": "read_json itself",
+    "blocks.py": "block manifests (<stage>/blocks/<block>.json)",
+    "config_files.py": "the run's config file",
+    "model/card.py": "bundle.json",
+    "shards/index.py": "shards/index.json and stats.json",
+    "shards/cut.py": "tile shard headers and split.geojson",
+    "stage/inventory.py": "inventory.json, scene lists, found.json",
+    "evaluate/baseline.py": "the baseline's own card.json",
+    "cover/change_report.py": "changes.json",
+    "cli/common.py": "--settings (JSON text, not a file)",
+}
+
+
+def test_json_files_are_read_by_their_owner_only() -> None:
+    """No raw read_json / json.load of a workflow file outside the module that owns it (and writes it)."""
+    for path in sorted(SOURCE.rglob("*.py")):
+        name = str(path.relative_to(SOURCE))
+        calls = [
+            node
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call)
+            and ast.unparse(node.func) in ("read_json", "json.load", "json.loads", "io.read_json")
+        ]
+        assert not calls or name in JSON_OWNERS, f"{name} reads JSON itself: {ast.unparse(calls[0])}"

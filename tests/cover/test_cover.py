@@ -12,12 +12,11 @@ import rasterio
 import xarray
 import yaml
 from click.testing import CliRunner
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, make_cover
 from pyproj import Transformer
 
 from s2ecosg.cli import main
 from s2ecosg.config import CoverConfig, DomainConfig
-from s2ecosg.cover.run import run_cover
 from s2ecosg.io import write_raster
 from s2ecosg.labels.run import raster_labels
 from s2ecosg.legend import load_legend
@@ -87,7 +86,7 @@ def majority_of(counter: Counter) -> int:
 def test_corine_cover_counts_equal_brute_force(class_raster: Path, tmp_path: Path) -> None:
     base = tmp_path / "CLC_LANJARON"
     settings = CoverConfig(basename="CLC_LANJARON", resolution_deg="1/1200")
-    run_cover([str(class_raster)], [None], load_legend("clc"), settings, DomainConfig(), str(base), PROVENANCE)
+    make_cover([str(class_raster)], [None], load_legend("clc"), settings, DomainConfig(), str(base), PROVENANCE)
     cover, header = read_cover(base)
     cells = brute_force(header)
     expected = np.zeros_like(cover)
@@ -116,7 +115,7 @@ def test_custom_domain_filled_and_fractions_brute_force(class_raster: Path, tmp_
     settings = CoverConfig(basename="S2_LANJARON", resolution_deg="1/1200", fill=str(fill_base))
     base = tmp_path / "out" / "S2_LANJARON"
     base.parent.mkdir()
-    origin = run_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(base), PROVENANCE)
+    origin = make_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(base), PROVENANCE)
     assert origin["ECOSG fill"] > 0 and origin["predicted"] > 0 and origin["no cover"] == 0
     cover, header = read_cover(base)
     cells = brute_force(header)
@@ -171,9 +170,9 @@ def test_domain_check_finds_empty_cells(class_raster: Path, tmp_path: Path) -> N
     base = tmp_path / "NOFILL"
     arguments = [str(class_raster)], [None], load_legend("clc")
     with pytest.raises(InputError, match=r"16 of 64 cells of domain LANJARON have no valid pixel \(25.0 % > "):
-        run_cover(*arguments, CoverConfig(resolution_deg="1/1200"), domain, str(base), PROVENANCE)
+        make_cover(*arguments, CoverConfig(resolution_deg="1/1200"), domain, str(base), PROVENANCE)
     assert sorted(path.name for path in tmp_path.iterdir()) == []  # nothing under a final name, no temporary
-    run_cover(*arguments, CoverConfig(resolution_deg="1/1200", max_empty_fraction=0.25), domain, str(base), PROVENANCE)
+    make_cover(*arguments, CoverConfig(resolution_deg="1/1200", max_empty_fraction=0.25), domain, str(base), PROVENANCE)
     report = (tmp_path / "validation.txt").read_text().splitlines()
     assert report == [
         "16 of 64 domain cells have no valid pixel (SURFEX would interpolate them)",
@@ -200,7 +199,7 @@ def test_sea_mask_vector_and_raster(class_raster: Path, tmp_path: Path) -> None:
     for mask in (tmp_path / "sea.gpkg", raster_mask(tmp_path)):
         base = tmp_path / f"SEA_{mask.suffix[1:]}"
         settings = CoverConfig(resolution_deg="1/1200", sea_mask=str(mask), max_empty_fraction=0.25)
-        origin = run_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(base), PROVENANCE)
+        origin = make_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(base), PROVENANCE)
         cover, header = read_cover(base)
         step = 1 / 1200
         lat = header["north"] - (np.arange(header["rows"]) + 0.5) * step
@@ -236,7 +235,7 @@ def test_climate_variants_by_latitude_and_zone(class_raster: Path, tmp_path: Pat
     settings = CoverConfig(climate=str(zone_file), resolution_deg="1/1200")
     zones = CoverMapping.from_legend(legend, settings)
     assert zones.covers(forest, np.zeros(3), np.array([2, 1, 3])).tolist() == [7, 8, 10]
-    run_cover([str(class_raster)], [None], legend, settings, DomainConfig(), str(tmp_path / "BOREAL"), PROVENANCE)
+    make_cover([str(class_raster)], [None], legend, settings, DomainConfig(), str(tmp_path / "BOREAL"), PROVENANCE)
     cover, _ = read_cover(tmp_path / "BOREAL")
     # Grassland codes (141, 142, 231, 243, 321) are 17 in temperate/Mediterranean rows and 16 in boreal ones:
     # the zone raster overrides the 37° N latitude band.
@@ -268,7 +267,7 @@ def test_geotiff_fill_file(class_raster: Path, tmp_path: Path) -> None:
     covers = {}
     for name, path in (("DIRECT", tmp_path / "ECOSG_FILL"), ("GTIFF", fill)):
         settings = CoverConfig(resolution_deg="1/1200", fill=str(path))
-        run_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(tmp_path / name), PROVENANCE)
+        make_cover([str(class_raster)], [None], load_legend("clc"), settings, domain, str(tmp_path / name), PROVENANCE)
         covers[name], _ = read_cover(tmp_path / name)
     np.testing.assert_array_equal(covers["DIRECT"], covers["GTIFF"])
     assert (covers["GTIFF"] > 0).all()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import xarray
 from affine import Affine
+from conftest import make_cover
 from scipy.special import ndtri
 from scipy.stats import chi2
 
@@ -15,7 +16,7 @@ from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.config_files import validate_sections
 from s2ecosg.cover.aggregate import CoverMapping, aggregate_block, open_sources
 from s2ecosg.cover.members import MemberDraw, draw_classes, member_uniforms
-from s2ecosg.cover.run import output_grid, run_cover, run_members
+from s2ecosg.cover.run import output_grid, run_members
 from s2ecosg.io import write_raster
 from s2ecosg.legend import load_legend
 from s2ecosg.surfex import read_cover
@@ -111,14 +112,14 @@ def test_member_covers_are_valid_pairs_that_differ_where_the_model_hesitates(tmp
     settings = CoverConfig(basename="TOP", members=2, member_length_m=50.0)
     legend, provenance = load_legend("clc"), {"s2ecosg_version": "test", "run_hash": "0" * 16}
     base = tmp_path / "cover" / "TOP"
-    run_cover([str(tmp_path / "E4300N3194.tif")], [None], legend, settings, DomainConfig(), str(base), provenance)
+    make_cover([str(tmp_path / "E4300N3194.tif")], [None], legend, settings, DomainConfig(), str(base), provenance)
     deterministic, _ = read_cover(base)
     drawn = []
     for number in (1, 2):
         member_base = tmp_path / "cover" / f"TOP_M{number:02d}"
         member = MemberDraw(number, settings.member_length_m, settings.member_seed)
         paths = [str(tmp_path / "E4300N3194.top2.tif")]
-        run_cover(paths, [None], legend, settings, DomainConfig(), str(member_base), provenance, reader=member)
+        make_cover(paths, [None], legend, settings, DomainConfig(), str(member_base), provenance, reader=member)
         assert validate_cover(member_base) == []
         assert (tmp_path / "cover" / f"TOP_M{number:02d}.nam").read_text().count("YCOVER='TOP_M0") == 1
         cover, _ = read_cover(member_base)
@@ -150,7 +151,7 @@ def test_a_rerun_reuses_every_member_block_and_another_length_redraws(tmp_path: 
     def member_run(folder: str, length: float) -> bytes:
         draw = MemberDraw(1, length, 0)
         base = tmp_path / folder / "TOP_M01"
-        run_cover(
+        make_cover(
             [str(path)],
             [None],
             load_legend("clc"),
@@ -198,7 +199,7 @@ def test_the_netcdf_gives_the_spread_of_each_fraction_over_the_members(tmp_path:
     ranked = [str(tmp_path / "T.top2.tif")]
     ensemble = run_members(ranked, legend, config, base, provenance, 1, str(tmp_path / "cache"))
     assert ensemble is not None and len(ensemble.members) == 4
-    run_cover(
+    make_cover(
         [str(tmp_path / "T.tif")], [None], legend, config.cover, config.domain, base, provenance, ensemble=ensemble
     )
     with xarray.open_dataset(f"{base}.nc") as dataset:

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA
+from conftest import DATA, make_cover
 from rasterio.windows import Window, bounds
 
 import s2ecosg.cover.run
 from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.cover.aggregate import open_sources, reaching
-from s2ecosg.cover.run import output_grid, run_cover
+from s2ecosg.cover.run import output_grid
 from s2ecosg.errors import InputError
 from s2ecosg.labels.run import raster_labels
 from s2ecosg.legend import load_legend
@@ -65,7 +65,7 @@ def write(
     paths = [str(path) for path in tiles]
     cache_folder = str(cache) if cache else None
     legend = load_legend("clc")
-    run_cover(
+    make_cover(
         paths, [None] * len(tiles), legend, settings, DomainConfig(), str(base), PROVENANCE, workers, cache_folder
     )
     return cover_bytes(base)

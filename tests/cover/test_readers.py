@@ -8,12 +8,13 @@ import netCDF4
 import numpy as np
 import xarray
 from affine import Affine
+from conftest import make_cover
 from pyproj import Transformer
 
 from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.cover.aggregate import CoverMapping, open_sources
 from s2ecosg.cover.readers import Probabilities
-from s2ecosg.cover.run import output_grid, run_cover
+from s2ecosg.cover.run import output_grid
 from s2ecosg.cover.writers.table import share_codes
 from s2ecosg.io import write_raster
 from s2ecosg.legend import N_COVERS, load_legend
@@ -33,7 +34,7 @@ def test_soft_fractions_sum_the_probabilities_of_every_pixel(tmp_path: Path) -> 
     write_raster(path, ranked, crs="EPSG:3035", transform=transform)
     settings = CoverConfig(basename="SOFT", resolution_deg="1/3600", climate="temperate", fractions="soft")
     legend, base = load_legend("clc"), tmp_path / "cover" / "SOFT"
-    run_cover(
+    make_cover(
         [str(path)], [None], legend, settings, DomainConfig(), str(base), {"run_hash": "0"}, reader=Probabilities()
     )
 

@@ -20,10 +20,10 @@ from s2ecosg.config import Config, CoverConfig, DomainConfig
 from s2ecosg.config_files import config_hash, read_config_file
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
-from s2ecosg.io import read_json
 from s2ecosg.lonlat import snap_grid
 from s2ecosg.memory import check_memory, cover_need
 from s2ecosg.model.card import card_legend, read_card
+from s2ecosg.stage.inventory import read_tile_list
 from s2ecosg.validate import domain_problems, validate_cover
 from s2ecosg.values import degrees
 
@@ -43,7 +43,7 @@ def cover_provenance(config: Config, card: str, scene_lists: list[str]) -> dict[
     Besides the scenes, where they came from: the processing baselines (products of several are on one scale
     already) and, for a STAC API, the collections, each with its number of scenes.
     """
-    scenes = {scene["scene_id"]: scene for path in scene_lists for scene in read_json(path)["scenes"]}
+    scenes = {scene["scene_id"]: scene for path in scene_lists for scene in read_tile_list(path).scenes}
     recorded = read_card(Path(card).parent).weights_sha256
     return {
         "s2ecosg_version": s2ecosg.__version__,
@@ -106,7 +106,7 @@ def cover_command(
     # The cover stage's modules take seconds to import (GDAL, PROJ, SciPy): loaded by this command only.
     from s2ecosg.cover.aggregate import MOST_LIKELY
     from s2ecosg.cover.readers import Probabilities
-    from s2ecosg.cover.run import run_cover, run_members
+    from s2ecosg.cover.run import CoverRequest, run_cover, run_members
 
     check_memory(cover_need(config, threads), "cover")
     classes, confidences, ranked = predicted_rasters(list(predict_manifests), config.cover)
@@ -118,9 +118,21 @@ def cover_command(
     with tempfile.TemporaryDirectory(prefix="members-") as scratch:
         # Members first: the deterministic cover's netCDF takes the spread of each fraction from their block counts.
         ensemble = run_members(ranked, legend, config, basename, provenance, threads, cache or scratch)
-        settings = (legend, config.cover, config.domain, basename, provenance, threads, cache, reader, ensemble)
-        observations = observation_rasters(list(predict_manifests), list(stage_manifests))
-        run_cover(ranked if soft else classes, confidences, *settings, observations)
+        request = CoverRequest(
+            ranked if soft else classes,
+            legend,
+            config.cover,
+            config.domain,
+            basename,
+            provenance,
+            confidences=confidences,
+            observations=observation_rasters(list(predict_manifests), list(stage_manifests)),
+            workers=threads,
+            cache=cache,
+            reader=reader,
+            ensemble=ensemble,
+        )
+        run_cover(request)
     LOG.info("cover file: %s", binary)
 
 

@@ -40,12 +40,20 @@ def evaluate_command(
     metrics: str,
 ) -> None:
     """Agreement, IoU and F1 against the reference labels (and the original ECOSG); metrics files and a picture."""
-    from s2ecosg.evaluate.run import run_evaluate
+    from s2ecosg.evaluate.run import EvaluateRequest, run_evaluate
 
-    paths = role_of(predicted, "classes"), role_of(labelled, "labels"), role_of(staged, "image")
-    scored = {Path(path).name.split(".")[0]: path for path in baseline} or None
-    out = str(Path(metrics).parent)
-    run_evaluate(*paths, str(Path(card).parent), split, out, config.evaluate, scored, config.labels.path)
+    request = EvaluateRequest(
+        predictions=role_of(predicted, "classes"),
+        labels=role_of(labelled, "labels"),
+        images=role_of(staged, "image"),
+        bundle=str(Path(card).parent),
+        split_path=split,
+        out=str(Path(metrics).parent),
+        settings=config.evaluate,
+        baseline={Path(path).name.split(".")[0]: path for path in baseline} or None,
+        labels_source=config.labels.path,
+    )
+    run_evaluate(request)
 
 
 @click.command("baseline-train")

@@ -15,6 +15,7 @@ pixel are filled (:mod:`s2ecosg.cover.fill`). The grid is processed in blocks, s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -105,50 +106,65 @@ def namelist(basename: str, domain: Any) -> str:
     return lines + (domain.namelists() if domain is not None else "")
 
 
-def run_cover(
-    classes: list[str],
-    confidences: list[str | None],
-    legend: Legend,
-    settings: CoverConfig,
-    domain_settings: DomainConfig,
-    basename: str,
-    provenance: dict[str, str],
-    workers: int = 1,
-    cache: str | None = None,
-    reader: PixelClasses = MOST_LIKELY,
-    ensemble: Ensemble | None = None,
-    observations: list[str | None] | None = None,
-) -> dict[str, int]:
-    """Aggregate class rasters and write every cover output; return the number of cells by origin.
+@dataclass(frozen=True)
+class CoverRequest:
+    """What one cover (or one ensemble member) is made from, and where it goes.
 
-    ``observations``: each tile's stage count raster (the netCDF's data score), or None.
+    Attributes:
+        rasters: Each predicted tile's class raster (or ranked-classes raster: soft fractions and members).
+        legend: The bundle's legend (class ids → covers).
+        settings: The ``cover`` section.
+        domain: The ``domain`` section (the output grid: a HARMONIE domain, a box, else the predicted extent).
+        basename: ``cover/<BASENAME>`` (no suffix).
+        provenance: Recorded in the netCDF, the header comment and the README.
+        confidences: Each tile's confidence raster or None (the netCDF's model confidence); none by default.
+        observations: Each tile's stage count raster or None (the netCDF's data score); none by default.
+        workers: Processes aggregating blocks of the output grid.
+        cache: Folder of block counts kept for the next run (:mod:`s2ecosg.cover.cache`), or None.
+        reader: How pixels become classes (:mod:`s2ecosg.cover.readers`): the most likely class, probability-weighted
+            classes (soft fractions), or an ensemble member's draws (then only the DIRECT pair and its namelist).
+        ensemble: Members written before (the netCDF gets the between-member spread of each fraction), or None.
+    """
 
-    ``workers`` processes aggregate blocks of the output grid; with ``cache`` (a folder), block counts of
-    unchanged inputs are read from the previous run instead (:mod:`s2ecosg.cover.cache`). ``reader`` says how
-    pixels become classes (:mod:`s2ecosg.cover.readers`): the most likely class (``classes`` are class rasters),
-    probability-weighted classes (soft fractions; ``classes`` are ranked-classes rasters), or an ensemble member's
-    draws (:class:`~s2ecosg.cover.members.MemberDraw`), for which only the DIRECT pair and its namelist are written.
-    With ``ensemble`` (members written before), the netCDF gets the between-member spread of each fraction.
+    rasters: list[str]
+    legend: Legend
+    settings: CoverConfig
+    domain: DomainConfig
+    basename: str
+    provenance: dict[str, str]
+    confidences: list[str | None] | None = None
+    observations: list[str | None] | None = None
+    workers: int = 1
+    cache: str | None = None
+    reader: PixelClasses = MOST_LIKELY
+    ensemble: Ensemble | None = None
+
+
+def run_cover(request: CoverRequest) -> dict[str, int]:
+    """Aggregate the predicted rasters and write every cover output; return the number of cells by origin.
 
     The DIRECT pair and the netCDF are written under temporary names and checked there (format rules, and for a
     HARMONIE domain its empty cells against ``cover.max_empty_fraction``): a cover that fails a check is never
     renamed into place, nor is any other output written.
     """
+    settings, basename, reader, provenance = request.settings, request.basename, request.reader, request.provenance
     os.environ.setdefault("GDAL_CACHEMAX", GDAL_CACHE_MB)  # before GDAL's first read; workers inherit it
-    sources = open_sources(classes, confidences, observations)
-    grid, domain = output_grid(settings, domain_settings, sources)
+    rasters = request.rasters
+    sources = open_sources(rasters, request.confidences or [None] * len(rasters), request.observations)
+    grid, domain = output_grid(settings, request.domain, sources)
     LOG.info("output grid: %d rows × %d cols of %.8f°, edges %s", grid.rows, grid.cols, grid.step, grid.bounds)
-    mapping = CoverMapping.from_legend(legend, settings)
+    mapping = CoverMapping.from_legend(request.legend, settings)
     if mapping.zones:
         check_overlap(mapping.zones, "cover.climate", grid.bounds)
-    job = cover_job(sources, grid, mapping, settings, cache, reader, ensemble)
+    job = cover_job(sources, grid, mapping, settings, request.cache, reader, request.ensemble)
     member = isinstance(reader, MemberDraw)
     with contextlib.ExitStack() as stack:
-        writers, counts = write_blocks(stack, job, workers, basename, provenance, settings.min_clear_observations)
+        minimum = settings.min_clear_observations
+        writers, counts = write_blocks(stack, job, request.workers, basename, provenance, minimum)
         direct = writers["direct"]
         if not isinstance(direct, DirectWriter):
             raise TypeError("the DIRECT pair is written by DirectWriter")
-        report = check_written(basename, direct.paths, counts, domain, domain_settings, settings)
+        report = check_written(basename, direct.paths, counts, domain, request.domain, settings)
         write_side_files(basename, grid, domain, provenance, counts, readme=not member)
     if not member:
         with atomic_path(Path(basename).parent / "validation.txt") as temporary:
@@ -289,8 +305,8 @@ def run_members(
     for number in range(1, settings.members + 1):
         member = MemberDraw(number, settings.member_length_m, settings.member_seed)
         folder, name = str(Path(cache) / f"M{number:02d}"), f"{basename}_M{number:02d}"
-        no_confidence: list[str | None] = [None] * len(ranked)
-        run_cover(ranked, no_confidence, legend, settings, config.domain, name, provenance, threads, folder, member)
+        request = CoverRequest(ranked, legend, settings, config.domain, name, provenance, workers=threads, cache=folder)
+        run_cover(dataclasses.replace(request, reader=member))
         LOG.info("member %d of %d: %s.dir", number, settings.members, name)
         members.append((folder, member))
     return Ensemble(ranked, members) if members else None

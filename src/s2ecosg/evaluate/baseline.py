@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from s2ecosg.config import EvaluateConfig
 from s2ecosg.io import atomic_path, open_raster, read_json, write_json, write_raster
 from s2ecosg.predict.windows import check_bands
+from s2ecosg.shards.index import ShardStats, read_stats
 from s2ecosg.shards.loader import ShardSet
 
 LOG = logging.getLogger(__name__)
 BLOCK_ROWS = 256
 
 
-def training_pixels(shards: str, stats: dict[str, Any], limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def training_pixels(shards: str, stats: ShardStats, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(pixels, bands) float32 normalised features and (pixels,) class ids of labelled training pixels."""
     patches = ShardSet(shards, "train")
     generator = np.random.default_rng(seed)
@@ -38,19 +38,19 @@ def training_pixels(shards: str, stats: dict[str, Any], limit: int, seed: int) -
         chosen = generator.permutation(len(rows))[:per_patch]
         features.append(image[:, rows[chosen], columns[chosen]].T)
         targets.append(label[rows[chosen], columns[chosen]])
-    return normalise_pixels(np.concatenate(features), stats), np.concatenate(targets)
+    return normalise_pixels(np.concatenate(features), stats.mean, stats.std), np.concatenate(targets)
 
 
-def normalise_pixels(pixels: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+def normalise_pixels(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
     """(n, bands) uint16 → float32 (x − mean) / std, as the CNN sees its inputs."""
-    return (pixels.astype(np.float32) - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
+    return (pixels.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
 
 
 def run_baseline_train(shards: str, out: str, settings: EvaluateConfig, seed: int) -> None:
     """Fit LightGBM on the training pixels and write the booster and its card."""
     import lightgbm  # 0.7 s to import: loaded where used
 
-    stats = read_json(Path(shards) / "stats.json")
+    stats = read_stats(shards)
     features, targets = training_pixels(shards, stats, settings.baseline_pixels, seed)
     classes = np.unique(targets)
     index = np.searchsorted(classes, targets)
@@ -64,7 +64,12 @@ def run_baseline_train(shards: str, out: str, settings: EvaluateConfig, seed: in
             temporary.write_text(f"constant {int(classes[0])}\n")
     write_json(
         Path(out) / "card.json",
-        {"bands": stats["bands"], "classes": classes.tolist(), "stats": stats, "pixels": len(targets)},
+        {
+            "bands": stats.bands,
+            "classes": classes.tolist(),
+            "stats": stats.model_dump(mode="json"),
+            "pixels": len(targets),
+        },
     )
     LOG.info(
         "baseline: %d training pixels, %d classes, %d rounds", len(targets), len(classes), settings.baseline_rounds
@@ -90,7 +95,7 @@ def run_baseline_predict(folder: str, image_path: str, classes_path: str) -> Non
                 if constant:
                     result[row : row + rows][valid] = classes[0]
                     continue
-                pixels = normalise_pixels(block[:, valid].T, card["stats"])
+                pixels = normalise_pixels(block[:, valid].T, card["stats"]["mean"], card["stats"]["std"])
                 probabilities = np.asarray(booster.predict(pixels)) if booster is not None else np.zeros((1, 1))
                 result[row : row + rows][valid] = classes[probabilities.argmax(axis=1)]
         crs, transform = source.crs, source.transform

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,11 @@ from s2ecosg.evaluate.plots import panels, reliability_diagram
 from s2ecosg.evaluate.points import point_matrix
 from s2ecosg.evaluate.reference import COMPARED_LEVELS, ecosg_on_tile, load_table, summary, tile_comparison
 from s2ecosg.extents import extent_text, lonlat_extent, rasters_extent
-from s2ecosg.io import atomic_path, open_raster, read_json, write_json
+from s2ecosg.io import atomic_path, open_raster, write_json
 from s2ecosg.legend import LEVELS, Legend
 from s2ecosg.metrics import collapse, confusion, scores
 from s2ecosg.model.card import card_legend, read_card
+from s2ecosg.shards.cut import read_split
 
 LOG = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def validation_mask(split_path: str | None, transform: Any, shape: tuple[int, in
 
     if not split_path:
         return np.zeros(shape, dtype=bool)
-    shapes = [(feature["geometry"], 1) for feature in read_json(split_path)["features"]]
+    shapes = [(geometry, 1) for geometry in read_split(split_path)]
     if not shapes:
         return np.zeros(shape, dtype=bool)
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
@@ -290,22 +292,42 @@ def no_overlap(labels_source: str | None, predictions: dict[str, str]) -> str:
     )
 
 
-def run_evaluate(
-    predictions: dict[str, str],
-    labels: dict[str, str],
-    images: dict[str, str],
-    bundle: str,
-    split_path: str | None,
-    out: str,
-    settings: EvaluateConfig | None = None,
-    baseline: dict[str, str] | None = None,
-    labels_source: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """What an evaluation scores and where its reports go.
+
+    Attributes:
+        predictions: Tile → predicted class raster.
+        labels: Tile → label raster.
+        images: Tile → staged image (the panels' RGB).
+        bundle: The bundle folder (legend, calibration).
+        split_path: ``shards/split.geojson`` (validation blocks), or None.
+        out: The ``evaluate/`` folder.
+        settings: The ``evaluate`` section (ECOSG and point references), or None.
+        baseline: Tile → the LightGBM baseline's class raster, or None.
+        labels_source: ``labels.path`` (named when no pixel has both a label and a prediction).
+    """
+
+    predictions: dict[str, str]
+    labels: dict[str, str]
+    images: dict[str, str]
+    bundle: str
+    split_path: str | None
+    out: str
+    settings: EvaluateConfig | None = None
+    baseline: dict[str, str] | None = None
+    labels_source: str | None = None
+
+
+def run_evaluate(request: EvaluateRequest) -> dict[str, Any]:
     """Accumulate confusion matrices over all tiles and write metrics and the picture.
 
-    No pixel with both a label and a prediction is an error naming ``labels_source`` (``labels.path``) and both
-    extents: a reference in a wrong CRS would otherwise score 0 pixels and pass.
+    No pixel with both a label and a prediction is an error naming ``labels.path`` and both extents: a reference
+    in a wrong CRS would otherwise score 0 pixels and pass.
     """
+    predictions, labels, images, bundle = request.predictions, request.labels, request.images, request.bundle
+    split_path, out, settings, baseline = request.split_path, request.out, request.settings, request.baseline
+    labels_source = request.labels_source
     card = read_card(bundle)
     legend = card_legend(card, bundle)
     matrices = area_matrices(predictions, labels, split_path, legend.n_classes)

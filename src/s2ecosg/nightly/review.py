@@ -19,6 +19,7 @@ from s2ecosg.config import Config
 from s2ecosg.cover.change_report import change_report, report_line
 from s2ecosg.cover.changes import ChangeSettings, product_base, thin_cells
 from s2ecosg.layout import RunLayout
+from s2ecosg.stage.inventory import read_inventory
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Night:
     def read(cls, settings: Config) -> Night:
         """From the inventory the run just wrote (scenes carry when they were first found)."""
         path = Path(RunLayout(settings.run.name).inventory)
-        inventory = json.loads(path.read_text()) if path.is_file() else {"scenes": []}
+        inventory = read_inventory(path) if path.is_file() else {"scenes": []}
         scenes = inventory["scenes"]
         created = inventory.get("created")
         new = sum(scene.get("found") == created for scene in scenes)

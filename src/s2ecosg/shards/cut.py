@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -36,8 +35,9 @@ from numpy.lib.format import open_memmap
 
 from s2ecosg.blocks import block_name, read_manifests, report, signature, write_manifest
 from s2ecosg.config import Config
+from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid, window_starts
-from s2ecosg.io import atomic_path, open_raster, write_json
+from s2ecosg.io import atomic_path, open_raster, read_json, write_json
 from s2ecosg.layout import tile_file
 from s2ecosg.legend import load_legend
 
@@ -125,6 +125,11 @@ def plan_patches(tile: str, ids: np.ndarray, grid: TargetGrid, settings: Any) ->
             if split:
                 patches.append(Patch(tile, row, column, split))
     return patches
+
+
+def read_split(path: str | Path) -> list[dict[str, Any]]:
+    """The validation blocks' geometries of ``shards/split.geojson`` (as :func:`split_geojson` writes them)."""
+    return [feature["geometry"] for feature in read_json(path)["features"]]
 
 
 def split_geojson(validation: set[Block], block_size: float, crs: str) -> dict[str, Any]:
@@ -258,11 +263,16 @@ def write_shard(
     return header
 
 
+def read_header(path: str | Path) -> dict[str, Any]:
+    """A tile shard's header (``shards/<tile>.json``; checked against its index by the readers)."""
+    return dict(read_json(path))
+
+
 def shard_up_to_date(folder: str, tile: str, wanted: str) -> bool:
     """Whether the tile's header carries ``wanted`` and the arrays it names exist."""
     try:
-        header = json.loads(Path(tile_file(folder, "shards", "header", tile)).read_text())
-    except (OSError, ValueError):
+        header = read_header(tile_file(folder, "shards", "header", tile))
+    except InputError:
         return False
     arrays = [header.get(role) for role in ("images", "labels")]
     return header.get("signature") == wanted and all(name is None or (Path(folder) / name).is_file() for name in arrays)

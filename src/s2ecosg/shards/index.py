@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from s2ecosg.blocks import read_manifests, signature
 from s2ecosg.config import Config
@@ -25,10 +27,80 @@ from s2ecosg.errors import InputError
 from s2ecosg.extents import extent_text, lonlat_extent, rasters_extent
 from s2ecosg.io import read_json, write_json
 from s2ecosg.legend import load_legend
-from s2ecosg.shards.cut import FORMAT, SPLITS, empty_sums, split_geojson, validation_blocks
+from s2ecosg.shards.cut import FORMAT, SPLITS, empty_sums, read_header, split_geojson, validation_blocks
 
 LOG = logging.getLogger(__name__)
-Index = dict[str, Any]  # index.json: format, bands, patch, legend, digest, patches, shards
+Index = dict[str, Any]  # index.json as written: see ShardIndex
+
+
+class ShardEntry(BaseModel):
+    """One tile shard of ``index.json``: its header and arrays (names relative to ``shards/``), patch counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tile: str
+    header: str
+    images: str
+    labels: str
+    train: int
+    val: int
+
+
+class ShardIndex(BaseModel):
+    """``shards/index.json``: what the tile shards share (format, bands, patch, legend) and every shard."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int
+    bands: list[str]
+    patch: int
+    legend: str
+    legend_name: str | None = None
+    digest: str
+    patches: dict[str, int]
+    shards: list[ShardEntry]
+
+
+class ShardStats(BaseModel):
+    """``shards/stats.json``: per-band mean and deviation of the training pixels, class pixels, patch counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bands: list[str]
+    mean: list[float]
+    std: list[float]
+    pixels: int
+    patches: dict[str, int]
+    class_pixels: dict[str, dict[str, int]]
+    patch: int
+    stride: int
+    validation_blocks: int
+    blocks: int
+
+
+def read_index(folder: str | Path) -> ShardIndex:
+    """The shard index of a shards folder, checked (one line naming the file and the field at fault)."""
+    return read_record(Path(folder) / "index.json", ShardIndex)
+
+
+def read_stats(folder: str | Path) -> ShardStats:
+    """The shard statistics of a shards folder, checked."""
+    return read_record(Path(folder) / "stats.json", ShardStats)
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def read_record(path: Path, kind: type[Record]) -> Record:
+    """A JSON file read as ``kind``; a missing, broken or foreign one is one line naming the file and the field."""
+    try:
+        return kind.model_validate(read_json(path))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InputError(path, f"{field}: {first['msg']} (written by another version of s2ecosg?)") from None
+
+
 CHECKED = ("format", "bands", "patch", "legend")  # header fields a shard must share with its index and config
 
 
@@ -70,7 +142,8 @@ def band_statistics(sums: dict[str, Any], bands: list[str]) -> dict[str, Any]:
 def read_headers(manifests: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
     """Tile → (header path, header) of every tile of the shards block manifests."""
     return {
-        tile: (entry["header"], read_json(entry["header"])) for tile, entry in sorted(read_manifests(manifests).items())
+        tile: (entry["header"], read_header(entry["header"]))
+        for tile, entry in sorted(read_manifests(manifests).items())
     }
 
 

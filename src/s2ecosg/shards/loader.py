@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.errors import InputError
-from s2ecosg.io import read_json
-from s2ecosg.shards.index import CHECKED, check_header
+from s2ecosg.shards.cut import read_header
+from s2ecosg.shards.index import CHECKED, check_header, read_index
 
 
 class NpyRows:
@@ -80,16 +80,17 @@ class ShardSet:
     def __init__(self, folder: str | Path, split: str, expected: dict[str, Any] | None = None) -> None:
 
         self.folder = Path(folder)
-        index = read_json(self.folder / "index.json")
+        index = read_index(self.folder)
+        shared = index.model_dump(include=set(CHECKED))
         check_header(
-            index | {"dtype": {"images": "uint16", "labels": "uint8"}}, expected or {}, self.folder / "index.json"
+            shared | {"dtype": {"images": "uint16", "labels": "uint8"}}, expected or {}, self.folder / "index.json"
         )
-        self.bands, self.patch = index["bands"], index["patch"]
+        self.bands, self.patch = index.bands, index.patch
         self.files: list[tuple[NpyRows, NpyRows]] = []
         rows, files, self.classes = [], [], []
-        for shard in index["shards"]:
-            header = read_json(self.folder / shard["header"])
-            check_header(header, {field: index[field] for field in CHECKED}, self.folder / shard["header"])
+        for shard in index.shards:
+            header = read_header(self.folder / shard.header)
+            check_header(header, shared, self.folder / shard.header)
             chosen = [number for number, patch in enumerate(header["patches"]) if patch[2] == split]
             if not chosen:
                 continue

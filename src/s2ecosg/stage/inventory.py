@@ -17,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid, intersect
@@ -204,6 +206,31 @@ def no_overlap(
     )
 
 
+class TileList(BaseModel):
+    """``stage/scenes/<tile>.json``: a tile's scenes (as :class:`~s2ecosg.stage.scenes.Scene` fields), grid, bands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tile: str
+    grid: dict[str, Any]
+    bands: list[str]
+    scenes: list[dict[str, Any]]
+
+
+def read_tile_list(path: str | Path) -> TileList:
+    """A tile's scene list (the inventory writes them: :func:`write_tile_lists`), checked."""
+    try:
+        return TileList.model_validate(read_json(path))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InputError(path, f"{'.'.join(map(str, first['loc']))}: {first['msg']} (not a scene list)") from None
+
+
+def read_inventory(path: str | Path) -> dict[str, Any]:
+    """``stage/inventory.json``: grid, bands, scenes (with when each was first found), tiles, creation time."""
+    return dict(read_json(path))
+
+
 def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]:
     """Write ``{folder}/{tile}.json`` for every tile, only where the content changed; return the changed tiles.
 
@@ -250,4 +277,4 @@ def inventory_tiles(path: str | Path) -> list[str]:
 @functools.lru_cache(maxsize=4)
 def recorded_tiles(path: str, modified_ns: int, size: int) -> tuple[str, ...]:
     """:func:`inventory_tiles` without the cache (the modification time and size only key it)."""
-    return tuple(read_json(path)["tiles"])
+    return tuple(read_inventory(path)["tiles"])

@@ -30,9 +30,10 @@ from s2ecosg.blocks import SIGNATURE_TAG, block_name, lookahead, report, signatu
 from s2ecosg.config import ImageryConfig
 from s2ecosg.gdal_env import gdal_threads
 from s2ecosg.grid import TargetGrid
-from s2ecosg.io import read_json, write_raster
+from s2ecosg.io import write_raster
 from s2ecosg.layout import NEWEST_BAND, tile_file
 from s2ecosg.stage.composite import block_rows, median_composite
+from s2ecosg.stage.inventory import read_tile_list
 from s2ecosg.stage.parts import scene_parts
 from s2ecosg.stage.sources import source_of
 from s2ecosg.stage.spool import Spool
@@ -247,7 +248,7 @@ def run_stage(
     tags: dict[str, str] | None = None,
 ) -> None:
     """Write the composite and the count raster of one grid tile."""
-    tile_list = read_json(tile_list_path)
+    tile_list = read_tile_list(tile_list_path).model_dump()
     Path(image_path).parent.mkdir(parents=True, exist_ok=True)
     for _, composite, count in composite_block([tile_list], settings, threads, str(Path(image_path).parent)):
         write_tile(tile_list, settings, composite, count, (image_path, count_path, tags))
@@ -264,7 +265,7 @@ def run_stage_block(
     """
     Path(folder).mkdir(parents=True, exist_ok=True)
     settings_record = settings.model_dump(mode="json")
-    lists = {content["tile"]: content for content in map(read_json, tile_lists)}
+    lists = {content["tile"]: content for content in (read_tile_list(path).model_dump() for path in tile_lists)}
     entries, pending = {}, []
     for tile, content in lists.items():
         image_path, count_path = (tile_file(folder, "stage", role, tile) for role in ("image", "count"))

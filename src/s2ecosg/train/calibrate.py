@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from s2ecosg.model.network import UNet
+from s2ecosg.shards.index import ShardStats
 from s2ecosg.train.data import EpochBatches, PatchDataset
 
 LOG = logging.getLogger(__name__)
@@ -156,7 +157,7 @@ def validation_logits(
 def calibration_fields(
     checkpoint: Path,
     shards: str,
-    stats: dict[str, Any],
+    stats: ShardStats,
     config: Any,
     n_classes: int,
     device: torch.device,
@@ -167,16 +168,16 @@ def calibration_fields(
     Validation pixels labelled with a class that had no training pixel are left out (the network gives it
     probability 0, which no temperature changes). Without validation pixels the card keeps T = 1 and no record.
     """
-    dataset = PatchDataset(shards, "val", stats["mean"], stats["std"], expected=expected)
-    labelled = sum(stats["class_pixels"]["val"].values())
+    dataset = PatchDataset(shards, "val", stats.mean, stats.std, expected=expected)
+    labelled = sum(stats.class_pixels["val"].values())
     if len(dataset) == 0 or labelled == 0:
         LOG.warning("no validation pixels: the bundle is not calibrated (temperature 1)")
         return {}
     batches = EpochBatches(len(dataset), config.train.batch_size, 0, 1, config.train.seed, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=batches)
-    model = UNet(config.model.encoder, len(stats["bands"]), n_classes)
+    model = UNet(config.model.encoder, len(stats.bands), n_classes)
     model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
-    trained = {int(key) for key in stats["class_pixels"]["train"]}
+    trained = {int(key) for key in stats.class_pixels["train"]}
     untrained = torch.tensor([class_id not in trained for class_id in range(1, n_classes + 1)], device=device)
     keep = min(1.0, MAX_PIXELS / labelled)
     logits, labels = validation_logits(model.to(device), loader, untrained, device, keep, config.train.seed)

@@ -20,6 +20,7 @@ import s2ecosg
 from s2ecosg.io import atomic_path
 from s2ecosg.model.bundle import save_bundle, state_mismatch
 from s2ecosg.model.card import BundleCard
+from s2ecosg.shards.index import ShardStats
 
 LOG = logging.getLogger(__name__)
 
@@ -90,21 +91,21 @@ def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str
 
 
 def write_bundle(
-    checkpoint: Path, bundle: str, model_settings: Any, legend: Any, stats: dict[str, Any], extra: dict[str, Any]
+    checkpoint: Path, bundle: str, model_settings: Any, legend: Any, stats: ShardStats, extra: dict[str, Any]
 ) -> None:
     """Write the bundle (:mod:`s2ecosg.model.bundle`: weights and card) from a checkpoint."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     card = BundleCard(
         arch=model_settings.arch,
         encoder=model_settings.encoder,
-        bands=stats["bands"],
-        mean=stats["mean"],
-        std=stats["std"],
+        bands=stats.bands,
+        mean=stats.mean,
+        std=stats.std,
         n_classes=legend.n_classes,
         legend=legend.to_records(),
         legend_name=legend.source,
-        trained_classes=sorted(int(key) for key in stats["class_pixels"]["train"]),
-        patch=stats["patch"],
+        trained_classes=sorted(int(key) for key in stats.class_pixels["train"]),
+        patch=stats.patch,
         best_epoch=state["epoch"],
         validation_mean_iou=state["best"],
         s2ecosg_version=s2ecosg.__version__,

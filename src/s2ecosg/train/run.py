@@ -14,7 +14,6 @@ time limit or preemption) make every rank stop at the next step: rank 0 writes `
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -29,13 +28,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from s2ecosg.blocks import signature
-from s2ecosg.config import Config
+from s2ecosg.config import Config, TrainConfig
 from s2ecosg.config_files import config_hash
-from s2ecosg.io import read_json, write_json
+from s2ecosg.errors import InputError
+from s2ecosg.io import write_json
 from s2ecosg.legend import load_legend
 from s2ecosg.metrics import confusion, scores
+from s2ecosg.model.card import read_card
 from s2ecosg.model.network import UNet, pick_device
 from s2ecosg.model.transfer import load_pretrained
+from s2ecosg.shards.index import ShardIndex, ShardStats, read_index, read_stats
 from s2ecosg.train import checkpoint
 from s2ecosg.train.calibrate import calibration_fields
 from s2ecosg.train.data import EpochBatches, PatchDataset
@@ -290,16 +292,16 @@ def counted_samples(batches: EpochBatches, epoch: int, steps: int) -> int:
 def bundle_up_to_date(bundle: str, training_digest: str) -> bool:
     """Whether ``bundle`` was trained on the same shards with the same settings (its card says so)."""
     try:
-        card = json.loads((Path(bundle) / "bundle.json").read_text())
-    except (OSError, ValueError):
+        card = read_card(bundle)
+    except InputError:  # none yet, or one this version does not read: train
         return False
-    return card.get("training_digest") == training_digest and (Path(bundle) / "weights.pt").is_file()
+    return card.training_digest == training_digest and (Path(bundle) / "weights.pt").is_file()
 
 
-def training_digest(index: dict[str, Any], config: Config) -> str:
+def training_digest(index: ShardIndex, config: Config) -> str:
     """What a bundle was trained from: the shard index's digest and the model, train, labels and shards settings."""
     sections = {name: getattr(config, name).model_dump(mode="json") for name in ("model", "train", "labels", "shards")}
-    return signature(index.get("digest"), sections)
+    return signature(index.digest, sections)
 
 
 def training_world(settings: Any) -> tuple[World, torch.device]:
@@ -320,22 +322,22 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
     labels also does. A ``last.pt`` written over other shards is not resumed: training starts again on the new ones.
     The bundle records the run hash (:func:`~s2ecosg.config_files.config_hash` of the whole config).
     """
-    settings, index = config.train, read_json(Path(shards) / "index.json")
+    settings, index = config.train, read_index(shards)
     legend, digest = load_legend(config.labels.legend), training_digest(index, config)
     if bundle_up_to_date(bundle, digest):
         LOG.info("bundle %s already trained on these shards with these settings: nothing to train", bundle)
         return
     world, device = training_world(settings)
     torch.manual_seed(settings.seed)
-    stats = read_json(Path(shards) / "stats.json")
-    model = UNet(config.model.encoder, len(stats["bands"]), legend.n_classes)
+    stats = read_stats(shards)
+    model = UNet(config.model.encoder, len(stats.bands), legend.n_classes)
     if config.model.weights:
-        load_pretrained(model, config.model.weights, stats["bands"])
-    weights = class_weights(stats["class_pixels"]["train"], legend.n_classes, settings.class_weights)
+        load_pretrained(model, config.model.weights, stats.bands)
+    weights = class_weights(stats.class_pixels["train"], legend.n_classes, settings.class_weights)
     parts = build_parts(model, settings, world, device, weights)
     expected = {"legend": legend.digest, "patch": config.shards.patch}
     loaders = make_loaders(shards, stats, settings, world, device, expected)
-    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index["digest"]) | {"folder": Path(checkpoints)}
+    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index.digest) | {"folder": Path(checkpoints)}
     LOG.info(
         "training on %d process(es) (%s), %s, global batch %d",
         world.size,
@@ -351,7 +353,7 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
             raise SystemExit(EXIT_STOPPED)
         finish_epoch(parts, epoch, progress, loaders, legend.n_classes)
     if world.main:
-        extra = {"epochs_trained": settings.epochs, "run_hash": config_hash(config), "shards_digest": index["digest"]}
+        extra = {"epochs_trained": settings.epochs, "run_hash": config_hash(config), "shards_digest": index.digest}
         extra |= {"training_digest": digest, "processes": world.size, "backend": world.backend}
         best = Path(checkpoints) / "best.pt"
         extra |= calibration_fields(best, shards, stats, config, legend.n_classes, device, expected)
@@ -361,13 +363,18 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
 
 
 def make_loaders(
-    shards: str, stats: dict[str, Any], settings: Any, world: World, device: torch.device, expected: dict | None = None
+    shards: str,
+    stats: ShardStats,
+    settings: TrainConfig,
+    world: World,
+    device: torch.device,
+    expected: dict | None = None,
 ) -> tuple[DataLoader, DataLoader]:
     """Training loader (shuffled or class-balanced, augmented) and validation loader, each over this rank's slice.
 
     ``expected``: fields the shard index must carry (legend digest, patch), from the run's config.
     """
-    normalisation = stats["mean"], stats["std"]
+    normalisation = stats.mean, stats.std
     train_set = PatchDataset(shards, "train", *normalisation, augment=True, seed=settings.seed, expected=expected)
     val_set = PatchDataset(shards, "val", *normalisation, expected=expected)
     weights = train_set.shards.balanced_weights() if settings.sampling == "balanced" else None
