@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -34,7 +33,7 @@ def main() -> None:
     parts = build_parts(model, settings, world, torch.device("cpu"), None)
     dataset = PatchDataset(shards, "train", stats["mean"], stats["std"], augment=True)
     batches = EpochBatches(len(dataset), batch, world.rank, world.size, seed=0, shuffle=True)
-    loader = make_loader(dataset, batches, SimpleNamespace(workers=0, prefetch=2), torch.device("cpu"))
+    loader = make_loader(dataset, batches, TrainConfig(workers=0, prefetch=2), torch.device("cpu"))
     parts.model.train()
     for module in parts.model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):

@@ -146,6 +146,13 @@ class ImageryConfig(Section):
             raise ValueError("imagery.source stac needs imagery.stac (url, ...) and imagery.aoi")
         return self
 
+    @property
+    def stac_settings(self) -> StacConfig:
+        """``imagery.stac`` of a STAC source (the validator has made sure it is there)."""
+        if self.stac is None:
+            raise InputError("imagery.stac", "imagery.source stac needs imagery.stac (url, ...)")
+        return self.stac
+
     @field_validator("bands", "stack_bands")
     @classmethod
     def known_bands(cls, value: list[str] | None) -> list[str] | None:

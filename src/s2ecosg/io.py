@@ -12,13 +12,17 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
 
 from s2ecosg.errors import InputError
 from s2ecosg.gdal_env import gdal_ready
 from s2ecosg.gdal_errors import checked_read, gdal_message
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 # Tiled, compressed GeoTIFF (COG-like layout without overviews): readable window by window.
 GEOTIFF_PROFILE: dict[str, Any] = {
@@ -192,8 +196,8 @@ def write_raster(
     path: str | Path,
     array: np.ndarray,
     *,
-    crs: Any,
-    transform: Any,
+    crs: CRS | str,
+    transform: Affine,
     nodata: float | None = 0,
     descriptions: list[str] | None = None,
     tags: dict[str, str] | None = None,

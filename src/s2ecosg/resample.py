@@ -13,10 +13,13 @@ import collections
 import dataclasses
 import functools
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 LATTICE_STEP = 16  # target pixels between exactly transformed lattice nodes
 # Bands warped in parallel wait for the one thread computing their grid's plan instead of each computing it.
@@ -224,7 +227,9 @@ def nearest(values: np.ndarray, sampling: Plan) -> np.ndarray:
     return result
 
 
-def grid_key(transform: Affine, shape: tuple[int, int], crs: Any) -> tuple[tuple[float, ...], tuple[int, int], str]:
+def grid_key(
+    transform: Affine, shape: tuple[int, int], crs: CRS | str
+) -> tuple[tuple[float, ...], tuple[int, int], str]:
     """Hashable description of a grid: (transform 6-tuple, (rows, cols), CRS string)."""
     return tuple(transform)[:6], (int(shape[0]), int(shape[1])), crs if isinstance(crs, str) else crs.to_string()
 

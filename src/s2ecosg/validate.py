@@ -7,10 +7,10 @@ broken rule gives one line, so a forecaster sees all problems at once.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from s2ecosg.domain import HarmonieDomain
 from s2ecosg.errors import InputError
 from s2ecosg.surfex import (
     KEYS,
@@ -119,7 +119,7 @@ def data_problems(binary_path: Path, lines: list[str], values: bool = True, chun
 
 def domain_problems(
     basename: str | Path,
-    domain: Any,
+    domain: HarmonieDomain,
     margin: int = 2,
     chunk_rows: int = 256,
     paths: tuple[Path, Path] | None = None,
@@ -143,7 +143,7 @@ def empty_cells_line(empty: int, cells: int) -> str:
     return f"{empty} of {cells} domain cells have no valid pixel (SURFEX would interpolate them)"
 
 
-def extent_problems(header_path: Path, domain: Any, margin: int) -> list[str]:
+def extent_problems(header_path: Path, domain: HarmonieDomain, margin: int) -> list[str]:
     """A problem line when the pair's extent does not contain the domain grown by ``margin`` cells."""
     problems = []
     need = domain.lonlat_extent(margin)
@@ -157,7 +157,9 @@ def extent_problems(header_path: Path, domain: Any, margin: int) -> list[str]:
     return problems
 
 
-def empty_domain_cells(header_path: Path, binary_path: Path, domain: Any, chunk_rows: int = 256) -> tuple[int, int]:
+def empty_domain_cells(
+    header_path: Path, binary_path: Path, domain: HarmonieDomain, chunk_rows: int = 256
+) -> tuple[int, int]:
     """(cells without a valid pixel centre, all cells) of a HARMONIE domain in a DIRECT pair."""
     from pyproj import Transformer  # 0.1 s to import: loaded where used
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
@@ -18,13 +18,16 @@ from s2ecosg.gdal_errors import gdal_message
 from s2ecosg.io import checked_warp, open_raster
 from s2ecosg.resample import Decoded, grid_key, is_north_up, sample, sample_decoded
 
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
+
 SATURATED = 65535  # Sentinel-2 DN of saturated pixels
 
 
 def warp(
     path: str,
     index: int,
-    transform: Any,
+    transform: Affine,
     shape: tuple[int, int],
     crs: str,
     resampling: str = "bilinear",
@@ -64,7 +67,7 @@ def warp(
 
 
 def warp_classes(
-    path: str | Path, transform: Any, shape: tuple[int, int], crs: Any, fill: float, dtype: Any = np.int64
+    path: str | Path, transform: Affine, shape: tuple[int, int], crs: CRS | str, fill: float, dtype: Any = np.int64
 ) -> tuple[np.ndarray, Any]:
     """Band 1 of a categorical raster on a target window (nearest): ``dtype``, ``fill`` outside it or at its nodata.
 
@@ -95,7 +98,7 @@ def warp_classes(
 
 
 def gdal_warp(
-    source: Any, index: int, transform: Any, part: tuple[slice, slice], crs: str, resampling: str
+    source: Any, index: int, transform: Affine, part: tuple[slice, slice], crs: str, resampling: str
 ) -> np.ndarray:
     """GDAL's warp of one band of an open dataset onto ``part`` of a target tile: float32, NaN = no data."""
     import rasterio  # 0.2 s to import: loaded where used
@@ -124,7 +127,7 @@ def gdal_warp(
 
 
 def array_warp(
-    source: Any, index: int, transform: Any, destination: np.ndarray, crs: str, resampling: str
+    source: Any, index: int, transform: Affine, destination: np.ndarray, crs: str, resampling: str
 ) -> np.ndarray:
     """GDAL's warp onto ``destination`` (target ``transform``, ``crs``) from the values a source window holds."""
     from rasterio.warp import Resampling, reproject, transform_bounds  # 0.2 s to import: loaded where used

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,8 +40,7 @@ def test_model_and_ecosg_scored_on_the_same_pixels(tmp_path: Path, tiles: tuple)
     covers = np.array([[29, 20, 8, 20, 0], [8, 17, 17, 17, 0]], dtype=np.uint8)
     write_raster(tmp_path / "ecosg.tif", covers, crs="EPSG:3035", transform=TRANSFORM)
     legend = load_legend("clc")
-    settings = SimpleNamespace(ecosg=str(tmp_path / "ecosg.tif"), ecosg_table=None)
-    result = compare_with_ecosg(*tiles, None, legend, settings)["all"]
+    result = compare_with_ecosg(*tiles, None, legend, str(tmp_path / "ecosg.tif"))["all"]
     # Reference L1 [1 1 2 2 | 3 3 2 2], model [1 2 2 2 | 3 3 3 2] → 6/8; ECOSG [1 2 3 2 | 3 2 2 2] → 5/8.
     # Reference L2 [11 11 21 21 | 31 31 23 23], model [11 21 21 21 | 31 31 31 23] → 6/8; ECOSG [11 21 31 21 | 31 23 23 23] → 5/8.
     for level in ("clc_l1", "clc_l2"):
@@ -62,17 +60,15 @@ def test_ecosg_from_a_direct_pair(tmp_path: Path, tiles: tuple) -> None:
         (west - 0.01, south - 0.01, east + 0.01, north + 0.01),
         "test",
     )
-    settings = SimpleNamespace(ecosg=str(tmp_path / "ECOSG"), ecosg_table=None)
-    result = compare_with_ecosg(*tiles, None, load_legend("clc"), settings)["all"]
+    result = compare_with_ecosg(*tiles, None, load_legend("clc"), str(tmp_path / "ECOSG"))["all"]
     assert result["clc_l2"]["pixels"] == 10
     assert result["clc_l2"]["ecosg_agreement"] == pytest.approx(3 / 10)  # the three 211 pixels
     assert result["clc_l1"]["ecosg_agreement"] == pytest.approx(6 / 10)  # 211 ×3 and 231 ×3 are agricultural
 
 
 def test_legend_without_clc_levels_is_refused(tmp_path: Path, tiles: tuple) -> None:
-    settings = SimpleNamespace(ecosg=str(tmp_path / "ecosg.tif"), ecosg_table=None)
     with pytest.raises(InputError, match="needs a legend with CLC levels"):
-        compare_with_ecosg(*tiles, None, load_legend("osm_landuse"), settings)
+        compare_with_ecosg(*tiles, None, load_legend("osm_landuse"), str(tmp_path / "ecosg.tif"))
 
 
 def test_point_samples(tmp_path: Path, tiles: tuple) -> None:
@@ -88,14 +84,11 @@ def test_point_samples(tmp_path: Path, tiles: tuple) -> None:
         rows.append(f"{lon:.9f},{lat:.9f},{code}")
     rows.append("-3.0,40.0,211")  # far outside
     (tmp_path / "points.csv").write_text("lon,lat,code\n" + "\n".join(rows) + "\n")
-    settings = SimpleNamespace(points=str(tmp_path / "points.csv"), points_field="code")
-    result = score_points(tiles[0], load_legend("clc"), settings)
+    result = score_points(tiles[0], load_legend("clc"), str(tmp_path / "points.csv"), "code")
     # Predictions there: 112 ✓, 211 ✗ (point says 112), 311 ✓, 231 ✓.
     assert (result["points"], result["scored"], result["without_prediction"]) == (5, 4, 1)
     assert result["classes"]["agreement"] == pytest.approx(3 / 4)
     assert result["clc_l1"]["agreement"] == pytest.approx(3 / 4)  # 211 is agricultural, 112 artificial
     (tmp_path / "bad.csv").write_text("lon,lat,code\n-3.0,40.0,777\n")
     with pytest.raises(InputError, match="class code 777 is not in legend"):
-        score_points(
-            tiles[0], load_legend("clc"), SimpleNamespace(points=str(tmp_path / "bad.csv"), points_field="code")
-        )
+        score_points(tiles[0], load_legend("clc"), str(tmp_path / "bad.csv"), "code")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-from s2ecosg.config import DEFAULT_BANDS
+from s2ecosg.config import DEFAULT_BANDS, PredictConfig
 from s2ecosg.errors import InputError
 from s2ecosg.model.card import BundleCard
 from s2ecosg.model.network import UNet
@@ -58,7 +57,7 @@ def test_resnet50_unet_loads_weights_trains_and_predicts(resnet50_file: Path) ->
     card = BundleCard(encoder="resnet50", bands=DEFAULT_BANDS, n_classes=5, mean=[1000.0] * 10, std=[500.0] * 10)
     tile = np.random.default_rng(0).integers(1, 5000, size=(10, 96, 96), dtype=np.uint16)
     tile[:, :, :10] = 0  # a nodata strip
-    settings = SimpleNamespace(window=64, overlap=16, batch_size=2)
+    settings = PredictConfig(window=64, overlap=16, batch_size=2)
     top = predict_array(model, card, tile, settings, torch.device("cpu"))
     classes, confidence, second, second_confidence = top
     assert classes.shape == (96, 96) and classes[:, :10].max() == 0 and classes[:, 10:].min() >= 1
@@ -110,8 +109,8 @@ def test_compiled_network_predicts_like_the_eager_one() -> None:
     model = UNet("resnet18", 4, n_classes=3).eval()
     card = BundleCard(encoder="resnet18", bands=DEFAULT_BANDS[:4], n_classes=3, mean=[1000.0] * 4, std=[500.0] * 4)
     tile = np.random.default_rng(0).integers(1, 5000, size=(4, 96, 96), dtype=np.uint16)
-    eager = SimpleNamespace(window=64, overlap=16, batch_size=3, compile=False)
-    compiled = SimpleNamespace(window=64, overlap=16, batch_size=3, compile=True)  # 4 windows: batches of 3 and 1
+    eager = PredictConfig(window=64, overlap=16, batch_size=3, compile=False)
+    compiled = PredictConfig(window=64, overlap=16, batch_size=3, compile=True)  # 4 windows: batches of 3 and 1
     expected = predict_array(model, card, tile, eager, torch.device("cpu"))
     result = predict_array(torch.compile(model, dynamic=False), card, tile, compiled, torch.device("cpu"))
     agree = expected[1].astype(int) - expected[3] > 2  # a clear winner; near-ties may flip on float differences

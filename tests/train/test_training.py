@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -71,7 +70,7 @@ def test_encoder_frozen_then_slower() -> None:
     encoder, decoder = lr_factors(settings)
     assert [encoder(epoch) for epoch in range(4)] == [0.0, 0.0, 0.1, 0.1]
     assert [decoder(epoch) for epoch in range(4)] == [1.0] * 4
-    cosine = lr_factors(SimpleNamespace(epochs=4, freeze_encoder_epochs=0, encoder_lr_factor=1.0, schedule="cosine"))
+    cosine = lr_factors(TrainConfig(epochs=4, freeze_encoder_epochs=0, encoder_lr_factor=1.0, schedule="cosine"))
     assert cosine[1](2) == pytest.approx(0.5)
 
 

@@ -13,11 +13,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
 
 from s2ecosg.config import CLIMATES
+from s2ecosg.config_output import CoverConfig
 from s2ecosg.cover.pixels import place_pixels
 from s2ecosg.cover.readers import MostLikely, PixelClasses
 from s2ecosg.io import open_raster
@@ -25,6 +27,10 @@ from s2ecosg.layout import NEWEST_BAND
 from s2ecosg.legend import N_COVERS, Legend
 from s2ecosg.lonlat import Block, LonLatGrid
 from s2ecosg.warp import warp_classes
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
+    from rasterio.windows import Window
 
 CHUNK = 1024  # source pixels per chunk edge
 MOST_LIKELY = MostLikely()
@@ -40,8 +46,8 @@ class Source:
 
     path: str
     confidence: str | None
-    crs: Any
-    transform: Any
+    crs: CRS | str
+    transform: Affine
     height: int
     width: int
     lonlat: tuple[float, float, float, float]
@@ -96,7 +102,7 @@ class CoverMapping:
     zones: str | None = None
 
     @classmethod
-    def from_legend(cls, legend: Legend, settings: Any) -> CoverMapping:
+    def from_legend(cls, legend: Legend, settings: CoverConfig) -> CoverMapping:
         """Lookups of a legend and the ``cover`` config section."""
         mode = settings.climate if settings.climate in CLIMATES else "zones"
         return cls(
@@ -202,7 +208,7 @@ def dense(shape: tuple[int, ...], dtype: np.dtype[Any], positions: np.ndarray, v
     return array
 
 
-def chunk_windows(window: Any) -> list[Any]:
+def chunk_windows(window: Window) -> list[Any]:
     """Split a rasterio window into chunks of at most CHUNK × CHUNK pixels."""
     from rasterio.windows import Window  # 0.2 s to import: loaded where used
 
@@ -250,7 +256,7 @@ class Chunk:
 
 
 def read_chunk(
-    rasters: Rasters, source: Source, window: Any, mapping: CoverMapping, reader: PixelClasses
+    rasters: Rasters, source: Source, window: Window, mapping: CoverMapping, reader: PixelClasses
 ) -> Chunk | None:
     """Classes and weights (``reader``), confidence, zones and observations of a chunk; None when it has no class.
 
@@ -270,7 +276,7 @@ def read_chunk(
     return Chunk(classes, weights, confidence, zone, observations, newest)
 
 
-def zones_on_window(path: str, source: Source, window: Any) -> np.ndarray:
+def zones_on_window(path: str, source: Source, window: Window) -> np.ndarray:
     """Climate zone raster sampled (nearest) on the pixels of a source window."""
     from rasterio.windows import transform as window_transform  # 0.2 s to import: loaded where used
 
@@ -285,7 +291,7 @@ def accumulate_chunk(
     block: Block,
     rasters: Rasters,
     source: Source,
-    window: Any,
+    window: Window,
     mapping: CoverMapping,
     reader: PixelClasses,
 ) -> None:

@@ -18,10 +18,15 @@ L = 0 gives independent pixels (hashed per pixel); a length far beyond the domai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
 from scipy.special import ndtr
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+    from rasterio.windows import Window
 
 NODES_PER_SIGMA = 3  # lattice nodes per kernel σ: the sum is then a faithful Gaussian field
 RADIUS = 5.0  # kernel σs summed on each side of a pixel (weight e^-12.5 ≈ 4e-6 there, 0 beyond)
@@ -114,12 +119,12 @@ class MemberDraw:
     seed: int
     weighted: bool = False
 
-    def read(self, raster: Any, window: Any, transform: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
         """The member's class of every pixel of a chunk of an open ranked-classes raster."""
         ranked = raster.read(window=window)
         return (self.classes(ranked, window, transform) if ranked[0].any() else ranked[0])[None], None
 
-    def classes(self, ranked: np.ndarray, window: Any, transform: Any) -> np.ndarray:
+    def classes(self, ranked: np.ndarray, window: Window, transform: Affine) -> np.ndarray:
         """The member's class ids of a chunk (rasterio window) of a ranked-classes raster with the given transform."""
         height, width = ranked.shape[1:]
         x = transform.c + (window.col_off + np.arange(width) + 0.5) * transform.a

@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
 
 from s2ecosg.lonlat import Block, LonLatGrid
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
+    from rasterio.windows import Window
 
 LATTICE = 32  # source pixels between exact lattice points
 SAFETY = 8.0  # measured interpolation error × SAFETY = distance from an edge below which a pixel is redone exactly
@@ -33,7 +38,7 @@ def to_lonlat(crs_wkt: str) -> Any:
     return Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True)
 
 
-def exact_lonlat(crs: Any, transform: Any, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def exact_lonlat(crs: CRS, transform: Affine, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact longitude and latitude of pixel centres at absolute (row, column) indices of a raster.
 
     The arithmetic is the per-pixel reference's: index + 0.5, times the pixel size, plus the origin, then PROJ.
@@ -91,7 +96,7 @@ class Lattice:
     bound: np.ndarray
 
 
-def build_lattice(source: Any, window: Any, grid: LonLatGrid) -> Lattice:
+def build_lattice(source: Any, window: Window, grid: LonLatGrid) -> Lattice:
     """Exact transforms on the lattice of a chunk, and the interpolation error at its probes.
 
     The probes are the lattice refined by two in each direction: lattice points, midpoints of lattice cell edges
@@ -177,7 +182,7 @@ def interpolate(lattice: Lattice, height: int, width: int) -> tuple[np.ndarray, 
 
 def place_pixels(
     source: Any,
-    window: Any,
+    window: Window,
     grid: LonLatGrid,
     valid: np.ndarray,
     latitudes: tuple[float, ...] = (),

@@ -10,9 +10,14 @@ the output cell it falls in. A reader's ``repr`` is part of the block cache's ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+from affine import Affine
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+    from rasterio.windows import Window
 
 
 class PixelClasses(Protocol):
@@ -22,7 +27,7 @@ class PixelClasses(Protocol):
     def weighted(self) -> bool:
         """Whether :meth:`read` gives weights (cover counts are then fractional)."""
 
-    def read(self, raster: Any, window: Any, transform: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
         """((K, rows, cols) uint8 class ids, 0 = none; (K, rows, cols) float64 weights summing to 1, or None)."""
 
 
@@ -32,7 +37,7 @@ class MostLikely:
 
     weighted: bool = False
 
-    def read(self, raster: Any, window: Any, transform: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
         """Band 1 of the chunk."""
         return raster.read(1, window=window)[None], None
 
@@ -47,7 +52,7 @@ class Probabilities:
 
     weighted: bool = True
 
-    def read(self, raster: Any, window: Any, transform: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
         """Classes (bands 1, 3, …) and their renormalised probabilities (bands 2, 4, … over their sum)."""
         ranked = raster.read(window=window)
         codes = ranked[1::2].astype(np.float64)

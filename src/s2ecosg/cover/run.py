@@ -34,7 +34,7 @@ from s2ecosg.cover.parallel import CoverJob, block_output, block_outputs
 from s2ecosg.cover.readers import PixelClasses
 from s2ecosg.cover.readme import readme_text
 from s2ecosg.cover.writers import WRITERS, DirectWriter
-from s2ecosg.domain import resolve_domain
+from s2ecosg.domain import HarmonieDomain, resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path, open_raster
 from s2ecosg.legend import Legend
@@ -88,19 +88,21 @@ def predicted_extent(sources: list[Source]) -> tuple[float, float, float, float]
     return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
 
 
-def output_grid(settings: Any, domain_settings: Any, sources: list[Source]) -> tuple[LonLatGrid, Any]:
+def output_grid(
+    settings: CoverConfig, domain_settings: DomainConfig, sources: list[Source]
+) -> tuple[LonLatGrid, HarmonieDomain | None]:
     """The output grid and the HARMONIE domain (or None) for a run."""
     domain = resolve_domain(domain_settings.name, domain_settings.harmonie)
     if domain is not None:
         extent = domain.lonlat_extent(domain_settings.margin)
     elif domain_settings.bbox is not None:
-        extent = tuple(domain_settings.bbox)
+        extent = domain_settings.bbox
     else:
         extent = predicted_extent(sources)
     return snap_grid(extent, degrees(settings.resolution_deg)), domain
 
 
-def namelist(basename: str, domain: Any) -> str:
+def namelist(basename: str, domain: HarmonieDomain | None) -> str:
     """PGD namelist lines: ECOSG covers from this file, and the domain's grid when there is one."""
     lines = f"&NAM_FRAC LECOSG=.TRUE. /\n&NAM_COVER YCOVER='{basename}', YCOVERFILETYPE='DIRECT' /\n"
     return lines + (domain.namelists() if domain is not None else "")
@@ -237,9 +239,9 @@ def check_written(
     basename: str,
     paths: tuple[Path, Path],
     counts: dict[str, int],
-    domain: Any,
-    domain_settings: Any,
-    settings: Any,
+    domain: HarmonieDomain | None,
+    domain_settings: DomainConfig,
+    settings: CoverConfig,
 ) -> list[str]:
     """Check the written (still temporary) pair; return the lines of ``validation.txt`` or raise.
 
@@ -274,7 +276,7 @@ def check_written(
 def write_side_files(
     basename: str,
     grid: LonLatGrid,
-    domain: Any,
+    domain: HarmonieDomain | None,
     provenance: dict[str, str],
     counts: dict[str, int],
     readme: bool = True,

@@ -9,7 +9,6 @@ outside the predicted tiles or on pixels without a prediction are counted as suc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -60,11 +59,11 @@ def sample_tiles(predictions: dict[str, str], x: np.ndarray, y: np.ndarray) -> n
 
 
 def point_matrix(
-    predictions: dict[str, str], settings: Any, legend: Legend, crs: str
+    predictions: dict[str, str], points: str, field: str, legend: Legend, crs: str
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Confusion matrix (reference ids × predicted ids) of the points, and counts of points used and left out."""
-    x, y, codes = read_points(settings.points, settings.points_field, crs)
-    reference = map_codes(np.asarray(codes).astype(str), legend, settings.points)
+    x, y, codes = read_points(points, field, crs)
+    reference = map_codes(np.asarray(codes).astype(str), legend, points)
     predicted = sample_tiles(predictions, x, y)
     counts = {
         "points": int(len(codes)),

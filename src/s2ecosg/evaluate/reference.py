@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from affine import Affine
 
 from s2ecosg.cover.fill import sample_direct
 from s2ecosg.errors import InputError
@@ -23,6 +24,9 @@ from s2ecosg.legend import Legend
 from s2ecosg.metrics import confusion, scores
 from s2ecosg.surfex import is_direct
 from s2ecosg.warp import warp_classes
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 COMPARED_LEVELS = ("clc_l1", "clc_l2")
 
@@ -44,7 +48,7 @@ def load_table(path: str | None) -> dict[str, np.ndarray]:
     return lookups
 
 
-def ecosg_on_tile(path: str, transform: Any, shape: tuple[int, int], crs: Any) -> np.ndarray:
+def ecosg_on_tile(path: str, transform: Affine, shape: tuple[int, int], crs: CRS | str) -> np.ndarray:
     """ECOSG covers at the pixel centres of a tile (nearest; 0 outside the file)."""
     if is_direct(path):
         from pyproj import Transformer  # 0.1 s to import: loaded where used

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
 
 from s2ecosg.config import EvaluateConfig
 from s2ecosg.errors import InputError
@@ -33,7 +34,7 @@ from s2ecosg.shards.cut import read_split
 LOG = logging.getLogger(__name__)
 
 
-def validation_mask(split_path: str | None, transform: Any, shape: tuple[int, int]) -> np.ndarray:
+def validation_mask(split_path: str | None, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
     """True on pixels whose centre lies in a validation block (all False without a split file)."""
     from rasterio.features import rasterize  # 0.2 s to import: loaded where used
 
@@ -80,16 +81,30 @@ def ecosg_matrices(
 
 
 def compare_with_ecosg(
-    predictions: dict[str, str], labels: dict[str, str], split_path: str | None, legend: Legend, settings: Any
+    predictions: dict[str, str],
+    labels: dict[str, str],
+    split_path: str | None,
+    legend: Legend,
+    ecosg: str,
+    ecosg_table: str | None = None,
 ) -> dict[str, Any]:
-    """Side-by-side scores of the model and the original ECOSG over all tiles (``evaluate.ecosg``)."""
+    """Side-by-side scores of the model and the original ECOSG over all tiles.
+
+    Args:
+        predictions: Tile id → prediction GeoTIFF.
+        labels: Tile id → label GeoTIFF on the same grid.
+        split_path: The shards' split (validation blocks), or None for the whole area only.
+        legend: The label legend; needs the CLC levels L1 and L2.
+        ecosg: The original cover (``evaluate.ecosg``): DIRECT base name or GeoTIFF.
+        ecosg_table: ECOSG → CLC table (``evaluate.ecosg_table``); None: the shipped one.
+    """
     if not all(legend.has_level(level) for level in COMPARED_LEVELS):
-        raise InputError(settings.ecosg, f"evaluate.ecosg needs a legend with CLC levels; {legend.source} has none")
-    tables = load_table(settings.ecosg_table)
+        raise InputError(ecosg, f"evaluate.ecosg needs a legend with CLC levels; {legend.source} has none")
+    tables = load_table(ecosg_table)
     totals: dict[str, dict[str, np.ndarray]] = {}
     for tile in sorted(predictions):
         for area, levels in ecosg_matrices(
-            (predictions[tile], labels[tile]), split_path, legend, settings.ecosg, tables
+            (predictions[tile], labels[tile]), split_path, legend, ecosg, tables
         ).items():
             for level, stack in levels.items():
                 totals.setdefault(area, {}).setdefault(level, np.zeros_like(stack))
@@ -109,11 +124,18 @@ def area_matrices(
     return matrices
 
 
-def score_points(predictions: dict[str, str], legend: Legend, settings: Any) -> dict[str, Any]:
-    """Scores against the point samples of ``evaluate.points``, per level, with the point counts."""
+def score_points(predictions: dict[str, str], legend: Legend, points: str, field: str = "code") -> dict[str, Any]:
+    """Scores against point samples, per level, with the point counts.
+
+    Args:
+        predictions: Tile id → prediction GeoTIFF.
+        legend: The label legend of the predictions.
+        points: The samples (``evaluate.points``): CSV with lon, lat and ``field``, or a vector file of points.
+        field: Column holding the legend's class codes (``evaluate.points_field``).
+    """
     with open_raster(next(iter(predictions.values()))) as source:
         crs = source.crs.to_string()
-    matrix, counts = point_matrix(predictions, settings, legend, crs)
+    matrix, counts = point_matrix(predictions, points, field, legend, crs)
     return summarise({"points": matrix}, legend)["points"] | counts
 
 
@@ -335,12 +357,14 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, Any]:
         raise InputError(labels_source or next(iter(labels.values())), no_overlap(labels_source, predictions))
     result = summarise(matrices, legend)
     if settings is not None and settings.ecosg:
-        result["ecosg"] = compare_with_ecosg(predictions, labels, split_path, legend, settings)
+        result["ecosg"] = compare_with_ecosg(
+            predictions, labels, split_path, legend, settings.ecosg, settings.ecosg_table
+        )
     if baseline:
         # The per-pixel LightGBM baseline, on the same areas and levels as the CNN.
         result["baseline"] = summarise(area_matrices(baseline, labels, split_path, legend.n_classes), legend)
     if settings is not None and settings.points:
-        result["points"] = score_points(predictions, legend, settings)
+        result["points"] = score_points(predictions, legend, settings.points, settings.points_field)
     result["calibration"] = card.calibration
     write_json(Path(out) / "metrics.json", result)
     text = markdown(result)

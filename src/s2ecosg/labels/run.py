@@ -8,7 +8,7 @@ Outputs: ``labels/{tile}.tif`` — uint8 class ids 1..K, 0 = no label.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -24,10 +24,13 @@ from s2ecosg.stage.scenes import file_stamp
 from s2ecosg.vectors import is_vector, read_vector
 from s2ecosg.warp import warp_classes
 
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
+
 LOG = logging.getLogger(__name__)
 
 
-def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any) -> np.ndarray:
+def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str) -> np.ndarray:
     """Warp a categorical raster onto a window (nearest) and map its codes to class ids.
 
     Args:
@@ -46,7 +49,7 @@ def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int
 
 
 def vector_labels(
-    path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any
+    path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str
 ) -> np.ndarray:
     """Rasterise polygons onto a window, burning the class id of their code (pixel-centre rule).
 
@@ -81,7 +84,7 @@ def vector_labels(
 
 
 def tile_labels(
-    path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: Any
+    path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str
 ) -> np.ndarray:
     """Class ids on a window from a raster or a vector reference."""
     if is_vector(path):

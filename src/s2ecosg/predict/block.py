@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
@@ -25,6 +25,9 @@ from s2ecosg.layout import tile_file
 from s2ecosg.model.card import read_card
 from s2ecosg.model.network import pick_device
 from s2ecosg.predict.windows import Predictor, Region, check_bands, ranks_kept, ready_model
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 LOG = logging.getLogger(__name__)
 PREDICTION_BANDS = ["class_id", "probability_255", "second_class_id", "second_probability_255"]
@@ -82,7 +85,9 @@ class StagedMosaic:
         return lambda first, last: self.read((row0 + first, row0 + last), columns)
 
 
-def write_prediction(outputs: Mapping[str, str | None], top: np.ndarray, transform: Any, crs: Any, tags: dict) -> None:
+def write_prediction(
+    outputs: Mapping[str, str | None], top: np.ndarray, transform: Affine, crs: CRS | str, tags: dict
+) -> None:
     """Write a tile's (2 × ranks, rows, columns) prediction: top-K and top2 (when asked), confidence, then classes."""
     written: dict[str, Any] = dict(crs=crs, transform=transform, nodata=0, tags=tags)
     top2, confidence, classes = outputs.get("top2"), outputs["confidence"], outputs["classes"]
@@ -177,7 +182,7 @@ class BlockTiles:
         bottom = top - self.region.padded[0] * resolution
         return [staged[name] for name in self.grid.tiles_covering((left, bottom, right, top)) if name in staged]
 
-    def emit(self, row: int, top: np.ndarray, writer: ThreadPoolExecutor, crs: Any) -> None:
+    def emit(self, row: int, top: np.ndarray, writer: ThreadPoolExecutor, crs: CRS | str) -> None:
         """Cut finished kept rows ``row`` … into the tiles; a tile whose last row is done is written (in ``writer``)."""
         last = row + top.shape[1]
         for name, (cell_row, cell_column) in self.cells.items():
@@ -191,7 +196,7 @@ class BlockTiles:
             if last >= end:
                 self.writes.append(writer.submit(self.write, name, self.buffers.pop(name), crs))
 
-    def write(self, name: str, top: np.ndarray, crs: Any) -> None:
+    def write(self, name: str, top: np.ndarray, crs: CRS | str) -> None:
         """Write one finished tile with its signature."""
         outputs, wanted = self.tiles[name]
         LOG.info("%s: %.1f %% predicted", name, 100 * (top[0] > 0).mean())
@@ -199,7 +204,12 @@ class BlockTiles:
 
 
 def predict_block_tiles(
-    bundle: str, settings: Any, grid: Any, tiles: dict[str, tuple[dict, str]], staged: dict[str, str], legend: Any
+    bundle: str,
+    settings: PredictConfig,
+    grid: TargetGrid,
+    tiles: dict[str, tuple[dict, str]],
+    staged: dict[str, str],
+    legend: str | None,
 ) -> int:
     """Predict ``tiles`` (name → (outputs, signature)) as one region read from ``staged`` (name → image); windows run.
 

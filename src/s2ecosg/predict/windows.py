@@ -27,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from s2ecosg.blocks import lookahead
+from s2ecosg.config import PredictConfig
 from s2ecosg.errors import InputError
 from s2ecosg.gdal_env import gdal_threads
 from s2ecosg.model.bundle import check_legend, load_bundle
@@ -93,7 +94,7 @@ def aligned_starts(length: int, size: int, stride: int, origin: int, keep: tuple
     return sorted(set(starts))
 
 
-def window_plan(region: Region, settings: Any, multiple: int = 32) -> tuple[list[int], list[int], int]:
+def window_plan(region: Region, settings: PredictConfig, multiple: int = 32) -> tuple[list[int], list[int], int]:
     """Row starts, column starts (padded indices) of the grid-aligned windows over a region, and the window edge.
 
     A region smaller than a window gets the largest window that fits, rounded down to ``multiple`` (the encoder's
@@ -125,12 +126,14 @@ def compiled(model: UNet) -> Any:
     return torch.compile(model, dynamic=False)
 
 
-def ready_model(bundle: str, settings: Any, device: torch.device, legend_name: str | None) -> tuple[Any, BundleCard]:
+def ready_model(
+    bundle: str, settings: PredictConfig, device: torch.device, legend_name: str | None
+) -> tuple[Any, BundleCard]:
     """The bundle's network, checked against the run's legend, compiled when ``predict.compile`` asks for it."""
     model, card = load_bundle(bundle, device)
     if legend_name:
         check_legend(card, legend_name, bundle)
-    if getattr(settings, "compile", False):
+    if settings.compile:
         model = compiled(model)
     return model, card
 
@@ -143,7 +146,7 @@ class Predictor:
     ``windows`` counts the windows computed so far.
     """
 
-    def __init__(self, model: Any, card: BundleCard, settings: Any, device: torch.device) -> None:
+    def __init__(self, model: Any, card: BundleCard, settings: PredictConfig, device: torch.device) -> None:
         self.model, self.card, self.settings, self.device = model, card, settings, device
         self.mean, self.std = np.asarray(card.mean, np.float32), np.asarray(card.std, np.float32)
         self.stride = ENCODERS[card.encoder].stride
@@ -212,7 +215,7 @@ class Predictor:
         """(places, probabilities, valid masks) per batch; the next batch is cut while the model runs on this one."""
         count = self.settings.batch_size
         # A compiled network is specialised to one batch shape: the last batch is padded to it, not recompiled.
-        padded = count if getattr(self.settings, "compile", False) else 0
+        padded = count if self.settings.compile else 0
 
         def load() -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor] | None:
             group = list(itertools.islice(windows, count))
@@ -325,16 +328,16 @@ class RollingBlend:
         self.base += count
 
 
-def ranks_kept(settings: Any) -> int:
+def ranks_kept(settings: PredictConfig) -> int:
     """Classes kept per pixel: the top 2 (classes, confidence, top2.tif), or ``predict.probabilities`` if more."""
-    return max(2, getattr(settings, "probabilities", 0))
+    return max(2, settings.probabilities)
 
 
 def predict_array(
     model: UNet,
     card: BundleCard,
     image: np.ndarray,
-    settings: Any,
+    settings: PredictConfig,
     device: torch.device,
     origin: tuple[int, int] = (0, 0),
     halo: int = 0,

@@ -22,13 +22,16 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
 
 from s2ecosg.errors import InputError
 from s2ecosg.io import BAND_READERS
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 PREFIX = "eopf:"
 
@@ -150,7 +153,7 @@ class EopfBand:
     count = 1
     nodata = 0
 
-    def read(self, index: int = 1, window: Any = None) -> np.ndarray:
+    def read(self, index: int = 1, window: Window = None) -> np.ndarray:
         """Digital counts of a window ``((row0, row1), (col0, col1))`` (the whole band without one)."""
         (row0, row1), (column0, column1) = window if window is not None else ((0, self.height), (0, self.width))
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from s2ecosg.config import DomainConfig, ImageryConfig
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid, intersect
@@ -46,7 +47,7 @@ def box_text(box: Any) -> str:
 
 
 def inventory_area(
-    aoi: tuple[float, float, float, float] | None, domain_settings: Any
+    aoi: tuple[float, float, float, float] | None, domain_settings: DomainConfig
 ) -> tuple[tuple[float, float, float, float] | None, str]:
     """The lon/lat box to stage and its name: ``imagery.aoi`` within the HARMONIE domain (+ margin) or ``domain.bbox``.
 
@@ -59,7 +60,7 @@ def inventory_area(
             f"domain {domain.name} + {domain_settings.margin} cells",
         )
     elif domain_settings.bbox is not None:
-        extent, name = tuple(domain_settings.bbox), "domain.bbox"
+        extent, name = domain_settings.bbox, "domain.bbox"
     else:
         return aoi, "imagery.aoi"
     if aoi is None:
@@ -132,7 +133,7 @@ def none_kept(found: list[Scene], dates: tuple[dt.date, dt.date] | None, max_clo
 
 
 def stac_inventory(
-    imagery: Any,
+    imagery: ImageryConfig,
     grid: TargetGrid,
     area: tuple[float, float, float, float] | None = None,
     area_name: str = "imagery.aoi",
@@ -143,14 +144,15 @@ def stac_inventory(
     """
     from rasterio.warp import transform_bounds  # 0.2 s to import: loaded where used
 
-    keys = asset_keys(imagery.stac.provider)
+    stac = imagery.stac_settings
+    keys = asset_keys(stac.provider)
     scenes = []
-    for item in search(imagery.stac, imagery):
+    for item in search(stac, imagery):
         scene = Scene(**item_scene(item, imagery.bands, keys))
         scene.footprint = transform_bounds("EPSG:4326", grid.crs, *item.bbox, densify_pts=21)
         if keep_scene(scene, imagery.dates, imagery.max_cloud):
             scenes.append(scene)
-    return tile_scenes(scenes, imagery.bands, grid, area or imagery.aoi, imagery.stac.url, area_name)
+    return tile_scenes(scenes, imagery.bands, grid, area or imagery.aoi, stac.url, area_name)
 
 
 def tile_scenes(

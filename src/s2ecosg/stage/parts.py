@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
 from s2ecosg.stage.clouds import cloud_mask, mask_method, rows_at_full_resolution
@@ -123,7 +124,12 @@ def scene_targets(scene: dict[str, Any], grid: TargetGrid, tiles: list[str]) -> 
 
 
 def scene_parts(
-    scene: dict[str, Any], bands: list[str], grid: TargetGrid, tiles: list[str], settings: Any, pool: ThreadPoolExecutor
+    scene: dict[str, Any],
+    bands: list[str],
+    grid: TargetGrid,
+    tiles: list[str],
+    settings: ImageryConfig,
+    pool: ThreadPoolExecutor,
 ) -> Callable[[], dict[str, tuple[np.ndarray, tuple[slice, slice]]]]:
     """Start decoding a scene over the tiles it reaches, each band once, and sampling it onto each tile.
 
@@ -174,7 +180,7 @@ def mask_part(
     window: tuple[slice, slice],
     classes: np.ndarray | None,
     clouds: Any,
-    settings: Any,
+    settings: ImageryConfig,
     grid: TargetGrid,
 ) -> np.ndarray:
     """Zero a tile part wherever a band is invalid, its SCL class is excluded or s2cloudless (a future) says cloud."""

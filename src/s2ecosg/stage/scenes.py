@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
@@ -26,6 +26,9 @@ from s2ecosg.stage.clouds import CLOUD_BANDS
 from s2ecosg.stage.eopf import PREFIX as EOPF_PREFIX
 from s2ecosg.stage.eopf import is_product, product_of, product_record
 from s2ecosg.stage.safe import archive_of, product_name, read_product
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS
 
 LOG = logging.getLogger(__name__)
 BAND_FILE = re.compile(
@@ -224,7 +227,7 @@ def file_stamp(path: str) -> list[int]:
     return [status.st_size, status.st_mtime_ns]
 
 
-def check_utm_zone(path: str, crs: Any) -> None:
+def check_utm_zone(path: str, crs: CRS) -> None:
     """Refuse a Sentinel-2 file named for an MGRS tile (``T33UUU``) whose CRS is another UTM zone's.
 
     A wrong CRS tag would otherwise put the scene, and the cover, hundreds of kilometres away.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from s2ecosg.config import ImageryConfig
 from s2ecosg.grid import TargetGrid
 from s2ecosg.stage.inventory import build_inventory, stac_inventory
 from s2ecosg.stage.scenes import expand_patterns
@@ -24,13 +25,13 @@ class ImagerySource(Protocol):
 
     name: str
 
-    def watched_files(self, imagery: Any) -> list[Path]:
+    def watched_files(self, imagery: ImageryConfig) -> list[Path]:
         """Files whose sizes and times the workflow fingerprints (none for a remote catalogue)."""
 
-    def inventory(self, imagery: Any, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
+    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
         """The scenes (band files or URLs, footprint, date, offsets) and the grid tiles each touches."""
 
-    def localise(self, scene: dict[str, Any], imagery: Any) -> dict[str, Any]:
+    def localise(self, scene: dict[str, Any], imagery: ImageryConfig) -> dict[str, Any]:
         """The scene with every band (and mask) file on this machine, fetched when needed."""
 
 
@@ -39,11 +40,11 @@ class LocalArchive:
 
     name = "local"
 
-    def watched_files(self, imagery: Any) -> list[Path]:
+    def watched_files(self, imagery: ImageryConfig) -> list[Path]:
         """Every file of the glob patterns."""
         return expand_patterns(imagery.paths)
 
-    def inventory(self, imagery: Any, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
+    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
         """Scenes grouped from the archive's files (:func:`~s2ecosg.stage.inventory.build_inventory`)."""
         return build_inventory(
             imagery.paths,
@@ -56,7 +57,7 @@ class LocalArchive:
             area_name=area_name,
         )
 
-    def localise(self, scene: dict[str, Any], imagery: Any) -> dict[str, Any]:
+    def localise(self, scene: dict[str, Any], imagery: ImageryConfig) -> dict[str, Any]:
         """Local files are where they are."""
         return scene
 
@@ -66,22 +67,22 @@ class StacApi:
 
     name = "stac"
 
-    def watched_files(self, imagery: Any) -> list[Path]:
+    def watched_files(self, imagery: ImageryConfig) -> list[Path]:
         """Nothing local: new scenes appear through the inventory's search."""
         return []
 
-    def inventory(self, imagery: Any, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
+    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
         """Scenes of the STAC search (:func:`~s2ecosg.stage.inventory.stac_inventory`)."""
         return stac_inventory(imagery, grid, area, area_name)
 
-    def localise(self, scene: dict[str, Any], imagery: Any) -> dict[str, Any]:
+    def localise(self, scene: dict[str, Any], imagery: ImageryConfig) -> dict[str, Any]:
         """Every http(s) asset replaced by its copy in ``imagery.stac.cache`` (downloaded when missing)."""
-        return localise_assets(scene, imagery.stac)
+        return localise_assets(scene, imagery.stac_settings)
 
 
 SOURCES: dict[str, ImagerySource] = {source.name: source for source in (LocalArchive(), StacApi())}
 
 
-def source_of(imagery: Any) -> ImagerySource:
+def source_of(imagery: ImageryConfig) -> ImagerySource:
     """The source ``imagery.source`` names (the config has checked the name)."""
     return SOURCES[imagery.source]

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from s2ecosg.config import ImageryConfig, StacConfig
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path, package_csv
 
@@ -55,7 +56,7 @@ def with_retries(action: Any, what: str, retries: int, backoff: float) -> Any:
     raise InputError(what, f"unreachable after {retries + 1} tries ({reason})")
 
 
-def fetch(url: str, target: Path, settings: Any) -> Path:
+def fetch(url: str, target: Path, settings: StacConfig) -> Path:
     """Download ``url`` to ``target`` (kept if already there), atomically, with retries."""
     if target.exists():
         return target
@@ -78,7 +79,7 @@ def item_offset(properties: dict[str, Any]) -> int:
     return -1000 if baseline >= "04.00" else 0
 
 
-def search(settings: Any, imagery: Any) -> list[Any]:
+def search(settings: StacConfig, imagery: ImageryConfig) -> list[Any]:
     """Items of the STAC search (``imagery.stac``: url, collection; footprint ``imagery.aoi``; dates; cloud)."""
     from pystac_client import Client  # 0.3 s to import: loaded where used
 
@@ -115,7 +116,7 @@ def item_scene(item: Any, bands: list[str], keys: dict[str, str]) -> dict[str, A
     }
 
 
-def localise(scene: dict[str, Any], settings: Any) -> dict[str, Any]:
+def localise(scene: dict[str, Any], settings: StacConfig) -> dict[str, Any]:
     """The scene with every http(s) asset replaced by its copy in the cache (downloaded when missing)."""
 
     def local(url: str | None) -> str | None:

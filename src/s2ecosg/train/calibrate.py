@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from s2ecosg.config import Config
 from s2ecosg.model.network import UNet
 from s2ecosg.shards.index import ShardStats
 from s2ecosg.train.data import EpochBatches, PatchDataset
@@ -158,7 +159,7 @@ def calibration_fields(
     checkpoint: Path,
     shards: str,
     stats: ShardStats,
-    config: Any,
+    config: Config,
     n_classes: int,
     device: torch.device,
     expected: dict[str, Any],

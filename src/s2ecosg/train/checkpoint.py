@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 import s2ecosg
+from s2ecosg.config import ModelConfig
 from s2ecosg.io import atomic_path
+from s2ecosg.legend import Legend
 from s2ecosg.model.bundle import save_bundle, state_mismatch
 from s2ecosg.model.card import BundleCard
 from s2ecosg.shards.index import ShardStats
@@ -91,7 +93,7 @@ def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str
 
 
 def write_bundle(
-    checkpoint: Path, bundle: str, model_settings: Any, legend: Any, stats: ShardStats, extra: dict[str, Any]
+    checkpoint: Path, bundle: str, model_settings: ModelConfig, legend: Legend, stats: ShardStats, extra: dict[str, Any]
 ) -> None:
     """Write the bundle (:mod:`s2ecosg.model.bundle`: weights and card) from a checkpoint."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)

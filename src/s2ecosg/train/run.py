@@ -80,18 +80,18 @@ class Parts:
     world: World
     device: torch.device
     weights: torch.Tensor | None
-    settings: Any
+    settings: TrainConfig
     autocast_dtype: torch.dtype | None
 
 
-def autocast_dtype(settings: Any, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(settings: TrainConfig, device: torch.device) -> torch.dtype | None:
     """Mixed-precision dtype: bf16 (auto) / fp16 on CUDA, None (fp32) on CPU or when asked."""
     if device.type != "cuda" or settings.precision == "fp32":
         return None
     return torch.float16 if settings.precision == "fp16" else torch.bfloat16
 
 
-def lr_factors(settings: Any) -> list[Any]:
+def lr_factors(settings: TrainConfig) -> list[Any]:
     """Per-epoch learning-rate factors for the [encoder, decoder] groups: frozen encoder first, then × factor."""
 
     def shape(epoch: int) -> float:
@@ -105,7 +105,7 @@ def lr_factors(settings: Any) -> list[Any]:
     return [encoder, shape]
 
 
-def build_parts(model: UNet, settings: Any, world: World, device: torch.device, weights: Any) -> Parts:
+def build_parts(model: UNet, settings: TrainConfig, world: World, device: torch.device, weights: Any) -> Parts:
     """Model on its device and wrapped for the backend, AdamW over [encoder, decoder] groups, schedule, scaler."""
     model = model.to(device)
     if device.type == "cuda" and settings.channels_last:
@@ -123,11 +123,21 @@ def build_parts(model: UNet, settings: Any, world: World, device: torch.device, 
     return Parts(world.wrap(model, device), optimizer, schedule, scaler, world, device, weights, settings, dtype)
 
 
-def make_loader(dataset: PatchDataset, batches: EpochBatches, settings: Any, device: torch.device) -> DataLoader:
+def make_loader(
+    dataset: PatchDataset, batches: EpochBatches, settings: TrainConfig, device: torch.device
+) -> DataLoader:
     """Loader with workers, pinned memory and prefetch (the batch sampler runs in this process)."""
-    workers = settings.workers
-    extra = {"prefetch_factor": settings.prefetch, "persistent_workers": True} if workers else {}
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda", **extra)
+    workers, pinned = settings.workers, device.type == "cuda"
+    if not workers:
+        return DataLoader(dataset, batch_sampler=batches, num_workers=0, pin_memory=pinned)
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        pin_memory=pinned,
+        prefetch_factor=settings.prefetch,
+        persistent_workers=True,
+    )
 
 
 def run_model(parts: Parts, image: torch.Tensor) -> torch.Tensor:
@@ -304,7 +314,7 @@ def training_digest(index: ShardIndex, config: Config) -> str:
     return signature(index.digest, sections)
 
 
-def training_world(settings: Any) -> tuple[World, torch.device]:
+def training_world(settings: TrainConfig) -> tuple[World, torch.device]:
     """Join the backend's process group; the device of this rank (its GPU on a multi-GPU node)."""
     device = pick_device(settings.device, "train.device")
     world = join(settings.backend, device.type)
