@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
@@ -109,7 +110,7 @@ def whole_number(key: str, value: object) -> int:
     return int(number)
 
 
-def domain_from_keys(name: str, keys: dict) -> HarmonieDomain:
+def domain_from_keys(name: str, keys: Mapping[str, float | str]) -> HarmonieDomain:
     """A domain from HARMONIE keys (any case); a missing, bad or impossible key is a one-line error."""
     lower = {str(key).lower(): value for key, value in keys.items()}
     missing = [key.upper() for key in KEYS if lower.get(key) in (None, "")]
@@ -161,7 +162,7 @@ def domain_problem(domain: HarmonieDomain) -> str | None:
     return None
 
 
-def resolve_domain(name: str | None, keys: dict | None) -> HarmonieDomain | None:
+def resolve_domain(name: str | None, keys: dict[str, float] | None) -> HarmonieDomain | None:
     """The config's domain: custom keys first, else a named domain, else None (no HARMONIE domain)."""
     if keys:
         return domain_from_keys(name or "custom", keys)

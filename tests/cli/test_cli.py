@@ -44,6 +44,7 @@ def test_every_rule_hands_its_command_the_run_config() -> None:
     for rule, command in commands.items():
         assert re.match(r"^(\{params\.launch\} )?s2ecosg [a-z-]+ ", command), rule
         name = command.split("s2ecosg ", 1)[1].split()[0]
+        assert name in main.commands, f"rule {rule} runs s2ecosg {name}, which is no command"
         if name not in ("mosaic", "baseline-predict"):
             assert "--run-config {resources.run_config}" in command, rule
 

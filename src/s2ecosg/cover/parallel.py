@@ -128,7 +128,9 @@ def block_outputs(job: J, blocks: list[Block], workers: int, compute: Callable[[
                 pending.cancel()
 
 
-def in_order(pool: ProcessPoolExecutor, queue: collections.deque[Future], upcoming: Iterator[Block]) -> Iterator[Any]:
+def in_order(
+    pool: ProcessPoolExecutor, queue: collections.deque[Future[Any]], upcoming: Iterator[Block]
+) -> Iterator[Any]:
     """The pending results in submission order, submitting the next block as each one is taken."""
     while queue:
         try:

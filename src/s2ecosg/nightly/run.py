@@ -61,7 +61,7 @@ def snakemake(arguments: list[str], timeout: float) -> int:
 GRACE = 60.0  # seconds Snakemake gets after SIGTERM to stop its jobs and release its lock
 
 
-def stop_group(process: subprocess.Popen) -> None:
+def stop_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the process group of a still running ``process``, SIGKILL after :data:`GRACE` seconds."""
     if process.poll() is not None:
         return

@@ -86,7 +86,7 @@ class StagedMosaic:
 
 
 def write_prediction(
-    outputs: Mapping[str, str | None], top: np.ndarray, transform: Affine, crs: CRS | str, tags: dict
+    outputs: Mapping[str, str | None], top: np.ndarray, transform: Affine, crs: CRS | str, tags: dict[str, str]
 ) -> None:
     """Write a tile's (2 × ranks, rows, columns) prediction: top-K and top2 (when asked), confidence, then classes."""
     written: dict[str, Any] = dict(crs=crs, transform=transform, nodata=0, tags=tags)
@@ -155,7 +155,7 @@ class BlockTiles:
         origin = (first_row * self.size, first_column * self.size)
         self.region = Region(origin, (rows * self.size, columns * self.size), halo)
         self.buffers: dict[str, np.ndarray] = {}
-        self.writes: list[Future] = []
+        self.writes: list[Future[None]] = []
 
     def place(self, name: str) -> tuple[int, int]:
         """(row counted southward, column) of a tile on the grid of tiles: its global pixel index / tile pixels."""
@@ -207,7 +207,7 @@ def predict_block_tiles(
     bundle: str,
     settings: PredictConfig,
     grid: TargetGrid,
-    tiles: dict[str, tuple[dict, str]],
+    tiles: dict[str, tuple[dict[str, str], str]],
     staged: dict[str, str],
     legend: str | None,
 ) -> int:

@@ -148,7 +148,10 @@ def read_headers(manifests: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def check_labelled(
-    headers: dict[str, tuple[str, dict]], blocks: set, counts: dict[str, int], labels: str | None
+    headers: dict[str, tuple[str, dict[str, Any]]],
+    blocks: set[tuple[int, int]],
+    counts: dict[str, int],
+    labels: str | None,
 ) -> None:
     """Stop with one line when no tile holds a label, or no patch is left for training."""
     if not blocks and labels:

@@ -24,7 +24,7 @@ from s2ecosg.model.inputs import normalise
 from s2ecosg.shards.loader import ShardSet
 
 
-class PatchDataset(Dataset):
+class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Patches of one split, normalised, with optional flips and 90° rotations applied to image and label.
 
     Args:

@@ -45,6 +45,7 @@ from s2ecosg.train.distributed import World, join
 from s2ecosg.train.losses import class_weights, labelled_weight, step_loss
 
 LOG = logging.getLogger(__name__)
+PatchLoader = DataLoader[tuple[torch.Tensor, torch.Tensor]]  # (images, labels) batches of PatchDataset
 EXIT_STOPPED = 75  # EX_TEMPFAIL: stopped on request with last.pt written; rerun the job to resume
 STOP_AFTER_STEP = "S2ECOSG_STOP_AFTER_STEP"  # test hook: stop like a preempted job after this global step
 
@@ -125,7 +126,7 @@ def build_parts(model: UNet, settings: TrainConfig, world: World, device: torch.
 
 def make_loader(
     dataset: PatchDataset, batches: EpochBatches, settings: TrainConfig, device: torch.device
-) -> DataLoader:
+) -> PatchLoader:
     """Loader with workers, pinned memory and prefetch (the batch sampler runs in this process)."""
     workers, pinned = settings.workers, device.type == "cuda"
     if not workers:
@@ -170,7 +171,7 @@ def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: boo
     return float(loss.detach()), bool(reduced[1] > 0)
 
 
-def epoch_batches(loader: DataLoader) -> EpochBatches:
+def epoch_batches(loader: PatchLoader) -> EpochBatches:
     """The batch sampler of a loader of :func:`make_loader`."""
     sampler = loader.batch_sampler
     if not isinstance(sampler, EpochBatches):
@@ -186,7 +187,7 @@ def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
             module.train(not frozen)
 
 
-def train_epoch(parts: Parts, loader: DataLoader, epoch: int, progress: dict[str, Any], stop: StopRequest) -> bool:
+def train_epoch(parts: Parts, loader: PatchLoader, epoch: int, progress: dict[str, Any], stop: StopRequest) -> bool:
     """Train one epoch from ``progress["step"]``; False when stopped for a resume (last.pt then written)."""
     batches, settings, world = epoch_batches(loader), parts.settings, parts.world
     steps = min(batches.steps(), settings.steps_per_epoch or batches.steps())
@@ -225,7 +226,7 @@ def saved(progress: dict[str, Any], epoch: int) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def validate(parts: Parts, loader: DataLoader, n_classes: int) -> dict[str, Any]:
+def validate(parts: Parts, loader: PatchLoader, n_classes: int) -> dict[str, Any]:
     """Scores of the model on the validation patches, confusion matrices summed over ranks."""
     parts.model.eval()
     matrix = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
@@ -256,7 +257,7 @@ def epoch_record(
 
 
 def finish_epoch(
-    parts: Parts, epoch: int, progress: dict[str, Any], loaders: tuple[DataLoader, DataLoader], n_classes: int
+    parts: Parts, epoch: int, progress: dict[str, Any], loaders: tuple[PatchLoader, PatchLoader], n_classes: int
 ) -> None:
     """Schedule step, validation, history, best.pt and last.pt after a complete epoch."""
     train_loader, val_loader = loaders
@@ -378,8 +379,8 @@ def make_loaders(
     settings: TrainConfig,
     world: World,
     device: torch.device,
-    expected: dict | None = None,
-) -> tuple[DataLoader, DataLoader]:
+    expected: dict[str, Any] | None = None,
+) -> tuple[PatchLoader, PatchLoader]:
     """Training loader (shuffled or class-balanced, augmented) and validation loader, each over this rank's slice.
 
     ``expected``: fields the shard index must carry (legend digest, patch), from the run's config.
