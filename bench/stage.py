@@ -147,6 +147,7 @@ def measure(mode: str, archive: Path, out: Path, repeat: int = 1) -> dict[str, f
     runs = []
     for number in range(repeat):
         folder = out / f"run{number}"  # a folder of its own: a job finds nothing written before to skip
+        shutil.rmtree(folder, ignore_errors=True)  # a kept folder (--keep) holds the last run's output
         folder.mkdir(parents=True)
         result = subprocess.run(
             [sys.executable, "-c", CHILD, mode, str(archive), str(folder)],
