@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from s2ecosg.errors import InputError
 from s2ecosg.io import read_json, write_json
@@ -24,9 +24,12 @@ from s2ecosg.io import read_json, write_json
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 SIGNATURE_TAG = "S2ECOSG_INPUTS"  # GeoTIFF metadata item holding a tile's signature
+# A tile's entry in a block manifest: "signature" → the tile's input signature, each role ("image", "count",
+# "labels", "classes", "header", …) → the path of the file the block job wrote for it.
+TileEntry = dict[str, str]
 
 
-def signature(*parts: Any) -> str:
+def signature(*parts: object) -> str:
     """Short stable hash of JSON-serialisable parts (settings, scene lists, file stamps, other signatures)."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -50,19 +53,22 @@ def up_to_date(paths: list[str], wanted: str) -> bool:
     return all(tile_signature_of(path) == wanted for path in paths)
 
 
-def write_manifest(path: str | Path, block: str, tiles: dict[str, dict[str, Any]]) -> None:
+def write_manifest(path: str | Path, block: str, tiles: dict[str, TileEntry]) -> None:
     """Write a block's manifest: ``{"block": name, "tiles": {tile: {"signature": …, <role>: path, …}}}``."""
     write_json(path, {"block": block, "tiles": dict(sorted(tiles.items()))})
 
 
-def read_manifests(paths: list[str]) -> dict[str, dict[str, Any]]:
+def read_manifests(paths: list[str]) -> dict[str, TileEntry]:
     """Tiles of several block manifests merged: tile → its entry (signature and file paths)."""
-    tiles: dict[str, dict[str, Any]] = {}
+    tiles: dict[str, TileEntry] = {}
     for path in paths:
         manifest = read_json(path)
         if not isinstance(manifest, dict) or not isinstance(manifest.get("tiles"), dict):
             raise InputError(path, "not a block manifest (no tiles)")
-        tiles.update(manifest["tiles"])
+        for tile, entry in manifest["tiles"].items():
+            if not isinstance(entry, dict) or not all(isinstance(value, str) for value in entry.values()):
+                raise InputError(path, f"tile {tile}: not a manifest entry (signature and file paths)")
+            tiles[tile] = entry
     return tiles
 
 
