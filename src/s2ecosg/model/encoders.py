@@ -11,24 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from s2ecosg.encoder_shapes import ENCODER_SHAPES
+from s2ecosg.encoder_shapes import ENCODER_SHAPES, EncoderShape
 
 
 @dataclass(frozen=True)
-class Encoder:
-    """An encoder family member.
+class Encoder(EncoderShape):
+    """An encoder of the table (its name, channels, stride and family: :class:`EncoderShape`) and how it runs.
 
     Attributes:
-        name: Registry name (``model.encoder``).
-        channels: Channels of the five feature maps the decoder joins, at strides 2, 4, 8, 16 and ``stride``.
-        stride: Downsampling of the deepest feature map: patch and window edges must be multiples of it.
         build: ``in_channels`` → the module (its state-dict keys are the bundle's ``encoder.*`` tensors).
         features: (module, image batch) → the five feature maps, shallow to deep.
     """
 
-    name: str
-    channels: tuple[int, int, int, int, int]
-    stride: int
     build: Callable[[int], Any]
     features: Callable[[Any, Any], list[Any]]
 
@@ -61,7 +55,12 @@ def resnet_features(backbone: Any, image: Any) -> list[Any]:
 FAMILIES = {"resnet": (build_resnet, resnet_features)}
 ENCODERS: dict[str, Encoder] = {
     shape.name: Encoder(
-        shape.name, shape.channels, shape.stride, FAMILIES[shape.family][0](shape.name), FAMILIES[shape.family][1]
+        shape.name,
+        shape.channels,
+        shape.stride,
+        shape.family,
+        FAMILIES[shape.family][0](shape.name),
+        FAMILIES[shape.family][1],
     )
     for shape in ENCODER_SHAPES.values()
 }
