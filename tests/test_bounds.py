@@ -155,15 +155,17 @@ def test_cuda_without_a_gpu_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_a_checkpoint_of_another_network_is_not_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from types import SimpleNamespace
-
+    from s2ecosg.config import TrainConfig
     from s2ecosg.model.network import UNet
     from s2ecosg.train.checkpoint import resume
+    from s2ecosg.train.distributed import World
+    from s2ecosg.train.run import build_parts
 
     torch.save({"shards_digest": "d", "model": UNet("resnet18", 4, 5).state_dict()}, tmp_path / "last.pt")
-    parts = SimpleNamespace(model=UNet("resnet34", 4, 5))  # model.encoder changed under the same run.name
+    # model.encoder changed under the same run.name: the run's own parts, as the training builds them
+    parts = build_parts(UNet("resnet34", 4, 5), TrainConfig(), World("single"), torch.device("cpu"), None)
     progress = resume(tmp_path / "last.pt", parts, "d")
-    assert progress["epoch"] == 0 and progress["step"] == 0
+    assert progress.epoch == 0 and progress.step == 0 and progress.history == [] and progress.best == -1.0
     assert "was written by another network" in caplog.text and "training starts afresh" in caplog.text
 
 

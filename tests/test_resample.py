@@ -12,17 +12,32 @@ from pyproj import Transformer
 
 from s2ecosg.grid import TargetGrid
 from s2ecosg.io import open_raster
-from s2ecosg.resample import bilinear, grid_key, interpolation_matrix, plan, target_in_source
+from s2ecosg.resample import (
+    PLAN_BYTES_PER_SAMPLE,
+    PlanCache,
+    between_nodes,
+    bilinear,
+    grid_key,
+    lattice,
+    plan,
+    target_in_source,
+)
 from s2ecosg.warp import gdal_warp, warp
 
 BAND = DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B02.jp2"
 
 
-def test_interpolation_matrix_reproduces_linear_functions() -> None:
-    nodes, weights = interpolation_matrix(37, 16)
-    assert nodes.tolist() == [0, 16, 32, 36]
-    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
-    np.testing.assert_allclose((3.0 * nodes + 2.0) @ weights, 3.0 * np.arange(37) + 2.0)
+def test_lattice_interpolation_reproduces_linear_functions() -> None:
+    rows, lower, fraction = lattice(37, 16)
+    assert rows.tolist() == [0, 16, 32, 36]
+    assert lower[[0, 15, 16, 33, 36]].tolist() == [0, 0, 1, 2, 2] and fraction[[8, 34, 36]].tolist() == [0.5, 0.5, 1.0]
+    columns, *column_steps = lattice(21, 16)  # nodes 0, 16, 20
+    plane = 3.0 * rows[:, None] + 2.0 * columns[None, :] + 1.0  # a plane given on the nodes only
+    expected = 3.0 * np.arange(37)[:, None] + 2.0 * np.arange(21)[None, :] + 1.0
+    np.testing.assert_allclose(between_nodes(plane, (lower, fraction), tuple(column_steps)), expected)
+    assert lattice(1, 16)[0].tolist() == [0] and between_nodes(
+        np.ones((1, 1)), lattice(1, 16)[1:], lattice(1, 16)[1:]
+    ).shape == (1, 1)
 
 
 def test_lattice_mapping_is_exact_to_a_millimetre() -> None:
@@ -93,3 +108,38 @@ def test_packed_uint16_path_equals_the_generic_path() -> None:
         rtol=1e-5,
         equal_nan=True,
     )
+
+
+def test_plans_are_made_once_per_job_within_their_budget() -> None:
+    """A block's tiles are asked for in a cycle: kept plans are the same objects; past the budget they are made anew."""
+    grid = TargetGrid()
+    with open_raster(BAND) as source:
+        source_key = grid_key(source.transform, source.shape, source.crs)
+    tile = (tuple(grid.tile_transform("E4490N3260"))[:6], (300, 400), grid.crs)
+    keys = [(tile, ((rows, rows + 100), (0, 400)), source_key) for rows in (0, 100, 200)]  # three parts of a tile
+    one_plan = 100 * 400 * PLAN_BYTES_PER_SAMPLE
+    plans = PlanCache(budget=2 * one_plan)  # room for two of the three
+    first = [plans.get(key) for key in keys]
+    again = [plans.get(key) for key in keys * 2][-3:]
+    assert again[0] is first[0] and again[1] is first[1]  # kept: the first two made
+    assert again[2] is not first[2] and plans.held == 2 * one_plan  # the third is made each time, never kept
+    made = plan(*keys[2])
+    assert made is not None and again[2] is not None
+    np.testing.assert_array_equal(again[2].index, made.index) and np.testing.assert_array_equal(
+        again[2].weights, made.weights
+    )
+    assert again[2].index.dtype == np.int32 and again[2].nearest_index.dtype == np.int32
+    plans.clear()
+    assert plans.held == 0 and plans.get(keys[0]) is not first[0]
+
+
+def test_reprojected_boxes_are_computed_once_and_equal_gdal() -> None:
+    from rasterio.warp import transform_bounds
+
+    from s2ecosg.warp import bounds_in
+
+    box = (4490000.0, 3250000.0, 4510000.0, 3270000.0)
+    bounds_in.cache_clear()
+    once = bounds_in(box, "EPSG:3035", "EPSG:32633")
+    assert once == tuple(transform_bounds("EPSG:3035", "EPSG:32633", *box, densify_pts=21))
+    assert bounds_in(box, "EPSG:3035", "EPSG:32633") is once and bounds_in.cache_info().hits == 1

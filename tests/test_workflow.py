@@ -194,20 +194,20 @@ def test_mismatched_bundle_is_refused_naming_both(slovenia_run: Path, tmp_path: 
     from s2ecosg.config import PredictConfig
     from s2ecosg.errors import InputError
     from s2ecosg.io import write_raster
-    from s2ecosg.predict.block import run_predict
+    from s2ecosg.predict.block import PredictRequest, run_predict
 
     results = slovenia_run / "results" / "slovenia"
     tile = results / "stage" / "E4674N2538.tif"
     settings = PredictConfig(window=64, overlap=16, device="cpu")
     outputs = str(tmp_path / "c.tif"), str(tmp_path / "f.tif")
     with pytest.raises(InputError, match="bundle legend .* differs from labels.legend clc"):
-        run_predict(str(results / "model"), str(tile), settings, *outputs, [], "clc")
+        run_predict(PredictRequest(str(results / "model"), str(tile), settings, *outputs, [], "clc"))
     with rasterio.open(tile) as source:
         image, transform, names = source.read(), source.transform, list(source.descriptions)
     swapped = [names[1], names[0], *names[2:]]
     write_raster(tmp_path / "swapped.tif", image, crs="EPSG:3035", transform=transform, descriptions=swapped)
     with pytest.raises(InputError) as error:
-        run_predict(str(results / "model"), str(tmp_path / "swapped.tif"), settings, *outputs)
+        run_predict(PredictRequest(str(results / "model"), str(tmp_path / "swapped.tif"), settings, *outputs))
     assert ",".join(swapped) in str(error.value) and ",".join(names) in str(error.value)
     assert not (tmp_path / "c.tif").exists()
 
@@ -256,14 +256,14 @@ def two_class_bundle(stage: Path, folder: Path) -> Path:
 def predict_tiles(bundle: Path, stage: Path, folder: Path, neighbours: bool) -> tuple[np.ndarray, np.ndarray]:
     """The 4 seam tiles predicted one by one (with or without their neighbours), mosaicked to 200 × 200."""
     from s2ecosg.config import PredictConfig
-    from s2ecosg.predict.block import run_predict
+    from s2ecosg.predict.block import PredictRequest, run_predict
 
     settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
     classes, confidence = np.zeros((200, 200), np.uint8), np.zeros((200, 200), np.uint8)
     for index, tile in enumerate(SEAM_TILES):
         around = [str(stage / f"{other}.tif") for other in SEAM_TILES if other != tile] if neighbours else []
         paths = folder / f"{tile}.tif", folder / f"{tile}.conf.tif"
-        run_predict(str(bundle), str(stage / f"{tile}.tif"), settings, *map(str, paths), around)
+        run_predict(PredictRequest(str(bundle), str(stage / f"{tile}.tif"), settings, *map(str, paths), around))
         rows, columns = (
             slice(100 * (index // 2), 100 * (index // 2) + 100),
             slice(100 * (index % 2), 100 * (index % 2) + 100),
@@ -284,7 +284,7 @@ def test_four_tiles_predict_like_one(slovenia_run: Path, tmp_path: Path) -> None
     """
     from s2ecosg.config import PredictConfig
     from s2ecosg.io import write_raster
-    from s2ecosg.predict.block import run_predict
+    from s2ecosg.predict.block import PredictRequest, run_predict
 
     stage = slovenia_run / "results" / "slovenia" / "stage"
     bundle = two_class_bundle(stage, tmp_path / "trained")
@@ -297,7 +297,11 @@ def test_four_tiles_predict_like_one(slovenia_run: Path, tmp_path: Path) -> None
     whole = np.concatenate([np.concatenate(blocks[:2], axis=2), np.concatenate(blocks[2:], axis=2)], axis=1)
     write_raster(tmp_path / "whole.tif", whole, crs=crs, transform=transform, descriptions=names)
     settings = PredictConfig(window=64, overlap=16, batch_size=8, device="cpu")
-    run_predict(str(bundle), str(tmp_path / "whole.tif"), settings, str(tmp_path / "c.tif"), str(tmp_path / "f.tif"))
+    run_predict(
+        PredictRequest(
+            str(bundle), str(tmp_path / "whole.tif"), settings, str(tmp_path / "c.tif"), str(tmp_path / "f.tif")
+        )
+    )
     with rasterio.open(tmp_path / "c.tif") as source:
         one_classes = source.read(1)
     with rasterio.open(tmp_path / "f.tif") as source:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from s2ecosg.config import Config
 from s2ecosg.errors import InputError
+from s2ecosg.resample import PLAN_BYTES, PLAN_BYTES_PER_SAMPLE
 
 MB = 2**20
 PYTHON_MB = 400  # interpreter, NumPy, GDAL and PROJ with their caches (GDAL's block cache is capped by the jobs)
@@ -36,14 +37,15 @@ class Need:
 
 
 def stage_need(config: Config, tiles: int) -> Need:
-    """A stage block job: one scene's parts of every tile, a decoded window per thread, median row blocks."""
+    """A stage block job: one scene's parts of every tile, a decoded window per thread, median row blocks, plans."""
     pixels = int(config.grid.tile_size / config.grid.resolution)
     bands = len(config.imagery.bands)
     parts = tiles * bands * pixels**2 * 2
     edge = math.isqrt(max(1, tiles)) * pixels + 70
     decoded = 2 * edge**2 * 2 * 3  # two threads, uint16 window and its float32 sampling
     median = 2 * 2 * 64 * MB  # two threads' row blocks and their sorted copies
-    need = PYTHON_MB + (parts + decoded + median) // MB
+    plans = min(PLAN_BYTES, tiles * 3 * pixels**2 * PLAN_BYTES_PER_SAMPLE)  # each tile on 10, 20 and 60 m grids
+    need = PYTHON_MB + (parts + decoded + median + plans) // MB
     return Need(need, "grid.block_tiles", f"{tiles} tile(s) of {pixels}² px × {bands} bands")
 
 

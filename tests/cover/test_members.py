@@ -16,7 +16,7 @@ from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.config_files import validate_sections
 from s2ecosg.cover.aggregate import CoverMapping, aggregate_block, open_sources
 from s2ecosg.cover.members import MemberDraw, draw_classes, member_uniforms
-from s2ecosg.cover.run import output_grid, run_members
+from s2ecosg.cover.run import CoverRequest, output_grid, run_members
 from s2ecosg.io import write_raster
 from s2ecosg.legend import load_legend
 from s2ecosg.surfex import read_cover
@@ -197,7 +197,8 @@ def test_the_netcdf_gives_the_spread_of_each_fraction_over_the_members(tmp_path:
     )
     legend, provenance, base = load_legend("clc"), {"run_hash": "0"}, str(tmp_path / "cover" / "TOP")
     ranked = [str(tmp_path / "T.top2.tif")]
-    ensemble = run_members(ranked, legend, config, base, provenance, 1, str(tmp_path / "cache"))
+    request = CoverRequest(ranked, legend, config.cover, config.domain, base, provenance, cache=str(tmp_path / "cache"))
+    ensemble = run_members(request)
     assert ensemble is not None and len(ensemble.members) == 4
     make_cover(
         [str(tmp_path / "T.tif")], [None], legend, config.cover, config.domain, base, provenance, ensemble=ensemble

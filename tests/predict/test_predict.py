@@ -23,7 +23,7 @@ from s2ecosg.io import write_json, write_raster
 from s2ecosg.model.bundle import save_bundle
 from s2ecosg.model.card import BundleCard
 from s2ecosg.model.network import UNet
-from s2ecosg.predict.block import run_predict, run_predict_block
+from s2ecosg.predict.block import PredictRequest, run_predict, run_predict_block
 from s2ecosg.predict.windows import aligned_starts
 
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -83,12 +83,14 @@ def one_by_one(staged: Path, folder: Path) -> dict[str, np.ndarray]:
         around = [str(staged / "stage" / f"{other}.tif") for other in tiles if other != tile]
         outputs = [str(folder / f"{tile}{suffix}") for suffix in (".tif", ".conf.tif")]
         run_predict(
-            str(staged / "model"),
-            str(staged / "stage" / f"{tile}.tif"),
-            settings,
-            *outputs,
-            around,
-            top2_path=str(folder / f"{tile}.top2.tif"),
+            PredictRequest(
+                str(staged / "model"),
+                str(staged / "stage" / f"{tile}.tif"),
+                settings,
+                *outputs,
+                around,
+                top2=str(folder / f"{tile}.top2.tif"),
+            )
         )
     return {tile: predicted(folder, tile) for tile in tiles}
 
@@ -189,7 +191,7 @@ def test_the_bundle_temperature_rescales_the_confidence_and_keeps_the_classes(st
         card = json.loads((bundle / "bundle.json").read_text())
         (bundle / "bundle.json").write_text(json.dumps(card | {"temperature": temperature}))
         outputs = [str(tmp_path / f"{temperature}{suffix}") for suffix in (".tif", ".conf.tif")]
-        run_predict(str(bundle), str(staged / "stage" / f"{tile}.tif"), settings, *outputs, [])
+        run_predict(PredictRequest(str(bundle), str(staged / "stage" / f"{tile}.tif"), settings, *outputs, []))
         results[temperature] = [predicted(tmp_path, str(temperature), suffix)[0] for suffix in (".tif", ".conf.tif")]
     (classes, confidence), (sharp_classes, sharp_confidence) = results[1.0], results[0.25]
     valid = classes > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -117,17 +118,13 @@ def cover_command(
     reader = Probabilities() if soft else MOST_LIKELY
     with tempfile.TemporaryDirectory(prefix="members-") as scratch:
         # Members first: the deterministic cover's netCDF takes the spread of each fraction from their block counts.
-        ensemble = run_members(ranked, legend, config, basename, provenance, threads, cache or scratch)
-        request = CoverRequest(
-            ranked if soft else classes,
-            legend,
-            config.cover,
-            config.domain,
-            basename,
-            provenance,
+        members = CoverRequest(ranked, legend, config.cover, config.domain, basename, provenance, workers=threads)
+        ensemble = run_members(dataclasses.replace(members, cache=cache or scratch))
+        request = dataclasses.replace(
+            members,
+            rasters=ranked if soft else classes,
             confidences=confidences,
             observations=observation_rasters(list(predict_manifests), list(stage_manifests)),
-            workers=threads,
             cache=cache,
             reader=reader,
             ensemble=ensemble,

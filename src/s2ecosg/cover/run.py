@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from s2ecosg.config import Config, CoverConfig, DomainConfig
+from s2ecosg.config import CoverConfig, DomainConfig
 from s2ecosg.cover.aggregate import MOST_LIKELY, CoverMapping, Source, chunk_windows, open_sources, pixel_area
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.fill import GapFiller, check_overlap
@@ -292,23 +292,19 @@ def write_side_files(
         temporary.write_text(readme_text(name, grid, provenance, text, counts))
 
 
-def run_members(
-    ranked: list[str],
-    legend: Legend,
-    config: Config,
-    basename: str,
-    provenance: dict[str, str],
-    threads: int,
-    cache: str,
-) -> Ensemble | None:
-    """Write the ``cover.members`` ensemble members ``<basename>_Mnn``; their rasters, caches and draws, or None."""
-    settings = config.cover
-    members = []
+def run_members(request: CoverRequest) -> Ensemble | None:
+    """Write the ``cover.members`` ensemble members ``<basename>_Mnn``; their rasters, caches and draws, or None.
+
+    ``request`` names the ranked-classes rasters, the legend, sections, basename, provenance and workers of the
+    deterministic cover; its ``cache`` is the folder under which each member keeps its block counts (``Mnn/``).
+    """
+    settings, members = request.settings, []
+    if request.cache is None:
+        raise ValueError("run_members needs a cache folder: the deterministic cover reads the members' counts there")
     for number in range(1, settings.members + 1):
         member = MemberDraw(number, settings.member_length_m, settings.member_seed)
-        folder, name = str(Path(cache) / f"M{number:02d}"), f"{basename}_M{number:02d}"
-        request = CoverRequest(ranked, legend, settings, config.domain, name, provenance, workers=threads, cache=folder)
-        run_cover(dataclasses.replace(request, reader=member))
+        folder, name = str(Path(request.cache) / f"M{number:02d}"), f"{request.basename}_M{number:02d}"
+        run_cover(dataclasses.replace(request, basename=name, cache=folder, reader=member))
         LOG.info("member %d of %d: %s.dir", number, settings.members, name)
         members.append((folder, member))
-    return Ensemble(ranked, members) if members else None
+    return Ensemble(request.rasters, members) if members else None

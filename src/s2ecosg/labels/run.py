@@ -93,18 +93,14 @@ def tile_labels(
 
 
 def run_labels(
-    labels_path: str,
-    legend_name: str,
-    field: str | None,
-    tile: str,
-    grid: TargetGrid,
-    output: str,
-    tags: dict[str, str] | None = None,
+    labels: LabelsConfig, tile: str, grid: TargetGrid, output: str, tags: dict[str, str] | None = None
 ) -> None:
-    """Write ``labels/{tile}.tif`` for one grid tile."""
-    legend = load_legend(legend_name)
+    """Write ``labels/{tile}.tif`` for one grid tile from the ``labels`` section's reference map (``labels.path``)."""
+    if labels.path is None:
+        raise InputError("labels.path", "no reference map to put on the tiles (set labels.path)")
+    legend = load_legend(labels.legend)
     transform = grid.tile_transform(tile)
-    ids = tile_labels(labels_path, field, legend, transform, (grid.tile_pixels, grid.tile_pixels), grid.crs)
+    ids = tile_labels(labels.path, labels.field, legend, transform, (grid.tile_pixels, grid.tile_pixels), grid.crs)
     LOG.info("tile %s: %.1f %% labelled, classes %s", tile, 100 * (ids > 0).mean(), np.unique(ids[ids > 0]).tolist())
     write_raster(output, ids, crs=grid.crs, transform=transform, nodata=0, descriptions=["class_id"], tags=tags)
 
@@ -124,7 +120,7 @@ def run_labels_block(labels: LabelsConfig, tiles: list[str], grid: TargetGrid, f
         if up_to_date([output], wanted):
             kept.append(tile)
         else:
-            run_labels(labels.path, labels.legend, labels.field, tile, grid, output, tags={SIGNATURE_TAG: wanted})
+            run_labels(labels, tile, grid, output, tags={SIGNATURE_TAG: wanted})
             made.append(tile)
         entries[tile] = {"signature": wanted, "labels": output}
     report("labels", block_name(manifest), made, kept)

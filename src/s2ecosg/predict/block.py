@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -103,24 +104,41 @@ def write_prediction(
     write_raster(classes, top[0], descriptions=["class_id"], **written)
 
 
-def run_predict(
-    bundle: str,
-    image_path: str,
-    settings: PredictConfig,
-    classes_path: str,
-    confidence_path: str,
-    neighbours: Sequence[str] = (),
-    legend_name: str | None = None,
-    top2_path: str | None = None,
-) -> None:
-    """Predict one staged image (with a halo from ``neighbours`` on the same grid) and write its rasters.
+@dataclass(frozen=True)
+class PredictRequest:
+    """One staged image to predict on its own (outside a block job), and where its rasters go.
 
-    A bundle whose bands, band order or legend (when ``legend_name`` is given) differ from the run's is refused.
-    With ``top2_path``, the quantised top-2 probabilities go there too (class, p, runner-up class, p; uint8).
+    Attributes:
+        bundle: The model bundle's folder.
+        image: The staged image (``stage/<tile>.tif``).
+        settings: The ``predict`` section.
+        classes: Output class raster (uint8 class ids, 0 = none).
+        confidence: Output confidence raster (uint8, probability × 255).
+        neighbours: Staged images on the same grid around ``image``, read for its halo.
+        legend_name: The run's legend (``labels.legend``): a bundle of another legend is refused; None: not checked.
+        top2: Output of the quantised top-2 probabilities (class, p, runner-up class, p; uint8), or None.
     """
+
+    bundle: str
+    image: str
+    settings: PredictConfig
+    classes: str
+    confidence: str
+    neighbours: Sequence[str] = ()
+    legend_name: str | None = None
+    top2: str | None = None
+
+
+def run_predict(request: PredictRequest) -> None:
+    """Predict one staged image (with a halo from its neighbours on the same grid) and write its rasters.
+
+    A bundle whose bands or band order differ from the image's, or whose legend differs from ``legend_name``, is
+    refused.
+    """
+    settings, image_path = request.settings, request.image
     device = pick_device(settings.device)
-    model, card = ready_model(bundle, settings, device, legend_name)
-    mosaic = StagedMosaic([image_path, *neighbours], card.bands)
+    model, card = ready_model(request.bundle, settings, device, request.legend_name)
+    mosaic = StagedMosaic([image_path, *request.neighbours], card.bands)
     region = mosaic.region_of(0, settings.window if settings.halo is None else settings.halo)
     result = np.zeros((2 * ranks_kept(settings), *region.shape), dtype=np.uint8)
 
@@ -129,7 +147,7 @@ def run_predict(
 
     Predictor(model, card, settings, device).predict(region, mosaic.reader(region), emit)
     LOG.info("%s: %.1f %% predicted (halo %d px)", image_path, 100 * (result[0] > 0).mean(), region.halo)
-    outputs = {"classes": classes_path, "confidence": confidence_path, "top2": top2_path}
+    outputs = {"classes": request.classes, "confidence": request.confidence, "top2": request.top2}
     write_prediction(outputs, result, mosaic.transform_of(*region.origin), mosaic.crs, {})
 
 

@@ -32,6 +32,7 @@ from s2ecosg.gdal_env import gdal_threads
 from s2ecosg.grid import TargetGrid
 from s2ecosg.io import write_raster
 from s2ecosg.layout import NEWEST_BAND, tile_file
+from s2ecosg.resample import PLANS
 from s2ecosg.stage.composite import block_rows, median_composite
 from s2ecosg.stage.inventory import read_tile_list
 from s2ecosg.stage.parts import scene_parts
@@ -134,11 +135,14 @@ def composite_block(
     scenes = list({scene["scene_id"]: scene for tile_list in tile_lists for scene in tile_list["scenes"]}.values())
     source = source_of(settings)
     scenes = [source.localise(scene, settings) for scene in scenes]
-    with gdal_threads(threads) as pool:  # each thread opens, reads and closes its own files
-        for strip in strips(grid, listed, len(bands)):
-            yield from composite_strip(
-                scenes, {tile: listed[tile] for tile in strip}, bands, grid, settings, pool, threads, spool_folder
-            )
+    try:
+        with gdal_threads(threads) as pool:  # each thread opens, reads and closes its own files
+            for strip in strips(grid, listed, len(bands)):
+                yield from composite_strip(
+                    scenes, {tile: listed[tile] for tile in strip}, bands, grid, settings, pool, threads, spool_folder
+                )
+    finally:
+        PLANS.clear()  # the block's sampling plans, kept across its scenes
 
 
 # Spooled bytes a job may hold at once: a block whose spool would exceed it is composited in strips of tile rows

@@ -8,10 +8,12 @@ so a run resumed mid-epoch sees exactly the batches it would have seen. Only ran
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -52,26 +54,84 @@ def save(path: Path, state: dict[str, Any], main: bool) -> None:
         torch.save(state | {"random": random_states(), "written_by_rank": 0}, temporary)
 
 
-def training_state(parts: Any, progress: dict[str, Any]) -> dict[str, Any]:
-    """Checkpoint contents from the training parts (model, optimizer, schedule, scaler) and progress counters."""
+# One line of the training history (``history.json``): epoch, loss, steps, samples, processes, learning rates and
+# the validation scores (None before any validation patch).
+HistoryRecord = dict[str, float | int | list[float] | None]
+
+
+@dataclasses.dataclass
+class Progress:
+    """Where training stands: the counters a checkpoint stores beside the weights and states.
+
+    Attributes:
+        epoch: Complete epochs.
+        step: Steps done in the epoch under way.
+        best: Best validation mean IoU so far (-1 before any).
+        history: One record per complete epoch.
+        loss: Sum of the training losses of the epoch under way, over ``steps`` steps.
+        steps: Steps summed in ``loss``.
+        shards_digest: Digest of the shards trained on (a checkpoint of other shards is not resumed).
+        folder: Where ``last.pt``, ``best.pt`` and ``history.json`` go (not stored).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    best: float = -1.0
+    history: list[HistoryRecord] = dataclasses.field(default_factory=list)
+    loss: float = 0.0
+    steps: int = 0
+    shards_digest: str | None = None
+    folder: Path = Path(".")
+
+    def stored(self) -> dict[str, object]:
+        """The counters as a checkpoint holds them (the ``partial`` sums of the epoch under way as a dict)."""
+        partial = {"loss": self.loss, "steps": self.steps} if self.steps else {}
+        record = {"epoch": self.epoch, "step": self.step, "best": self.best, "history": list(self.history)}
+        return record | {"partial": partial, "shards_digest": self.shards_digest}
+
+    @classmethod
+    def from_stored(cls, state: Mapping[str, object], folder: Path) -> Progress:
+        """The counters of a checkpoint written by :meth:`stored`."""
+        partial = state.get("partial") or {}
+        assert isinstance(partial, dict)
+        epoch, step, best, history, digest = (
+            state[key] for key in ("epoch", "step", "best", "history", "shards_digest")
+        )
+        assert isinstance(epoch, int) and isinstance(step, int) and isinstance(best, float | int)
+        assert isinstance(history, list) and (digest is None or isinstance(digest, str))
+        loss, steps = float(partial.get("loss", 0.0)), int(partial.get("steps", 0))
+        return cls(epoch, step, float(best), history, loss, steps, digest, folder)
+
+
+class Trainable(Protocol):
+    """What a checkpoint saves and restores of a training run (:class:`s2ecosg.train.run.Parts` is one)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+
+def training_state(parts: Trainable, progress: Progress) -> dict[str, Any]:
+    """Checkpoint contents (torch state dicts) from the training parts and the progress counters."""
     model = getattr(parts.model, "module", parts.model)  # unwrap DDP
     return {
         "model": model.state_dict(),
         "optimizer": parts.optimizer.state_dict(),
         "schedule": parts.schedule.state_dict(),
         "scaler": parts.scaler.state_dict(),
-        **progress,
+        **progress.stored(),
     }
 
 
-def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str, Any]:
-    """Load ``path`` into the training parts if it exists; return the progress counters to continue from.
+def resume(path: Path, parts: Trainable, shards_digest: str | None = None) -> Progress:
+    """Load ``path`` into the training parts if it exists; return the progress to continue from.
 
     A checkpoint written while training on other shards (another ``shards_digest``), or by another network
     (``model.encoder``, bands or classes changed under the same ``run.name``), is not resumed: the run starts afresh
     (and overwrites it), saying so in its log.
     """
-    fresh = {"epoch": 0, "step": 0, "best": -1.0, "history": [], "partial": {}, "shards_digest": shards_digest}
+    fresh = Progress(shards_digest=shards_digest, folder=path.parent)
     if not path.exists():
         return fresh
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -89,7 +149,7 @@ def resume(path: Path, parts: Any, shards_digest: str | None = None) -> dict[str
     parts.scaler.load_state_dict(state["scaler"])
     restore_random_states(state["random"])
     LOG.info("resumed from %s at epoch %d, step %d", path, state["epoch"] + 1, state["step"])
-    return {key: state[key] for key in fresh}
+    return Progress.from_stored(state, path.parent)
 
 
 def write_bundle(

@@ -187,42 +187,32 @@ def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
             module.train(not frozen)
 
 
-def train_epoch(parts: Parts, loader: PatchLoader, epoch: int, progress: dict[str, Any], stop: StopRequest) -> bool:
-    """Train one epoch from ``progress["step"]``; False when stopped for a resume (last.pt then written)."""
+def train_epoch(
+    parts: Parts, loader: PatchLoader, epoch: int, progress: checkpoint.Progress, stop: StopRequest
+) -> bool:
+    """Train one epoch from ``progress.step``; False when stopped for a resume (last.pt then written)."""
     batches, settings, world = epoch_batches(loader), parts.settings, parts.world
     steps = min(batches.steps(), settings.steps_per_epoch or batches.steps())
-    partial = progress["partial"] or {"loss": 0.0, "steps": 0}
     last_save = time.monotonic()
     parts.model.train()
     set_encoder_frozen(parts.model, epoch < settings.freeze_encoder_epochs)
-    bar = tqdm(total=steps, initial=progress["step"], desc=f"epoch {epoch + 1}", disable=not world.main, mininterval=10)
+    bar = tqdm(total=steps, initial=progress.step, desc=f"epoch {epoch + 1}", disable=not world.main, mininterval=10)
     for image, label in loader:
-        if progress["step"] >= steps:
+        if progress.step >= steps:
             break
-        global_step = epoch * steps + progress["step"] + 1
+        global_step = epoch * steps + progress.step + 1
         loss, stopping = train_step(parts, image, label, stop.wanted(global_step))
-        progress["step"] += 1
-        partial = {"loss": partial["loss"] + loss, "steps": partial["steps"] + 1}
+        progress.step, progress.loss, progress.steps = progress.step + 1, progress.loss + loss, progress.steps + 1
         bar.update()
         if stopping or time.monotonic() - last_save > 60 * settings.checkpoint_minutes:
-            progress["partial"] = partial
-            checkpoint.save(
-                progress["folder"] / "last.pt", checkpoint.training_state(parts, saved(progress, epoch)), world.main
-            )
+            state = checkpoint.training_state(parts, dataclasses.replace(progress, epoch=epoch))
+            checkpoint.save(progress.folder / "last.pt", state, world.main)
             last_save = time.monotonic()
         if stopping:
-            LOG.warning(
-                "stopped in epoch %d after step %d: last.pt written, rerun to resume", epoch + 1, progress["step"]
-            )
+            LOG.warning("stopped in epoch %d after step %d: last.pt written, rerun to resume", epoch + 1, progress.step)
             return False
     bar.close()
-    progress["partial"] = partial
     return True
-
-
-def saved(progress: dict[str, Any], epoch: int) -> dict[str, Any]:
-    """Progress counters as stored in a checkpoint."""
-    return {key: progress[key] for key in ("step", "best", "history", "partial", "shards_digest")} | {"epoch": epoch}
 
 
 @torch.no_grad()
@@ -239,14 +229,13 @@ def validate(parts: Parts, loader: PatchLoader, n_classes: int) -> dict[str, Any
 
 
 def epoch_record(
-    epoch: int, progress: dict[str, Any], metrics: dict[str, Any], samples: int, parts: Parts
-) -> dict[str, Any]:
+    epoch: int, progress: checkpoint.Progress, metrics: dict[str, Any], samples: int, parts: Parts
+) -> checkpoint.HistoryRecord:
     """One line of the training history."""
-    partial = progress["partial"]
     return {
         "epoch": epoch + 1,
-        "loss": partial["loss"] / max(1, partial["steps"]),
-        "steps": partial["steps"],
+        "loss": progress.loss / max(1, progress.steps),
+        "steps": progress.steps,
         "samples": samples,
         "processes": parts.world.size,
         "learning_rates": [group["lr"] for group in parts.optimizer.param_groups],
@@ -257,11 +246,11 @@ def epoch_record(
 
 
 def finish_epoch(
-    parts: Parts, epoch: int, progress: dict[str, Any], loaders: tuple[PatchLoader, PatchLoader], n_classes: int
+    parts: Parts, epoch: int, progress: checkpoint.Progress, loaders: tuple[PatchLoader, PatchLoader], n_classes: int
 ) -> None:
     """Schedule step, validation, history, best.pt and last.pt after a complete epoch."""
     train_loader, val_loader = loaders
-    steps = progress["partial"]["steps"]
+    steps = progress.steps
     samples = int(
         parts.world.sum(
             torch.tensor([counted_samples(epoch_batches(train_loader), epoch, steps)], device=parts.device)
@@ -279,18 +268,19 @@ def finish_epoch(
         metrics.get("mean_iou"),
         metrics.get("agreement"),
     )
-    progress["history"].append(record)
+    progress.history.append(record)
     score = metrics.get("mean_iou") or 0.0
-    progress.update(step=0, partial={})
-    folder = progress["folder"]
-    improved = score >= progress["best"]
-    progress["best"] = max(progress["best"], score)
-    state = checkpoint.training_state(parts, saved(progress, epoch + 1))
+    progress.step, progress.loss, progress.steps = 0, 0.0, 0
+    folder = progress.folder
+    improved = score >= progress.best
+    progress.best = max(progress.best, score)
+    progress.epoch = epoch + 1
+    state = checkpoint.training_state(parts, progress)
     if improved:
         checkpoint.save(folder / "best.pt", state, parts.world.main)
     checkpoint.save(folder / "last.pt", state, parts.world.main)
     if parts.world.main:
-        write_json(folder / "history.json", progress["history"])
+        write_json(folder / "history.json", progress.history)
 
 
 def counted_samples(batches: EpochBatches, epoch: int, steps: int) -> int:
@@ -348,7 +338,7 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
     parts = build_parts(model, settings, world, device, weights)
     expected = {"legend": legend.digest, "patch": config.shards.patch}
     loaders = make_loaders(shards, stats, settings, world, device, expected)
-    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index.digest) | {"folder": Path(checkpoints)}
+    progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index.digest)
     LOG.info(
         "training on %d process(es) (%s), %s, global batch %d",
         world.size,
@@ -357,8 +347,8 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
         settings.batch_size * world.size,
     )
     stop = StopRequest()
-    for epoch in range(progress["epoch"], settings.epochs):
-        epoch_batches(loaders[0]).set_epoch(epoch, progress["step"])
+    for epoch in range(progress.epoch, settings.epochs):
+        epoch_batches(loaders[0]).set_epoch(epoch, progress.step)
         if not train_epoch(parts, loaders[0], epoch, progress, stop):
             world.barrier()
             raise SystemExit(EXIT_STOPPED)
