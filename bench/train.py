@@ -134,7 +134,8 @@ def training_ratio(folder: Path, args: argparse.Namespace) -> tuple[float, float
     from s2ecosg.model.network import UNet, pick_device
     from s2ecosg.train.data import EpochBatches, PatchDataset
     from s2ecosg.train.distributed import World
-    from s2ecosg.train.run import build_parts, make_loader, train_step
+    from s2ecosg.train.parts import build_parts
+    from s2ecosg.train.run import make_loader, train_step
 
     device = pick_device(args.device)
     settings = TrainConfig(batch_size=args.batch, workers=4, device=args.device, precision=args.precision)

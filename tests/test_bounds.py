@@ -159,7 +159,7 @@ def test_a_checkpoint_of_another_network_is_not_resumed(tmp_path: Path, caplog: 
     from s2ecosg.model.network import UNet
     from s2ecosg.train.checkpoint import resume
     from s2ecosg.train.distributed import World
-    from s2ecosg.train.run import build_parts
+    from s2ecosg.train.parts import build_parts
 
     torch.save({"shards_digest": "d", "model": UNet("resnet18", 4, 5).state_dict()}, tmp_path / "last.pt")
     # model.encoder changed under the same run.name: the run's own parts, as the training builds them

@@ -18,7 +18,8 @@ from s2ecosg.io import read_json
 from s2ecosg.model.network import UNet
 from s2ecosg.train.data import EpochBatches, PatchDataset
 from s2ecosg.train.distributed import join
-from s2ecosg.train.run import build_parts, make_loader, train_step
+from s2ecosg.train.parts import build_parts
+from s2ecosg.train.run import make_loader, train_step
 
 
 def main() -> None:

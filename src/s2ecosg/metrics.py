@@ -6,7 +6,7 @@ every score (a pixel with reference 0 or prediction 0 is not compared).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 import numpy as np
 
@@ -29,7 +29,27 @@ def collapse(matrix: np.ndarray, mapping: np.ndarray) -> np.ndarray:
     return merged
 
 
-def scores(matrix: np.ndarray) -> dict[str, Any]:
+class ClassScores(TypedDict):
+    """One class's scores (None where undefined: the class is absent from reference or prediction)."""
+
+    iou: float | None
+    f1: float | None
+    precision: float | None
+    recall: float | None
+    reference_pixels: int
+
+
+class Scores(TypedDict):
+    """Scores of a confusion matrix, as ``metrics.json`` holds them (None where no pixel or class is compared)."""
+
+    pixels: int
+    agreement: float | None
+    mean_iou: float | None
+    mean_f1: float | None
+    per_class: dict[str, ClassScores]
+
+
+def scores(matrix: np.ndarray) -> Scores:
     """Overall agreement, per-class IoU / F1 / precision / recall and their means over present classes.
 
     A class is "present" when it occurs in the reference or the prediction; absent classes get None.

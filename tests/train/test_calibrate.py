@@ -16,13 +16,13 @@ def test_scores_of_four_pixels_by_hand() -> None:
     scores = reliability(probabilities, labels)
     # Bins of 1/15: 0.9 → bin 13, 0.8 → 12, 0.7 → 10, 0.55 → 8; each holds one pixel.
     # |correct − confidence|: |1 − 0.9| + |0 − 0.8| + |1 − 0.7| + |1 − 0.55| = 0.1 + 0.8 + 0.3 + 0.45 = 1.65, over 4.
-    assert scores["ece"] == pytest.approx(1.65 / 4)
+    assert scores.ece == pytest.approx(1.65 / 4)
     # Brier: (0.1² + 0.1²) + (0.8² + 0.8²) + (0.3² + 0.3²) + (0.45² + 0.45²), over 4.
-    assert scores["brier"] == pytest.approx((0.02 + 1.28 + 0.18 + 0.405) / 4)
-    assert scores["nll"] == pytest.approx(-(math.log(0.9) + math.log(0.2) + math.log(0.7) + math.log(0.55)) / 4)
-    assert scores["accuracy"] == pytest.approx(0.75)
-    assert [row["pixels"] for row in scores["bins"]] == [1, 1, 1, 1]
-    assert [row["confidence"] for row in scores["bins"]] == pytest.approx([0.55, 0.7, 0.8, 0.9])
+    assert scores.brier == pytest.approx((0.02 + 1.28 + 0.18 + 0.405) / 4)
+    assert scores.nll == pytest.approx(-(math.log(0.9) + math.log(0.2) + math.log(0.7) + math.log(0.55)) / 4)
+    assert scores.accuracy == pytest.approx(0.75)
+    assert [row.pixels for row in scores.bins] == [1, 1, 1, 1]
+    assert [row.confidence for row in scores.bins] == pytest.approx([0.55, 0.7, 0.8, 0.9])
 
 
 def drawn(logits: torch.Tensor, seed: int) -> torch.Tensor:
@@ -65,10 +65,10 @@ def test_an_over_confident_network_is_made_honest() -> None:
         calibration = calibrate(network(validation_points), validation_labels)
         test_logits = network(test_points).double()
     assert calibration.temperature > 1.5  # over-confident: the logits are spread too far
-    assert calibration.after["ece"] < 0.5 * calibration.before["ece"]
-    assert calibration.after["nll"] < calibration.before["nll"]
+    assert calibration.after.ece < 0.5 * calibration.before.ece
+    assert calibration.after.nll < calibration.before.nll
     # On pixels the fit never saw, too.
     before = reliability(torch.softmax(test_logits, dim=1), test_labels)
     after = reliability(torch.softmax(test_logits / calibration.temperature, dim=1), test_labels)
-    assert after["ece"] < 0.5 * before["ece"] and after["brier"] < before["brier"]
-    assert after["accuracy"] == before["accuracy"]  # the argmax does not move
+    assert after.ece < 0.5 * before.ece and after.brier < before.brier
+    assert after.accuracy == before.accuracy  # the argmax does not move

@@ -12,7 +12,7 @@ from s2ecosg.config import TrainConfig
 from s2ecosg.ranks import world_from_environment
 from s2ecosg.train.launch import launch_prefix
 from s2ecosg.train.losses import class_weights, labelled_weight, step_loss
-from s2ecosg.train.run import lr_factors
+from s2ecosg.train.parts import lr_factors
 
 
 def test_launch_prefix_per_backend_and_resources() -> None:

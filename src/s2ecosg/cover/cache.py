@@ -113,5 +113,8 @@ class BlockCache:
     def store(self, block: Block, counts: BlockCounts) -> None:
         """Write a block's counts with their key (temporary name, then rename)."""
         with atomic_path(self.path(block)) as temporary, open(temporary, "wb") as handle:
-            arrays: dict[str, Any] = {"key": np.array(self.key(block)), **counts.arrays()}
+            arrays: dict[str, Any] = {
+                "key": np.array(self.key(block)),
+                **counts.arrays(),
+            }  # numpy's stub: see pyproject
             np.savez_compressed(handle, **arrays)

@@ -20,7 +20,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -33,7 +32,7 @@ from s2ecosg.cover.members import MemberDraw
 from s2ecosg.cover.parallel import CoverJob, block_output, block_outputs
 from s2ecosg.cover.readers import PixelClasses
 from s2ecosg.cover.readme import readme_text
-from s2ecosg.cover.writers import WRITERS, DirectWriter
+from s2ecosg.cover.writers import WRITERS, CoverWriter, DirectWriter, WriterFactory
 from s2ecosg.domain import HarmonieDomain, resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path, open_raster
@@ -207,7 +206,7 @@ class Ensemble:
 
 def write_blocks(
     stack: contextlib.ExitStack, job: CoverJob, workers: int, basename: str, provenance: dict[str, str], min_clear: int
-) -> tuple[dict[str, Any], dict[str, int]]:
+) -> tuple[dict[str, CoverWriter], dict[str, int]]:
     """Feed every block of the grid to every writer (files still temporary); return them and the cells by origin.
 
     The counts also hold the land cells (covers 4..33) and those resting on fewer than ``min_clear`` clear
@@ -215,7 +214,8 @@ def write_blocks(
     """
     blocks = list(job.grid.blocks(BLOCK_CELLS))
     outputs = stack.enter_context(block_outputs(job, blocks, workers, block_output))  # first: the workers start at once
-    formats = {"direct": DirectWriter} if isinstance(job.reader, MemberDraw) else WRITERS  # a member: the pair
+    # A member writes the DIRECT pair only.
+    formats: dict[str, WriterFactory] = {"direct": DirectWriter} if isinstance(job.reader, MemberDraw) else WRITERS
     writers = {name: writer(stack, basename, job.grid, provenance) for name, writer in formats.items()}
     origin, reused, land, thin = np.zeros(4, dtype=np.int64), 0, 0, 0
     for block, values, from_cache in tqdm(outputs, total=len(blocks), desc="cover", unit="block", mininterval=10):

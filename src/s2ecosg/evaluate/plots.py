@@ -12,6 +12,7 @@ from affine import Affine
 from s2ecosg.evaluate.reference import ecosg_on_tile
 from s2ecosg.io import atomic_path, open_raster, package_csv
 from s2ecosg.legend import Legend
+from s2ecosg.model.card import CalibrationFit
 
 MAX_PIXELS = 1200
 
@@ -145,7 +146,7 @@ def panels(
     plt.close(figure)
 
 
-def reliability_diagram(calibration: dict[str, Any] | None, output: Path) -> None:
+def reliability_diagram(calibration: CalibrationFit | None, output: Path) -> None:
     """Write the reliability diagram of the bundle's calibration (an empty frame saying so when uncalibrated).
 
     Accuracy against confidence per bin, before and after the temperature, and the diagonal of perfect calibration.
@@ -160,14 +161,14 @@ def reliability_diagram(calibration: dict[str, Any] | None, output: Path) -> Non
     if calibration is None:
         axis.text(0.5, 0.5, "bundle not calibrated\n(no validation pixels)", ha="center", va="center")
     else:
-        for key, colour in (("before", "tab:red"), ("after", "tab:blue")):
-            scores = calibration[key]
-            bins = scores["bins"]
-            label = f"{key} (ECE {100 * scores['ece']:.1f} %, Brier {scores['brier']:.3f})"
-            axis.plot(
-                [row["confidence"] for row in bins], [row["accuracy"] for row in bins], "o-", color=colour, label=label
-            )
-        axis.set_title(f"Validation pixels: {calibration['pixels']}, temperature {calibration['temperature']:.2f}")
+        for key, scores, colour in (
+            ("before", calibration.before, "tab:red"),
+            ("after", calibration.after, "tab:blue"),
+        ):
+            label = f"{key} (ECE {100 * scores.ece:.1f} %, Brier {scores.brier:.3f})"
+            confidences, accuracies = [row.confidence for row in scores.bins], [row.accuracy for row in scores.bins]
+            axis.plot(confidences, accuracies, "o-", color=colour, label=label)
+        axis.set_title(f"Validation pixels: {calibration.pixels}, temperature {calibration.temperature:.2f}")
     axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy")
     axis.legend(loc="upper left", fontsize=8)
     with atomic_path(output) as temporary:

@@ -365,7 +365,7 @@ def run_evaluate(request: EvaluateRequest) -> dict[str, Any]:
         result["baseline"] = summarise(area_matrices(baseline, labels, split_path, legend.n_classes), legend)
     if settings is not None and settings.points:
         result["points"] = score_points(predictions, legend, settings.points, settings.points_field)
-    result["calibration"] = card.calibration
+    result["calibration"] = card.calibration.model_dump() if card.calibration is not None else None
     write_json(Path(out) / "metrics.json", result)
     text = markdown(result)
     with atomic_path(Path(out) / "metrics.md") as temporary:

@@ -8,7 +8,6 @@ naming the file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat, ValidationError
 
@@ -19,6 +18,39 @@ from s2ecosg.model.encoders import ENCODERS
 
 BUNDLE_VERSION = 3  # 1: cards without a version (before tile shards and run hashes); 2: no calibration; 3: this card
 READABLE_VERSIONS = (2, 3)  # a version-2 card reads as uncalibrated (temperature 1)
+
+
+class ReliabilityBin(BaseModel):
+    """One bin of the top probability (1/15 wide): its pixels, their mean top probability and their accuracy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixels: int
+    confidence: float
+    accuracy: float
+
+
+class Reliability(BaseModel):
+    """Whether probabilities mean what they say: ECE (15 bins), Brier score, NLL, accuracy and the bins."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ece: float
+    brier: float
+    nll: float
+    accuracy: float
+    bins: list[ReliabilityBin]
+
+
+class CalibrationFit(BaseModel):
+    """The temperature fitted on ``pixels`` validation pixels, and the scores before (T = 1) and after it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float
+    pixels: int
+    before: Reliability
+    after: Reliability
 
 
 class BundleCard(BaseModel):
@@ -49,7 +81,7 @@ class BundleCard(BaseModel):
     s2ecosg_version: str | None = None
     torch_version: str | None = None
     temperature: PositiveFloat = 1.0  # predict divides the logits by it (train/calibrate.py); 1 = uncalibrated
-    calibration: dict[str, Any] | None = None  # the fit: pixels, ECE/Brier/NLL and reliability bins before and after
+    calibration: CalibrationFit | None = None  # the fit (train/calibrate.py), None when uncalibrated
 
 
 def read_card(folder: str | Path) -> BundleCard:

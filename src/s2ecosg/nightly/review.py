@@ -13,7 +13,6 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from s2ecosg.config import Config
 from s2ecosg.cover.change_report import change_report, report_line
@@ -74,7 +73,7 @@ def review(settings: Config, published: Path | None, max_change: float | None) -
             hold = "change"
     else:
         out.mkdir(parents=True, exist_ok=True)
-        first: dict[str, Any] = {"first_product": True, "created": dt.datetime.now(dt.UTC).isoformat()}
+        first: dict[str, bool | str] = {"first_product": True, "created": dt.datetime.now(dt.UTC).isoformat()}
         (out / "changes.json").write_text(json.dumps(first, indent=2) + "\n")
         figures = f"changed=first-product {figures}"
     if hold is None and thin > gate.max_thin_percent:

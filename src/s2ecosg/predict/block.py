@@ -9,10 +9,10 @@ tagged with its signature (:mod:`s2ecosg.blocks`), as soon as its last row is do
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -60,7 +60,7 @@ class StagedMosaic:
         _, row, column, rows, columns = self.sources[index]
         return Region((row, column), (rows, columns), halo)
 
-    def transform_of(self, row: int, column: int) -> Any:
+    def transform_of(self, row: int, column: int) -> Affine:
         """Affine transform of a raster whose first pixel has global index (row, column)."""
         return Affine(self.resolution, 0.0, column * self.resolution, 0.0, -self.resolution, -row * self.resolution)
 
@@ -79,7 +79,7 @@ class StagedMosaic:
                 )
         return image
 
-    def reader(self, region: Region) -> Any:
+    def reader(self, region: Region) -> Callable[[int, int], np.ndarray]:
         """``read`` for :meth:`Predictor.predict`: padded rows of ``region`` over its whole padded width."""
         row0, column0 = region.origin[0] - region.halo, region.origin[1] - region.halo
         columns = (column0, column0 + region.padded[1])
@@ -90,18 +90,17 @@ def write_prediction(
     outputs: Mapping[str, str | None], top: np.ndarray, transform: Affine, crs: CRS | str, tags: dict[str, str]
 ) -> None:
     """Write a tile's (2 × ranks, rows, columns) prediction: top-K and top2 (when asked), confidence, then classes."""
-    written: dict[str, Any] = dict(crs=crs, transform=transform, nodata=0, tags=tags)
     top2, confidence, classes = outputs.get("top2"), outputs["confidence"], outputs["classes"]
     assert confidence is not None and classes is not None
     probabilities = outputs.get("probabilities")
     if probabilities:
         ranks = range(1, top.shape[0] // 2 + 1)
         names = [name for rank in ranks for name in (f"class_id_{rank}", f"probability_255_{rank}")]
-        write_raster(probabilities, top, descriptions=names, **written)
+        write_raster(probabilities, top, crs=crs, transform=transform, descriptions=names, tags=tags)
     if top2:
-        write_raster(top2, top[:4], descriptions=PREDICTION_BANDS, **written)
-    write_raster(confidence, top[1], descriptions=["confidence"], **written)
-    write_raster(classes, top[0], descriptions=["class_id"], **written)
+        write_raster(top2, top[:4], descriptions=PREDICTION_BANDS, crs=crs, transform=transform, tags=tags)
+    write_raster(confidence, top[1], descriptions=["confidence"], crs=crs, transform=transform, tags=tags)
+    write_raster(classes, top[0], descriptions=["class_id"], crs=crs, transform=transform, tags=tags)
 
 
 @dataclass(frozen=True)
@@ -160,7 +159,7 @@ class BlockTiles:
         halo: Pixels read around the bounding box.
     """
 
-    def __init__(self, grid: Any, tiles: dict[str, tuple[dict[str, str], str]], halo: int) -> None:
+    def __init__(self, grid: TargetGrid, tiles: dict[str, tuple[dict[str, str], str]], halo: int) -> None:
         self.grid, self.tiles, self.size = grid, tiles, grid.tile_pixels
         places = {name: self.place(name) for name in tiles}  # (tile row from the north, tile column)
         first_row, first_column = min(row for row, _ in places.values()), min(c for _, c in places.values())

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
 
 from s2ecosg.config import Config
+from s2ecosg.model.card import CalibrationFit, Reliability, ReliabilityBin
 from s2ecosg.model.network import UNet
 from s2ecosg.shards.index import ShardStats
 from s2ecosg.train.data import EpochBatches, PatchDataset
@@ -32,7 +32,7 @@ LIMITS = (0.05, 20.0)  # the temperatures searched
 STEPS = 80  # golden-section steps on log T: the bracket shrinks to 1e-16 of its width
 
 
-def reliability(probabilities: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def reliability(probabilities: torch.Tensor, labels: torch.Tensor) -> Reliability:
     """ECE, Brier score, NLL and per-bin reliability of (pixels, classes) probabilities against class indices.
 
     ECE = Σ_bins |accuracy − mean confidence| × share of pixels, over :data:`BINS` bins of the top probability
@@ -50,17 +50,17 @@ def reliability(probabilities: torch.Tensor, labels: torch.Tensor) -> dict[str, 
     brier = (probabilities.square().sum(dim=1) - 2 * truth + 1).mean()
     nll = -torch.log(truth.clamp(min=1e-12)).mean()
     table = [
-        {"pixels": int(n), "confidence": float(c / n), "accuracy": float(a / n)}
+        ReliabilityBin(pixels=int(n), confidence=float(c / n), accuracy=float(a / n))
         for n, c, a in zip(pixels, confidence_sum, correct_sum, strict=True)
         if n > 0
     ]
-    return {
-        "ece": float((correct_sum - confidence_sum).abs().sum() / count),
-        "brier": float(brier),
-        "nll": float(nll),
-        "accuracy": float(correct.mean()),
-        "bins": table,
-    }
+    return Reliability(
+        ece=float((correct_sum - confidence_sum).abs().sum() / count),
+        brier=float(brier),
+        nll=float(nll),
+        accuracy=float(correct.mean()),
+        bins=table,
+    )
 
 
 def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:
@@ -93,21 +93,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return best if negative_log_likelihood(logits, labels, best) < unchanged else 1.0
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """The fitted temperature and the scores before (T = 1) and after it, on ``pixels`` validation pixels."""
-
-    temperature: float
-    pixels: int
-    before: dict[str, Any]
-    after: dict[str, Any]
-
-    def record(self) -> dict[str, Any]:
-        """As stored in the bundle card (``calibration``)."""
-        return {"temperature": self.temperature, "pixels": self.pixels, "before": self.before, "after": self.after}
-
-
-def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
+def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> CalibrationFit:
     """Fit the temperature on (pixels, classes) logits and 0-based labels, and score before and after."""
     temperature = fit_temperature(logits, labels)
     if not LIMITS[0] * 1.01 < temperature < LIMITS[1] * 0.99:
@@ -123,17 +109,22 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
         "calibration on %d validation pixels: temperature %.3f, ECE %.4f → %.4f, Brier %.4f → %.4f",
         labels.numel(),
         temperature,
-        before["ece"],
-        after["ece"],
-        before["brier"],
-        after["brier"],
+        before.ece,
+        after.ece,
+        before.brier,
+        after.brier,
     )
-    return Calibration(temperature, labels.numel(), before, after)
+    return CalibrationFit(temperature=temperature, pixels=labels.numel(), before=before, after=after)
 
 
 @torch.no_grad()
 def validation_logits(
-    model: torch.nn.Module, loader: Any, untrained: torch.Tensor, device: torch.device, keep: float, seed: int
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    untrained: torch.Tensor,
+    device: torch.device,
+    keep: float,
+    seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixels, classes) float32 logits of labelled validation pixels and their 0-based labels, on the CPU.
 
@@ -155,16 +146,16 @@ def validation_logits(
     return torch.cat(kept_logits), torch.cat(kept_labels)
 
 
-def calibration_fields(
+def calibration_fit(
     checkpoint: Path,
     shards: str,
     stats: ShardStats,
     config: Config,
     n_classes: int,
     device: torch.device,
-    expected: dict[str, Any],
-) -> dict[str, Any]:
-    """``temperature`` and ``calibration`` for the bundle card, fitted with the weights of ``checkpoint``.
+    expected: dict[str, str | int],
+) -> CalibrationFit | None:
+    """The temperature and its scores for the bundle card, fitted with the weights of ``checkpoint``.
 
     Validation pixels labelled with a class that had no training pixel are left out (the network gives it
     probability 0, which no temperature changes). Without validation pixels the card keeps T = 1 and no record.
@@ -173,7 +164,7 @@ def calibration_fields(
     labelled = sum(stats.class_pixels["val"].values())
     if len(dataset) == 0 or labelled == 0:
         LOG.warning("no validation pixels: the bundle is not calibrated (temperature 1)")
-        return {}
+        return None
     batches = EpochBatches(len(dataset), config.train.batch_size, 0, 1, config.train.seed, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=batches)
     model = UNet(config.model.encoder, len(stats.bands), n_classes)
@@ -184,6 +175,5 @@ def calibration_fields(
     logits, labels = validation_logits(model.to(device), loader, untrained, device, keep, config.train.seed)
     usable = ~untrained.cpu()[labels]
     if not usable.any():
-        return {}
-    calibration = calibrate(logits[usable], labels[usable])
-    return {"temperature": calibration.temperature, "calibration": calibration.record()}
+        return None
+    return calibrate(logits[usable], labels[usable])

@@ -104,7 +104,7 @@ class Progress:
 
 
 class Trainable(Protocol):
-    """What a checkpoint saves and restores of a training run (:class:`s2ecosg.train.run.Parts` is one)."""
+    """What a checkpoint saves and restores of a training run (:class:`s2ecosg.train.parts.Parts` is one)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         std: list[float],
         augment: bool = False,
         seed: int = 0,
-        expected: dict[str, Any] | None = None,
+        expected: dict[str, str | int] | None = None,
     ) -> None:
         self.shards = ShardSet(folder, split, expected)
         self.mean = np.asarray(mean, dtype=np.float32)

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import cast
 
 import numpy as np
 import torch
@@ -33,16 +33,17 @@ from s2ecosg.config_files import config_hash
 from s2ecosg.errors import InputError
 from s2ecosg.io import write_json
 from s2ecosg.legend import load_legend
-from s2ecosg.metrics import confusion, scores
+from s2ecosg.metrics import Scores, confusion, scores
 from s2ecosg.model.card import read_card
 from s2ecosg.model.network import UNet, pick_device
 from s2ecosg.model.transfer import load_pretrained
 from s2ecosg.shards.index import ShardIndex, ShardStats, read_index, read_stats
 from s2ecosg.train import checkpoint
-from s2ecosg.train.calibrate import calibration_fields
+from s2ecosg.train.calibrate import calibration_fit
 from s2ecosg.train.data import EpochBatches, PatchDataset
 from s2ecosg.train.distributed import World, join
 from s2ecosg.train.losses import class_weights, labelled_weight, step_loss
+from s2ecosg.train.parts import HorovodOptimizer, Parts, build_parts
 
 LOG = logging.getLogger(__name__)
 PatchLoader = DataLoader[tuple[torch.Tensor, torch.Tensor]]  # (images, labels) batches of PatchDataset
@@ -60,7 +61,7 @@ class StopRequest:
         for number in (signal.SIGUSR1, signal.SIGTERM):
             signal.signal(number, self.handle)
 
-    def handle(self, number: int, _frame: Any) -> None:
+    def handle(self, number: int, _frame: FrameType | None) -> None:
         """Signal handler: remember the request (the step in flight finishes first)."""
         LOG.warning("signal %d received: stopping after this step, then last.pt for a resume", number)
         self.requested = True
@@ -68,60 +69,6 @@ class StopRequest:
     def wanted(self, global_step: int) -> bool:
         """True when this rank wants to stop after ``global_step`` optimizer steps."""
         return self.requested or (self.after_step is not None and global_step >= self.after_step)
-
-
-@dataclasses.dataclass
-class Parts:
-    """What a training step needs."""
-
-    model: torch.nn.Module
-    optimizer: Any
-    schedule: Any
-    scaler: Any
-    world: World
-    device: torch.device
-    weights: torch.Tensor | None
-    settings: TrainConfig
-    autocast_dtype: torch.dtype | None
-
-
-def autocast_dtype(settings: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Mixed-precision dtype: bf16 (auto) / fp16 on CUDA, None (fp32) on CPU or when asked."""
-    if device.type != "cuda" or settings.precision == "fp32":
-        return None
-    return torch.float16 if settings.precision == "fp16" else torch.bfloat16
-
-
-def lr_factors(settings: TrainConfig) -> list[Any]:
-    """Per-epoch learning-rate factors for the [encoder, decoder] groups: frozen encoder first, then × factor."""
-
-    def shape(epoch: int) -> float:
-        if settings.schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * epoch / settings.epochs))
-        return 1.0
-
-    def encoder(epoch: int) -> float:
-        return 0.0 if epoch < settings.freeze_encoder_epochs else settings.encoder_lr_factor * shape(epoch)
-
-    return [encoder, shape]
-
-
-def build_parts(model: UNet, settings: TrainConfig, world: World, device: torch.device, weights: Any) -> Parts:
-    """Model on its device and wrapped for the backend, AdamW over [encoder, decoder] groups, schedule, scaler."""
-    model = model.to(device)
-    if device.type == "cuda" and settings.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    encoder = list(model.encoder.parameters())
-    encoder_ids = {id(parameter) for parameter in encoder}
-    rest = [parameter for parameter in model.parameters() if id(parameter) not in encoder_ids]
-    groups = [{"params": encoder, "name": "encoder"}, {"params": rest, "name": "decoder"}]
-    optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
-    optimizer = world.wrap_optimizer(optimizer, model)
-    world.synchronise(model)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factors(settings))
-    dtype = autocast_dtype(settings, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    return Parts(world.wrap(model, device), optimizer, schedule, scaler, world, device, weights, settings, dtype)
 
 
 def make_loader(
@@ -161,9 +108,10 @@ def train_step(parts: Parts, image: torch.Tensor, label: torch.Tensor, stop: boo
     parts.optimizer.zero_grad()  # set_to_none by default (Horovod's optimizer takes no argument)
     parts.scaler.scale(loss).backward()
     if parts.world.backend == "horovod" and parts.scaler.is_enabled():
-        parts.optimizer.synchronize()  # Horovod + fp16: reduce before unscaling, then step without reducing again
+        horovod = cast(HorovodOptimizer, parts.optimizer)
+        horovod.synchronize()  # Horovod + fp16: reduce before unscaling, then step without reducing again
         parts.scaler.unscale_(parts.optimizer)
-        with parts.optimizer.skip_synchronize():
+        with horovod.skip_synchronize():
             parts.scaler.step(parts.optimizer)
     else:
         parts.scaler.step(parts.optimizer)
@@ -181,7 +129,10 @@ def epoch_batches(loader: PatchLoader) -> EpochBatches:
 
 def set_encoder_frozen(model: torch.nn.Module, frozen: bool) -> None:
     """Keep the encoder's batch-norm statistics fixed while its weights are frozen (lr 0)."""
-    encoder: Any = getattr(model, "module", model).encoder
+    network = getattr(model, "module", model)  # unwrapped from DDP
+    encoder = network.encoder
+    if not isinstance(encoder, torch.nn.Module):
+        raise TypeError("the network has no encoder module")
     for module in encoder.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.train(not frozen)
@@ -216,7 +167,7 @@ def train_epoch(
 
 
 @torch.no_grad()
-def validate(parts: Parts, loader: PatchLoader, n_classes: int) -> dict[str, Any]:
+def validate(parts: Parts, loader: PatchLoader, n_classes: int) -> Scores:
     """Scores of the model on the validation patches, confusion matrices summed over ranks."""
     parts.model.eval()
     matrix = np.zeros((n_classes + 1, n_classes + 1), dtype=np.int64)
@@ -225,11 +176,13 @@ def validate(parts: Parts, loader: PatchLoader, n_classes: int) -> dict[str, Any
         prediction = logits[:, 1:].argmax(dim=1) + 1
         matrix += confusion(label.numpy(), prediction.cpu().numpy(), n_classes)
     total = parts.world.sum(torch.from_numpy(matrix).to(parts.device)).cpu().numpy()
-    return scores(total) | {"pixels": int(total.sum())}
+    result = scores(total)
+    result["pixels"] = int(total.sum())
+    return result
 
 
 def epoch_record(
-    epoch: int, progress: checkpoint.Progress, metrics: dict[str, Any], samples: int, parts: Parts
+    epoch: int, progress: checkpoint.Progress, metrics: Scores | None, samples: int, parts: Parts
 ) -> checkpoint.HistoryRecord:
     """One line of the training history."""
     return {
@@ -239,9 +192,9 @@ def epoch_record(
         "samples": samples,
         "processes": parts.world.size,
         "learning_rates": [group["lr"] for group in parts.optimizer.param_groups],
-        "validation_mean_iou": metrics.get("mean_iou"),
-        "validation_agreement": metrics.get("agreement"),
-        "validation_pixels": metrics.get("pixels", 0),
+        "validation_mean_iou": metrics["mean_iou"] if metrics else None,
+        "validation_agreement": metrics["agreement"] if metrics else None,
+        "validation_pixels": metrics["pixels"] if metrics else 0,
     }
 
 
@@ -256,7 +209,7 @@ def finish_epoch(
             torch.tensor([counted_samples(epoch_batches(train_loader), epoch, steps)], device=parts.device)
         )[0]
     )
-    metrics = validate(parts, val_loader, n_classes) if epoch_batches(val_loader).size else {}
+    metrics = validate(parts, val_loader, n_classes) if epoch_batches(val_loader).size else None
     record = epoch_record(epoch, progress, metrics, samples, parts)
     parts.schedule.step()
     LOG.info(
@@ -265,11 +218,11 @@ def finish_epoch(
         parts.settings.epochs,
         record["loss"],
         samples,
-        metrics.get("mean_iou"),
-        metrics.get("agreement"),
+        record["validation_mean_iou"],
+        record["validation_agreement"],
     )
     progress.history.append(record)
-    score = metrics.get("mean_iou") or 0.0
+    score = (metrics["mean_iou"] if metrics else None) or 0.0
     progress.step, progress.loss, progress.steps = 0, 0.0, 0
     folder = progress.folder
     improved = score >= progress.best
@@ -336,7 +289,7 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
         load_pretrained(model, config.model.weights, stats.bands)
     weights = class_weights(stats.class_pixels["train"], legend.n_classes, settings.class_weights)
     parts = build_parts(model, settings, world, device, weights)
-    expected = {"legend": legend.digest, "patch": config.shards.patch}
+    expected: dict[str, str | int] = {"legend": legend.digest, "patch": config.shards.patch}
     loaders = make_loaders(shards, stats, settings, world, device, expected)
     progress = checkpoint.resume(Path(checkpoints) / "last.pt", parts, index.digest)
     LOG.info(
@@ -354,13 +307,30 @@ def run_train(shards: str, config: Config, checkpoints: str, bundle: str) -> Non
             raise SystemExit(EXIT_STOPPED)
         finish_epoch(parts, epoch, progress, loaders, legend.n_classes)
     if world.main:
-        extra = {"epochs_trained": settings.epochs, "run_hash": config_hash(config), "shards_digest": index.digest}
-        extra |= {"training_digest": digest, "processes": world.size, "backend": world.backend}
-        best = Path(checkpoints) / "best.pt"
-        extra |= calibration_fields(best, shards, stats, config, legend.n_classes, device, expected)
-        checkpoint.write_bundle(best, bundle, config.model, legend, stats, extra)
+        write_trained_bundle(Path(checkpoints) / "best.pt", bundle, shards, config, (index, digest), world, device)
     world.barrier()
     world.close()
+
+
+def write_trained_bundle(
+    best: Path,
+    bundle: str,
+    shards: str,
+    config: Config,
+    trained_on: tuple[ShardIndex, str],
+    world: World,
+    device: torch.device,
+) -> None:
+    """Calibrate the best checkpoint's network and write the bundle with where it came from (rank 0)."""
+    (index, digest), stats, legend = trained_on, read_stats(shards), load_legend(config.labels.legend)
+    extra: dict[str, object] = {"epochs_trained": config.train.epochs, "run_hash": config_hash(config)}
+    extra |= {"shards_digest": index.digest, "training_digest": digest, "processes": world.size}
+    extra |= {"backend": world.backend}
+    expected: dict[str, str | int] = {"legend": legend.digest, "patch": config.shards.patch}
+    fit = calibration_fit(best, shards, stats, config, legend.n_classes, device, expected)
+    if fit is not None:
+        extra |= {"temperature": fit.temperature, "calibration": fit}
+    checkpoint.write_bundle(best, bundle, config.model, legend, stats, extra)
 
 
 def make_loaders(
@@ -369,7 +339,7 @@ def make_loaders(
     settings: TrainConfig,
     world: World,
     device: torch.device,
-    expected: dict[str, Any] | None = None,
+    expected: dict[str, str | int] | None = None,
 ) -> tuple[PatchLoader, PatchLoader]:
     """Training loader (shuffled or class-balanced, augmented) and validation loader, each over this rank's slice.
 
