@@ -1,4 +1,4 @@
-"""The encoders a U-Net can be built on, as data (``data/encoders.csv``): name, feature channels, output stride.
+"""The encoders a U-Net can be built on, as data (``data/encoders.csv``): name, feature channels, output stride, size.
 
 The config checks ``model.encoder`` and the patch and window sizes against this table; :mod:`s2ecosg.model.encoders`
 builds each network named here (a new encoder: one row here and, for a new family, its builder there). Kept apart
@@ -22,12 +22,14 @@ class EncoderShape:
         channels: Channels of the five feature maps the decoder joins, at strides 2, 4, 8, 16 and ``stride``.
         stride: Downsampling of the deepest feature map: patch and window edges must be multiples of it.
         family: Which builder makes it (``resnet``: a torchvision ResNet).
+        weights_mb: Memory of the U-Net's weights on this encoder, float32, MB (a job's memory estimate).
     """
 
     name: str
     channels: tuple[int, int, int, int, int]
     stride: int
     family: str
+    weights_mb: int
 
 
 def read_shapes() -> dict[str, EncoderShape]:
@@ -37,7 +39,8 @@ def read_shapes() -> dict[str, EncoderShape]:
         for row in csv.DictReader(handle):
             first, second, third, fourth, fifth = (int(value) for value in row["channels"].split())
             channels = (first, second, third, fourth, fifth)
-            shapes[row["name"]] = EncoderShape(row["name"], channels, int(row["stride"]), row["family"])
+            size = int(row["weights_mb"])
+            shapes[row["name"]] = EncoderShape(row["name"], channels, int(row["stride"]), row["family"], size)
     return shapes
 
 

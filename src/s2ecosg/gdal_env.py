@@ -13,13 +13,18 @@ worker exists): it registers the drivers, opens one small dataset of each driver
 environment that stays for the thread's life. :func:`gdal_threads` is a thread pool whose threads each enter their
 own environment when they start and keep it; every dataset is opened, read and closed by the thread that uses it
 (nothing GDAL is handed between threads). Decoding runs on our threads only: GDAL's own decoder threads are off
-(``GDAL_NUM_THREADS=1`` in every held environment), so a decode error is raised in the thread that asked for it;
-nothing in GDAL calls back into Python from a thread Python does not know.
+(``GDAL_NUM_THREADS=1`` in every held environment), and so is OpenJPEG's: given one thread, GDAL asks OpenJPEG
+for a pool of one worker per opened file, which then decodes while our thread waits (measured: the calling thread
+held 3 % of the decode's CPU, and a job started a native thread per band file); ``OPJ_NUM_THREADS=0`` in the
+process environment, set before any worker exists, makes OpenJPEG decode inline. So a decode error is raised in
+the thread that asked for it, and nothing in GDAL or OpenJPEG calls back into Python from a thread Python does not
+know.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -35,6 +40,9 @@ READ_SETTINGS = {"VSI_CACHE": "TRUE", "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR
 # error there goes to a process-wide handler while the read returns zeros and succeeds: a broken file would
 # stage as "no data"). Compression threads of the GeoTIFF writer are asked for by the writer (NUM_THREADS).
 THREAD_SETTINGS = {"GDAL_NUM_THREADS": "1"}
+# OpenJPEG reads this from the process environment (getenv) when a file is opened; with it set GDAL leaves
+# OpenJPEG's thread count alone, and 0 means no worker: the decode runs in the thread that reads.
+OPENJPEG_SETTINGS = {"OPJ_NUM_THREADS": "0"}
 
 HELD = threading.local()  # the environment a thread entered (kept referenced for the thread's life)
 READY = threading.Lock()
@@ -45,7 +53,6 @@ def hold_environment(settings: dict[str, str]) -> None:
     """Enter a rasterio environment in this thread for the rest of its life (once per thread)."""
     if getattr(HELD, "environment", None) is not None:
         return
-    import os
 
     import rasterio  # 0.2 s to import: loaded where used
 
@@ -72,6 +79,7 @@ def gdal_ready() -> None:
         from rasterio.errors import NotGeoreferencedWarning
 
         warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+        os.environ.update(OPENJPEG_SETTINGS)  # before any worker thread exists: setenv races with getenv
         warm_up_drivers()
         STARTED.append(True)
 

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from s2ecosg.config import Config
+from s2ecosg.encoder_shapes import ENCODER_SHAPES
 from s2ecosg.errors import InputError
 from s2ecosg.resample import PLAN_BYTES, PLAN_BYTES_PER_SAMPLE
 
@@ -23,8 +24,6 @@ PYTHON_MB = 400  # interpreter, NumPy, GDAL and PROJ with their caches (GDAL's b
 TORCH_MB = 900  # torch and torchvision loaded, the model's code
 ACTIVATIONS_PER_PIXEL = 400  # bytes of U-Net activations per input pixel at inference (ResNet-50, float32, measured)
 MARGIN = 1.25  # the profile's mem_mb over the estimate
-# Weights of the U-Net on each encoder, float32, in MB (a network not listed counts 200).
-ENCODER_PARAMETERS_MB = {"resnet18": 60, "resnet34": 100, "resnet50": 130}
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def predict_need(config: Config, tiles: int) -> Need:
     windows = settings.batch_size * settings.window**2 * (bands * 4 * 3 + ACTIVATIONS_PER_PIXEL)
     ranks = 2 * max(2 if settings.top2 else 1, settings.probabilities)
     outputs = 2 * tiles * ranks * pixels**2 + 3 * width * settings.window * 45 * 4  # tiles and the rolling blend
-    model = ENCODER_PARAMETERS_MB.get(config.model.encoder, 200)
+    model = ENCODER_SHAPES[config.model.encoder].weights_mb  # the config accepts only encoders of the table
     need = PYTHON_MB + TORCH_MB + model + (rows + windows + outputs) // MB
     key = "predict.batch_size" if windows > rows else "grid.block_tiles"
     return Need(need, key, f"batch {settings.batch_size} of {settings.window}² windows, rows {width} px wide")

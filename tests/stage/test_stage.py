@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -196,6 +199,25 @@ def test_read_settings_leave_a_users_choice_and_each_thread_holds_its_environmen
     assert all(options == seen[0] for options in seen)
     assert seen[0]["VSI_CACHE"] == "TRUE" and seen[0]["GDAL_DISABLE_READDIR_ON_OPEN"] == "FALSE"
     assert seen[0]["GDAL_NUM_THREADS"] == "1"
+
+
+def test_jpeg2000_is_decoded_in_the_thread_that_reads_it() -> None:
+    """OpenJPEG runs no worker of its own (given one thread, GDAL would make it one per file, decoding while we wait)."""
+    script = f"""
+import os, time
+from s2ecosg.gdal_env import gdal_ready
+import rasterio
+gdal_ready()
+process, thread = time.process_time(), time.thread_time()
+for _ in range(5):
+    with rasterio.open({str(DEMO / "IMG_DATA" / "T33UUU_20170216T102101_B02.jp2")!r}) as source:
+        source.read(1)
+print(os.environ["OPJ_NUM_THREADS"], (time.thread_time() - thread) / (time.process_time() - process))
+"""
+    environment = {name: value for name, value in os.environ.items() if name != "OPJ_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, check=True)
+    setting, share = result.stdout.split()
+    assert setting == "0" and float(share) > 0.9  # before: 0.49, the rest in OpenJPEG's worker thread
 
 
 def test_a_block_stages_like_its_tiles_one_by_one_and_decodes_each_band_once(

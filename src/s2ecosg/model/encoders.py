@@ -1,6 +1,6 @@
 """The encoders a U-Net can be built on: each owns its channels, its output stride and how it is built and run.
 
-A new encoder is one row of ``data/encoders.csv`` (name, channels, stride; the config accepts the names listed
+A new encoder is one row of ``data/encoders.csv`` (name, channels, stride, weights in MB; the config accepts the names listed
 there and checks patch and window sizes against the stride) and, for a new family (a Swin, an SSL4EO checkpoint's
 backbone), its builder in :data:`FAMILIES`. Nothing here imports torch at import time.
 """
@@ -59,6 +59,7 @@ ENCODERS: dict[str, Encoder] = {
         shape.channels,
         shape.stride,
         shape.family,
+        shape.weights_mb,
         FAMILIES[shape.family][0](shape.name),
         FAMILIES[shape.family][1],
     )
