@@ -26,10 +26,25 @@ def test_a_card_of_format_2_reads_as_uncalibrated(tmp_path: Path) -> None:
 
 
 def test_the_temperature_is_written_and_read_back(tmp_path: Path) -> None:
-    write_card(tmp_path, temperature=1.73, calibration={"temperature": 1.73, "pixels": 10})
+    scores = {
+        "ece": 0.1,
+        "brier": 0.2,
+        "nll": 0.3,
+        "accuracy": 0.8,
+        "bins": [{"pixels": 10, "confidence": 0.9, "accuracy": 0.8}],
+    }
+    fit = {"temperature": 1.73, "pixels": 10, "before": scores, "after": scores | {"ece": 0.05}}
+    write_card(tmp_path, temperature=1.73, calibration=fit)
     card = read_card(tmp_path)
     assert card.version == BUNDLE_VERSION == 3
-    assert card.temperature == 1.73 and card.calibration == {"temperature": 1.73, "pixels": 10}
+    assert card.temperature == 1.73 and card.calibration is not None and card.calibration.model_dump() == fit
+    assert card.calibration.after.ece == 0.05 and card.calibration.before.bins[0].confidence == 0.9
+
+
+def test_a_calibration_record_without_its_scores_is_one_line(tmp_path: Path) -> None:
+    write_card(tmp_path, temperature=1.73, calibration={"temperature": 1.73, "pixels": 10})
+    with pytest.raises(InputError, match=r"bundle.json: calibration.before: Field required"):
+        read_card(tmp_path)
 
 
 @pytest.mark.parametrize("temperature", [0, -1.5])
