@@ -12,7 +12,6 @@ a pole, points PROJ cannot transform) get an infinite bound: all their pixels ar
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from affine import Affine
 
 from s2ecosg.lonlat import Block, LonLatGrid
+from s2ecosg.resample import transformer
 
 if TYPE_CHECKING:
     from rasterio.crs import CRS
@@ -30,14 +30,6 @@ SAFETY = 8.0  # measured interpolation error × SAFETY = distance from an edge b
 ROUNDING = 1e-9  # cells: float rounding of the cell coordinates (≈ 1e-11 at 10⁵ cells), with room to spare
 
 
-@functools.lru_cache(maxsize=16)
-def to_lonlat(crs_wkt: str) -> Any:
-    """The PROJ transformer of a source CRS (as WKT) to EPSG:4326 (x = longitude), built once per process."""
-    from pyproj import Transformer  # 0.1 s to import: loaded where used
-
-    return Transformer.from_crs(crs_wkt, "EPSG:4326", always_xy=True)
-
-
 def exact_lonlat(crs: CRS, transform: Affine, rows: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact longitude and latitude of pixel centres at absolute (row, column) indices of a raster.
 
@@ -45,7 +37,7 @@ def exact_lonlat(crs: CRS, transform: Affine, rows: np.ndarray, columns: np.ndar
     """
     x = transform.c + (columns + 0.5) * transform.a
     y = transform.f + (rows + 0.5) * transform.e
-    lon, lat = to_lonlat(crs.to_wkt()).transform(x, y)
+    lon, lat = transformer(crs.to_wkt(), "EPSG:4326").transform(x, y)  # made once per thread
     return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
 
