@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
+from numpy.typing import NDArray
 
 from s2ecosg.errors import InputError
 from s2ecosg.io import open_text
@@ -57,7 +58,7 @@ class HarmonieDomain:
             f"+R={EARTH_RADIUS} +units=m +no_defs"
         )
 
-    def cell_edges(self, margin: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def cell_edges(self, margin: int = 0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """X and y of the cell edges (projection metres), grown by ``margin`` cells on every side."""
         from pyproj import Transformer  # 0.1 s to import: loaded where used
 

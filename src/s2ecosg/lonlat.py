@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
+from numpy.typing import NDArray
+
+from s2ecosg.arrays import Floats
 
 Block = tuple[int, int, int, int]  # first row, first column, rows, columns
 EARTH_RADIUS = 6371007.2  # m, radius of the sphere of the ellipsoid's area (GRS80/WGS84 authalic radius)
@@ -58,13 +61,13 @@ class LonLatGrid:
             for column in range(0, self.cols, size):
                 yield row, column, min(size, self.rows - row), min(size, self.cols - column)
 
-    def cell_areas(self, block: Block) -> np.ndarray:
+    def cell_areas(self, block: Block) -> NDArray[np.float64]:
         """(rows, 1) area in m² of a cell of each row of a block, on the authalic sphere (within 0.3 % of WGS84)."""
         _, _, _, north = self.block_bounds(block)
         edges = np.radians(north - np.arange(block[2] + 1) * self.step)
         return (EARTH_RADIUS**2 * math.radians(self.step) * (np.sin(edges[:-1]) - np.sin(edges[1:])))[:, None]
 
-    def cell_of(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def cell_of(self, lon: Floats, lat: Floats) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """(row, column) of the cells containing points; −1 for points outside the grid."""
         rows = np.floor((self.north - lat) / self.step).astype(np.int64)
         columns = np.floor((lon - self.west) / self.step).astype(np.int64)
@@ -72,7 +75,7 @@ class LonLatGrid:
         rows[outside], columns[outside] = -1, -1
         return rows, columns
 
-    def centres(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+    def centres(self, block: Block) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """(rows, cols) arrays of cell-centre longitude and latitude of a block."""
         row, column, rows, columns = block
         lon = self.west + (column + np.arange(columns) + 0.5) * self.step

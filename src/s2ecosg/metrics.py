@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
+
+from s2ecosg.arrays import Integers, Numbers
 
 
-def confusion(reference: np.ndarray, prediction: np.ndarray, n_classes: int) -> np.ndarray:
+def confusion(reference: Integers, prediction: Integers, n_classes: int) -> NDArray[np.int64]:
     """(n_classes + 1)² int64 confusion matrix of two id arrays (ids 0..n_classes), 0s excluded."""
     keep = (reference > 0) & (prediction > 0)
     pairs = reference[keep].astype(np.int64) * (n_classes + 1) + prediction[keep].astype(np.int64)
@@ -19,7 +22,7 @@ def confusion(reference: np.ndarray, prediction: np.ndarray, n_classes: int) -> 
     return counts.reshape(n_classes + 1, n_classes + 1)
 
 
-def collapse(matrix: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+def collapse(matrix: Integers, mapping: Integers) -> NDArray[np.int64]:
     """Merge classes: ``mapping[id]`` is the new id (0 drops the class), e.g. CLC L3 → L1."""
     size = int(mapping.max()) + 1
     merged = np.zeros((size, size), dtype=np.int64)
@@ -49,7 +52,7 @@ class Scores(TypedDict):
     per_class: dict[str, ClassScores]
 
 
-def scores(matrix: np.ndarray) -> Scores:
+def scores(matrix: Numbers) -> Scores:
     """Overall agreement, per-class IoU / F1 / precision / recall and their means over present classes.
 
     A class is "present" when it occurs in the reference or the prediction; absent classes get None.

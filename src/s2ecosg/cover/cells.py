@@ -6,8 +6,12 @@ Per cell, only a few of the 33 covers have pixels, so the values are computed fr
 
 from __future__ import annotations
 
-import numpy as np
+from typing import NamedTuple
 
+import numpy as np
+from numpy.typing import NDArray
+
+from s2ecosg.arrays import Integers, Numbers
 from s2ecosg.cover.aggregate import BlockCounts
 from s2ecosg.cover.fill import GapFiller
 from s2ecosg.cover.writers.table import share_codes
@@ -15,20 +19,29 @@ from s2ecosg.legend import N_COVERS
 from s2ecosg.lonlat import Block, LonLatGrid
 
 
-def majority(counts: np.ndarray) -> np.ndarray:
+def majority(counts: Numbers) -> NDArray[np.uint8]:
     """Most frequent cover per cell (ties: the lowest cover number); 0 where a cell has no pixel."""
     best = counts[..., 1:].argmax(axis=-1) + 1
     return np.where(counts[..., 1:].sum(axis=-1) > 0, best, 0).astype(np.uint8)
 
 
-def fractions(counts: np.ndarray) -> np.ndarray:
+def fractions(counts: Numbers) -> NDArray[np.float32]:
     """(33, rows, cols) float32 share of each cover 1..33 among a cell's valid pixels (0 where none)."""
     total = counts[..., 1:].sum(axis=-1, keepdims=True)
     share = np.divide(counts[..., 1:], total, out=np.zeros(counts[..., 1:].shape, dtype=np.float64), where=total > 0)
     return np.moveaxis(share, -1, 0).astype(np.float32)
 
 
-def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
+class SparseCells(NamedTuple):
+    """Per cell of a block (flattened): the values :func:`sparse_cells` computes from its non-zero counts."""
+
+    cover: NDArray[np.uint8]  # majority cover, 0 where the cell has no pixel
+    fraction: NDArray[np.uint8]  # (33, cells) share codes
+    majority_share: NDArray[np.float64]  # NaN where the cell has no pixel
+    entropy: NDArray[np.float64]  # 0..1, NaN where the cell has no pixel
+
+
+def sparse_cells(counts: Numbers) -> SparseCells:
     """Majority cover (uint8, 0 where none), fraction codes (33, cells), majority share and entropy of every cell.
 
     The entropy is Shannon's, −Σ f ln f over the cell's cover fractions, divided by ln 33 (0: one cover, 1: all 33
@@ -46,7 +59,7 @@ def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
     cover, codes = np.zeros(size, np.uint8), np.zeros((N_COVERS, size), np.uint8)
     majority_share, entropy = np.full(size, np.nan), np.full(size, np.nan)
     if values.size == 0:
-        return {"cover": cover, "fraction": codes, "majority_share": majority_share, "entropy": entropy}
+        return SparseCells(cover, codes, majority_share, entropy)
     starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
     occupied, lengths = cells[starts], np.diff(np.r_[starts, values.size])
     pixels, largest = np.add.reduceat(values, starts), np.maximum.reduceat(values, starts)
@@ -58,10 +71,10 @@ def sparse_cells(counts: np.ndarray) -> dict[str, np.ndarray]:
     codes[covers, cells] = share_codes(share.astype(np.float32))
     majority_share[occupied] = largest / pixels
     entropy[occupied] = np.maximum(np.add.reduceat(-share * np.log(share), starts), 0.0) / np.log(N_COVERS)
-    return {"cover": cover, "fraction": codes, "majority_share": majority_share, "entropy": entropy}
+    return SparseCells(cover, codes, majority_share, entropy)
 
 
-def member_spread(members: list[BlockCounts]) -> np.ndarray:
+def member_spread(members: list[BlockCounts]) -> NDArray[np.float64]:
     """(33, rows, cols) standard deviation over the members of each cover fraction; NaN where no member has pixels.
 
     A member without pixels in a cell has no fractions there and is left out of that cell's spread.
@@ -75,7 +88,7 @@ def member_spread(members: list[BlockCounts]) -> np.ndarray:
     return np.where(count > 0, np.sqrt(variance), np.nan)
 
 
-def data_score(totals: BlockCounts, grid: LonLatGrid, block: Block, pixel_area: float) -> dict[str, np.ndarray]:
+def data_score(totals: BlockCounts, grid: LonLatGrid, block: Block, pixel_area: float) -> dict[str, Integers]:
     """What each cell's cover rests on, as CLC+ Backbone's data score: observations, their age, predicted area.
 
     ``clear_observations``: the mean number of valid (clear) observations of the cell's predicted pixels, rounded,
@@ -103,7 +116,7 @@ def block_values(
     filler: GapFiller,
     members: list[BlockCounts] | None = None,
     pixel_area: float = 100.0,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Integers]:
     """Everything written for one block from its counts: cover, source flag, fractions, shares, data score.
 
     Fractions, majority share, confidence, entropy and (with ensemble ``members``' counts) the between-member
@@ -113,11 +126,11 @@ def block_values(
     """
     shape = block[2:]
     cells = sparse_cells(totals.counts.reshape(-1, N_COVERS + 1))
-    predicted = cells["cover"].reshape(shape)
+    predicted = cells.cover.reshape(shape)
     cover, flags = filler.fill(predicted, grid, block)
-    fraction = cells["fraction"].reshape(N_COVERS, *shape)
+    fraction = cells.fraction.reshape(N_COVERS, *shape)
     filled = (predicted == 0) & (cover > 0)
-    entropy = cells["entropy"].reshape(shape)
+    entropy = cells.entropy.reshape(shape)
     if filled.any():
         fraction[cover[filled] - 1, *np.nonzero(filled)] = share_codes(np.ones(1, np.float32))[0]
         entropy[filled] = 0.0  # one cover, from the fill
@@ -127,7 +140,7 @@ def block_values(
         "cover": cover,
         "source": flags,
         "fraction": fraction,
-        "majority_share": share_codes(cells["majority_share"].reshape(shape)),
+        "majority_share": share_codes(cells.majority_share.reshape(shape)),
         "model_confidence": share_codes(confidence),
         "cover_entropy": share_codes(entropy),
     }

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Integers, Mask
 from s2ecosg.cover.writers.table import FRACTION_SCALE, MISSING_SHARE, ecosg_table
 from s2ecosg.errors import InputError
 from s2ecosg.legend import N_COVERS
@@ -49,14 +51,14 @@ def member_bases(base: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def read_rows(base: Path, columns: int, rows: slice) -> np.ndarray:
+def read_rows(base: Path, columns: int, rows: slice[int, int, int]) -> NDArray[np.uint8]:
     """Rows of a DIRECT ``.dir`` read with ``pread`` (pages of a memory map would stay resident as the grid grows)."""
     with open(f"{base}.dir", "rb") as handle:
         data = os.pread(handle.fileno(), (rows.stop - rows.start) * columns, rows.start * columns)
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, columns)
 
 
-def row_areas_km2(header: dict[str, float], first: int, rows: int) -> np.ndarray:
+def row_areas_km2(header: dict[str, float], first: int, rows: int) -> NDArray[np.float64]:
     """(rows, 1) km² of one cell of each row ``first`` … of a DIRECT grid (authalic sphere)."""
     step_lat = (header["north"] - header["south"]) / header["rows"]
     step_lon = (header["east"] - header["west"]) / header["cols"]
@@ -69,15 +71,15 @@ def row_areas_km2(header: dict[str, float], first: int, rows: int) -> np.ndarray
 class Tally:
     """Counts over the grid: transitions (old × new, cells and km²) split into confident and uncertain."""
 
-    confident: np.ndarray = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1), np.int64))
-    uncertain: np.ndarray = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1), np.int64))
-    confident_km2: np.ndarray = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1)))
-    uncertain_km2: np.ndarray = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1)))
+    confident: NDArray[np.int64] = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1), np.int64))
+    uncertain: NDArray[np.int64] = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1), np.int64))
+    confident_km2: NDArray[np.float64] = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1)))
+    uncertain_km2: NDArray[np.float64] = field(default_factory=lambda: np.zeros((N_COVERS + 1, N_COVERS + 1)))
     land: int = 0
     land_km2: float = 0.0
-    changed_map: np.ndarray | None = None  # 0 unchanged, 1 confident, 2 uncertain (for the picture)
+    changed_map: NDArray[np.uint8] | None = None  # 0 unchanged, 1 confident, 2 uncertain (for the picture)
 
-    def add(self, old: np.ndarray, new: np.ndarray, confident: np.ndarray, areas: np.ndarray) -> None:
+    def add(self, old: Integers, new: Integers, confident: Mask, areas: NDArray[np.float64]) -> None:
         """Count one strip: ``confident`` marks the confident changes among the changed cells."""
         changed = old != new
         land = ~np.isin(old, WATER) | ~np.isin(new, WATER)
@@ -95,8 +97,8 @@ class Tally:
 
 
 def confident_changes(
-    old: np.ndarray, new: np.ndarray, fraction: np.ndarray, confidence: np.ndarray, margin: float, floor: float
-) -> np.ndarray:
+    old: Integers, new: Integers, fraction: Integers, confidence: Integers, margin: float, floor: float
+) -> Mask:
     """Where a changed cell's new cover leads the old one by ``margin`` and the model's confidence is ``floor``+.
 
     Args:
@@ -109,7 +111,7 @@ def confident_changes(
     """
     rows, columns = np.indices(old.shape)
 
-    def share_of(cover: np.ndarray) -> np.ndarray:  # the share code of ``cover`` in each cell, as a share
+    def share_of(cover: Integers) -> NDArray[np.float64]:  # the share code of ``cover`` in each cell, as a share
         code = fraction[np.maximum(cover, 1) - 1, rows, columns]
         return np.where((cover > 0) & (code != MISSING_SHARE), code, 0) * FRACTION_SCALE
 
@@ -203,7 +205,7 @@ def summary(tally: Tally) -> dict[str, object]:
     }
 
 
-def transitions(cells: np.ndarray, km2: np.ndarray) -> list[dict[str, float | int]]:
+def transitions(cells: NDArray[np.int64], km2: NDArray[np.float64]) -> list[dict[str, float | int]]:
     """The non-empty (from, to) pairs, largest area first."""
     pairs = [
         {"from": int(old), "to": int(new), "cells": int(cells[old, new]), "km2": round(float(km2[old, new]), 3)}

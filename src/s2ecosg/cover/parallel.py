@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
 
-import numpy as np
-
+from s2ecosg.arrays import Integers
 from s2ecosg.cover.aggregate import MOST_LIKELY, BlockCounts, CoverMapping, Source, aggregate_block
 from s2ecosg.cover.cache import BlockCache
 from s2ecosg.cover.cells import block_values
@@ -33,7 +32,7 @@ from s2ecosg.errors import WorkerDied
 from s2ecosg.log import crash_if_asked, log_file
 from s2ecosg.lonlat import Block, LonLatGrid
 
-BlockOutput = tuple[Block, dict[str, np.ndarray], bool]  # block, values for the writers, counts reused
+BlockOutput = tuple[Block, dict[str, Integers], bool]  # block, values for the writers, counts reused
 J = TypeVar("J")  # what every block of a job needs
 R = TypeVar("R")  # what a block gives
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
+from s2ecosg.arrays import Mask
 from s2ecosg.cover.aggregate import CoverMapping, Source, aggregate_block, reaching
 from s2ecosg.cover.cells import majority
 from s2ecosg.cover.parallel import block_outputs
@@ -95,7 +97,7 @@ class PatchJob:
     pixel_area: float  # m² of a predicted pixel
 
 
-def patch_block(job: PatchJob, block: Block) -> tuple[Block, np.ndarray, np.ndarray]:
+def patch_block(job: PatchJob, block: Block) -> tuple[Block, NDArray[np.uint8], Mask]:
     """(block, majority cover of the predicted pixels, cells to replace) of one block of the map's window."""
     counts = aggregate_block(job.sources, job.grid, block, job.mapping, job.reader).counts
     predicted = counts[..., 1:].sum(axis=-1) * job.pixel_area
@@ -111,7 +113,7 @@ def patch_blocks(job: PatchJob) -> Iterator[Block]:
 
 
 def write_patch(
-    handle: int, cover_map: CoverMap, window: LonLatGrid, result: tuple[Block, np.ndarray, np.ndarray]
+    handle: int, cover_map: CoverMap, window: LonLatGrid, result: tuple[Block, NDArray[np.uint8], Mask]
 ) -> int:
     """Write one block's replaced cells into the copy ``handle`` of the map (row by row); return cells replaced."""
     (row, column, rows, columns), cover, replace = result

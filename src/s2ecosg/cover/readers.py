@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from affine import Affine
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -27,7 +28,9 @@ class PixelClasses(Protocol):
     def weighted(self) -> bool:
         """Whether :meth:`read` gives weights (cover counts are then fractional)."""
 
-    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(
+        self, raster: DatasetReader, window: Window, transform: Affine
+    ) -> tuple[NDArray[np.uint8], NDArray[np.float64] | None]:
         """((K, rows, cols) uint8 class ids, 0 = none; (K, rows, cols) float64 weights summing to 1, or None)."""
 
 
@@ -37,7 +40,9 @@ class MostLikely:
 
     weighted: bool = False
 
-    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(
+        self, raster: DatasetReader, window: Window, transform: Affine
+    ) -> tuple[NDArray[np.uint8], NDArray[np.float64] | None]:
         """Band 1 of the chunk."""
         return raster.read(1, window=window)[None], None
 
@@ -52,7 +57,9 @@ class Probabilities:
 
     weighted: bool = True
 
-    def read(self, raster: DatasetReader, window: Window, transform: Affine) -> tuple[np.ndarray, np.ndarray | None]:
+    def read(
+        self, raster: DatasetReader, window: Window, transform: Affine
+    ) -> tuple[NDArray[np.uint8], NDArray[np.float64] | None]:
         """Classes (bands 1, 3, …) and their renormalised probabilities (bands 2, 4, … over their sum)."""
         ranked = raster.read(window=window)
         codes = ranked[1::2].astype(np.float64)

@@ -15,7 +15,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Integers
 from s2ecosg.config import EvaluateConfig
 from s2ecosg.io import atomic_path, open_raster, read_json, write_json, write_raster
 from s2ecosg.predict.windows import check_bands
@@ -26,7 +28,7 @@ LOG = logging.getLogger(__name__)
 BLOCK_ROWS = 256
 
 
-def training_pixels(shards: str, stats: ShardStats, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def training_pixels(shards: str, stats: ShardStats, limit: int, seed: int) -> tuple[NDArray[np.float32], Integers]:
     """(pixels, bands) float32 normalised features and (pixels,) class ids of labelled training pixels."""
     patches = ShardSet(shards, "train")
     generator = np.random.default_rng(seed)
@@ -41,9 +43,12 @@ def training_pixels(shards: str, stats: ShardStats, limit: int, seed: int) -> tu
     return normalise_pixels(np.concatenate(features), stats.mean, stats.std), np.concatenate(targets)
 
 
-def normalise_pixels(pixels: np.ndarray, mean: list[float], std: list[float]) -> np.ndarray:
+def normalise_pixels(pixels: NDArray[np.uint16], mean: list[float], std: list[float]) -> NDArray[np.float32]:
     """(n, bands) uint16 → float32 (x − mean) / std, as the CNN sees its inputs."""
-    return (pixels.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    features = pixels.astype(np.float32)
+    features -= np.asarray(mean, np.float32)
+    features /= np.asarray(std, np.float32)
+    return features
 
 
 def run_baseline_train(shards: str, out: str, settings: EvaluateConfig, seed: int) -> None:

@@ -11,14 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Values
 from s2ecosg.errors import InputError
 from s2ecosg.io import open_raster
 from s2ecosg.legend import Legend, map_codes
 from s2ecosg.metrics import confusion
 
 
-def read_points(path: str, field: str, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_points(path: str, field: str, crs: str) -> tuple[NDArray[np.float64], NDArray[np.float64], Values]:
     """(x, y) in ``crs`` and the code of every point of a CSV (lon/lat) or vector file."""
     import geopandas  # 0.7 s to import: loaded where used
 
@@ -44,7 +46,7 @@ def read_points(path: str, field: str, crs: str) -> tuple[np.ndarray, np.ndarray
     return frame.geometry.x.to_numpy(), frame.geometry.y.to_numpy(), frame[field].to_numpy()
 
 
-def sample_tiles(predictions: dict[str, str], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def sample_tiles(predictions: dict[str, str], x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.uint8]:
     """Predicted class id at each point (0 where no tile or no prediction)."""
     ids = np.zeros(x.shape, dtype=np.uint8)
     for path in predictions.values():
@@ -60,7 +62,7 @@ def sample_tiles(predictions: dict[str, str], x: np.ndarray, y: np.ndarray) -> n
 
 def point_matrix(
     predictions: dict[str, str], points: str, field: str, legend: Legend, crs: str
-) -> tuple[np.ndarray, dict[str, int]]:
+) -> tuple[NDArray[np.int64], dict[str, int]]:
     """Confusion matrix (reference ids × predicted ids) of the points, and counts of points used and left out."""
     x, y, codes = read_points(points, field, crs)
     reference = map_codes(np.asarray(codes).astype(str), legend, points)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
+from numpy.typing import NDArray
 
 from s2ecosg.blocks import SIGNATURE_TAG, block_name, report, signature, up_to_date, write_manifest
 from s2ecosg.config import LabelsConfig
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 
-def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str) -> np.ndarray:
+def raster_labels(
+    path: str, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str
+) -> NDArray[np.uint8]:
     """Warp a categorical raster onto a window (nearest) and map its codes to class ids.
 
     Args:
@@ -50,7 +53,7 @@ def raster_labels(path: str, legend: Legend, transform: Affine, shape: tuple[int
 
 def vector_labels(
     path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str
-) -> np.ndarray:
+) -> NDArray[np.uint8]:
     """Rasterise polygons onto a window, burning the class id of their code (pixel-centre rule).
 
     Args:
@@ -85,7 +88,7 @@ def vector_labels(
 
 def tile_labels(
     path: str, field: str | None, legend: Legend, transform: Affine, shape: tuple[int, int], crs: CRS | str
-) -> np.ndarray:
+) -> NDArray[np.uint8]:
     """Class ids on a window from a raster or a vector reference."""
     if is_vector(path):
         return vector_labels(path, field, legend, transform, shape, crs)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
+from numpy.typing import NDArray
 
 from s2ecosg.blocks import SIGNATURE_TAG, block_name, read_manifests, report, signature, up_to_date, write_manifest
 from s2ecosg.config import Config, PredictConfig
@@ -64,7 +65,7 @@ class StagedMosaic:
         """Affine transform of a raster whose first pixel has global index (row, column)."""
         return Affine(self.resolution, 0.0, column * self.resolution, 0.0, -self.resolution, -row * self.resolution)
 
-    def read(self, rows: tuple[int, int], columns: tuple[int, int]) -> np.ndarray:
+    def read(self, rows: tuple[int, int], columns: tuple[int, int]) -> NDArray[np.uint16]:
         """(bands, rows, columns) uint16 of the global pixel ranges ``rows`` and ``columns`` (half-open)."""
         image = np.zeros((self.bands, rows[1] - rows[0], columns[1] - columns[0]), dtype=np.uint16)
         for path, row, column, height, width in self.sources:
@@ -79,7 +80,7 @@ class StagedMosaic:
                 )
         return image
 
-    def reader(self, region: Region) -> Callable[[int, int], np.ndarray]:
+    def reader(self, region: Region) -> Callable[[int, int], NDArray[np.uint16]]:
         """``read`` for :meth:`Predictor.predict`: padded rows of ``region`` over its whole padded width."""
         row0, column0 = region.origin[0] - region.halo, region.origin[1] - region.halo
         columns = (column0, column0 + region.padded[1])
@@ -87,7 +88,7 @@ class StagedMosaic:
 
 
 def write_prediction(
-    outputs: Mapping[str, str | None], top: np.ndarray, transform: Affine, crs: CRS | str, tags: dict[str, str]
+    outputs: Mapping[str, str | None], top: NDArray[np.uint8], transform: Affine, crs: CRS | str, tags: dict[str, str]
 ) -> None:
     """Write a tile's (2 × ranks, rows, columns) prediction: top-K and top2 (when asked), confidence, then classes."""
     top2, confidence, classes = outputs.get("top2"), outputs["confidence"], outputs["classes"]
@@ -141,7 +142,7 @@ def run_predict(request: PredictRequest) -> None:
     region = mosaic.region_of(0, settings.window if settings.halo is None else settings.halo)
     result = np.zeros((2 * ranks_kept(settings), *region.shape), dtype=np.uint8)
 
-    def emit(row: int, top: np.ndarray) -> None:
+    def emit(row: int, top: NDArray[np.uint8]) -> None:
         result[:, row : row + top.shape[1]] = top
 
     Predictor(model, card, settings, device).predict(region, mosaic.reader(region), emit)
@@ -171,7 +172,7 @@ class BlockTiles:
             self.needed[row, column] = True
         origin = (first_row * self.size, first_column * self.size)
         self.region = Region(origin, (rows * self.size, columns * self.size), halo)
-        self.buffers: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, NDArray[np.uint8]] = {}
         self.writes: list[Future[None]] = []
 
     def place(self, name: str) -> tuple[int, int]:
@@ -199,7 +200,7 @@ class BlockTiles:
         bottom = top - self.region.padded[0] * resolution
         return [staged[name] for name in self.grid.tiles_covering((left, bottom, right, top)) if name in staged]
 
-    def emit(self, row: int, top: np.ndarray, writer: ThreadPoolExecutor, crs: CRS | str) -> None:
+    def emit(self, row: int, top: NDArray[np.uint8], writer: ThreadPoolExecutor, crs: CRS | str) -> None:
         """Cut finished kept rows ``row`` … into the tiles; a tile whose last row is done is written (in ``writer``)."""
         last = row + top.shape[1]
         for name, (cell_row, cell_column) in self.cells.items():
@@ -213,7 +214,7 @@ class BlockTiles:
             if last >= end:
                 self.writes.append(writer.submit(self.write, name, self.buffers.pop(name), crs))
 
-    def write(self, name: str, top: np.ndarray, crs: CRS | str) -> None:
+    def write(self, name: str, top: NDArray[np.uint8], crs: CRS | str) -> None:
         """Write one finished tile with its signature."""
         outputs, wanted = self.tiles[name]
         LOG.info("%s: %.1f %% predicted", name, 100 * (top[0] > 0).mean())

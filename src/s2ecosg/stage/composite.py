@@ -12,6 +12,9 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.typing import NDArray
+
+from s2ecosg.arrays import Integers
 
 BLOCK_BYTES = 64 * 2**20  # uint16 stack of one row block, all scenes and bands, and its sorted copy
 NETWORK_SCENES = 24  # above this, np.sort beats the sorting network (measured on 10 × 200 × 700 planes)
@@ -40,7 +43,7 @@ def sorting_network(size: int) -> tuple[tuple[int, int], ...]:
     return tuple((low, high) for low, high in pairs if high < size)
 
 
-def sort_scenes(stack: np.ndarray) -> np.ndarray:
+def sort_scenes(stack: NDArray[np.uint16]) -> NDArray[np.uint16]:
     """``stack`` sorted along its first axis (scenes); may sort in place and return ``stack`` itself."""
     if stack.shape[0] > NETWORK_SCENES:
         stack.sort(axis=0)
@@ -54,7 +57,7 @@ def sort_scenes(stack: np.ndarray) -> np.ndarray:
     return np.stack(planes)
 
 
-def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def median_composite(stack: NDArray[np.uint16]) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
     """Per-pixel median over scenes of valid observations.
 
     Args:
@@ -80,7 +83,7 @@ def median_composite(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return median.astype(np.uint16), np.minimum(count, 255).astype(np.uint8)
 
 
-def middle_value(planes: np.ndarray, rank: np.ndarray) -> np.ndarray:
+def middle_value(planes: NDArray[np.uint16], rank: Integers) -> NDArray[np.uint16]:
     """(bands, rows, cols) value of the sorted ``planes`` (scenes, bands, rows, cols) at a per-pixel ``rank``.
 
     One flat gather per band (5× faster than ``np.take_along_axis`` with an index broadcast over bands).

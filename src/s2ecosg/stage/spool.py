@@ -6,6 +6,7 @@ import os
 import tempfile
 
 import numpy as np
+from numpy.typing import NDArray
 
 from s2ecosg.errors import InputError
 
@@ -29,7 +30,7 @@ class Spool:
         self.rows: tuple[int, int] | None = None
         self.columns: tuple[int, int] | None = None
 
-    def add(self, part: np.ndarray, window: tuple[slice, slice]) -> None:
+    def add(self, part: NDArray[np.uint16], window: tuple[slice[int, int, int], slice[int, int, int]]) -> None:
         """Store one scene's (bands, h, w) part of the tile at ``window``, as full-width rows."""
         rows, columns = window
         for band in range(self.n_bands):
@@ -47,7 +48,7 @@ class Spool:
         """Byte offset of a row of one scene's band."""
         return ((scene * self.n_bands + band) * self.size + row) * self.size * 2
 
-    def read(self, row: int, rows: int, scenes: list[int] | None = None) -> np.ndarray:
+    def read(self, row: int, rows: int, scenes: list[int] | None = None) -> NDArray[np.uint16]:
         """(scenes, bands, rows, columns) uint16 of stored scenes (default: all) over the columns any scene reaches."""
         chosen = list(range(self.scenes)) if scenes is None else scenes
         column0, column1 = self.columns or (0, 0)

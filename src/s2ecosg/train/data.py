@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch.utils.data import Dataset
 
 from s2ecosg.model.inputs import normalise
@@ -94,7 +95,7 @@ class EpochBatches:
         world: int,
         seed: int,
         shuffle: bool,
-        weights: np.ndarray | None = None,
+        weights: NDArray[np.float64] | None = None,
     ) -> None:
         self.size, self.batch_size, self.rank, self.world = size, batch_size, rank, world
         self.seed, self.shuffle = seed, shuffle
@@ -109,7 +110,7 @@ class EpochBatches:
         """Choose the epoch and the step to start at (a resumed run skips the steps it has done)."""
         self.epoch, self.start = epoch, start
 
-    def order(self) -> np.ndarray:
+    def order(self) -> NDArray[np.int64]:
         """The epoch's patch order, padded by wrapping around to whole global batches."""
         order = np.arange(self.size)
         generator = np.random.default_rng([self.seed, self.epoch])

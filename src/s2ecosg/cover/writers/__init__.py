@@ -12,8 +12,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
-import numpy as np
-
+from s2ecosg.arrays import Integers
 from s2ecosg.cover.writers.direct import DirectWriter
 from s2ecosg.cover.writers.netcdf import NetcdfWriter
 from s2ecosg.cover.writers.quicklook import QuickLook
@@ -23,7 +22,7 @@ from s2ecosg.lonlat import Block, LonLatGrid
 class CoverWriter(Protocol):
     """One format of the cover."""
 
-    def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
+    def write(self, block: Block, values: dict[str, Integers]) -> None:
         """Take one block's uint8 arrays: ``cover``, ``source`` and share codes (share × 250, 255 = missing).
 
         The codes (:func:`~s2ecosg.cover.writers.table.share_codes`) are ``fraction`` and, with ensemble members,

@@ -6,7 +6,9 @@ import contextlib
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Integers
 from s2ecosg.lonlat import Block, LonLatGrid
 from s2ecosg.surfex import CoverStream
 
@@ -32,7 +34,7 @@ class DirectWriter:
     ) -> None:
         comment = header_comment(basename, provenance)
         self.grid, self.stream = grid, CoverStream(stack, basename, grid.bounds, (grid.rows, grid.cols), comment)
-        self.band: np.ndarray | None = None
+        self.band: NDArray[np.uint8] | None = None
         self.next_row = 0
 
     @property
@@ -40,7 +42,7 @@ class DirectWriter:
         """The temporary (header, binary) being written: what the checks read before the renames."""
         return self.stream.header, self.stream.binary
 
-    def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
+    def write(self, block: Block, values: dict[str, Integers]) -> None:
         """Store a block of covers (row 0 = north); a completed band of rows goes to the file."""
         row, column, rows, columns = block
         if row != self.next_row:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from s2ecosg.arrays import Integers
 from s2ecosg.cover.writers.table import FRACTION_SCALE, MISSING_SHARE, ecosg_table
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path
@@ -163,7 +164,7 @@ class NetcdfWriter:
             if "scale_factor" in variable.ncattrs():
                 variable.set_auto_maskandscale(False)  # the shares come as their codes (table.share_codes)
 
-    def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
+    def write(self, block: Block, values: dict[str, Integers]) -> None:
         """Store a block: ``cover``, ``source``, ``fraction`` (33, rows, cols) and the shares, all uint8 codes."""
         row, column, rows, columns = block
         window = (slice(row, row + rows), slice(column, column + columns))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from s2ecosg.arrays import Integers
 from s2ecosg.cover.writers.table import ecosg_table
 from s2ecosg.io import atomic_path
 from s2ecosg.legend import N_COVERS
@@ -42,7 +43,7 @@ class QuickLook:
         """The kept covers."""
         return self.pictures["cover"]
 
-    def write(self, block: Block, values: dict[str, np.ndarray]) -> None:
+    def write(self, block: Block, values: dict[str, Integers]) -> None:
         """Keep every ``step``-th cell of a block's covers and data score."""
         row, column, _, _ = block
         first_row, first_column = (-row) % self.step, (-column) % self.step

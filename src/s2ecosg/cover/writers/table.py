@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Floats
 from s2ecosg.io import package_csv
 
 FRACTION_SCALE = 1 / 250  # fractions and shares stored as uint8 × 1/250 (255 = missing)
 MISSING_SHARE = 255
 
 
-def share_codes(shares: np.ndarray) -> np.ndarray:
+def share_codes(shares: Floats) -> NDArray[np.uint8]:
     """0..1 shares (NaN = missing) as their uint8 codes: round(share / FRACTION_SCALE), NaN → MISSING_SHARE.
 
     The arithmetic is netCDF4's packing with ``add_offset`` 0 and ``scale_factor`` FRACTION_SCALE read back as
