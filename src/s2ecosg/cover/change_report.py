@@ -5,13 +5,22 @@ Made by ``s2ecosg changes OLD NEW`` and by the nightly before it publishes (:mod
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
-from s2ecosg.cover.changes import ChangeSettings, compare, member_bases, product_base, summary, thin_cells
+from s2ecosg.cover.changes import (
+    ChangeSettings,
+    ChangeSummary,
+    compare,
+    member_bases,
+    product_base,
+    summary,
+    thin_cells,
+)
 from s2ecosg.cover.writers.table import ecosg_table
 from s2ecosg.io import atomic_path, write_json
 from s2ecosg.legend import N_COVERS
@@ -20,15 +29,55 @@ from s2ecosg.surfex import open_cover
 PICTURE_CELLS = 1200  # longest side of each panel, in kept cells
 
 
-def change_report(old: str | Path, new: str | Path, out: str | Path, settings: ChangeSettings) -> dict[str, Any]:
+class SettingsRecord(TypedDict):
+    """The :class:`~s2ecosg.cover.changes.ChangeSettings` a report was made with."""
+
+    margin: float
+    confidence: float
+    min_clear: int
+
+
+class MemberSpread(TypedDict):
+    """Mean, least and largest changed share (%) over the ensemble members."""
+
+    mean: float
+    min: float
+    max: float
+
+
+class MemberChanges(TypedDict, total=False):
+    """Each member's changed share (% of land cells, by ``Mnn``) and their spread; empty without shared members."""
+
+    changed_percent: dict[str, float]
+    spread: MemberSpread
+
+
+class ChangeReport(ChangeSummary):
+    """``changes.json``: the two products, the settings, the figures, the members; ``thin_percent`` with a netCDF."""
+
+    old: str
+    new: str
+    settings: SettingsRecord
+    members: MemberChanges
+    thin_percent: NotRequired[float]
+
+
+class FirstProduct(TypedDict):
+    """``changes.json`` of a night without a published product to compare with."""
+
+    first_product: bool
+    created: str  # ISO 8601, UTC
+
+
+def change_report(old: str | Path, new: str | Path, out: str | Path, settings: ChangeSettings) -> ChangeReport:
     """Compare two cover folders; write the report into ``out``; return ``changes.json``'s content."""
     old_base, new_base = product_base(old), product_base(new)
     _, header = open_cover(new_base)
     step = max(1, int(np.ceil(max(header["rows"], header["cols"]) / PICTURE_CELLS)))
     tally = compare(old_base, new_base, settings, step)
-    report: dict[str, Any] = {"old": str(old_base), "new": str(new_base), "settings": vars(settings)}
-    report |= summary(tally)
-    report["members"] = member_changes(old_base, new_base, settings)
+    recorded = SettingsRecord(margin=settings.margin, confidence=settings.confidence, min_clear=settings.min_clear)
+    members = member_changes(old_base, new_base, settings)
+    report = ChangeReport(old=str(old_base), new=str(new_base), settings=recorded, **summary(tally), members=members)
     if Path(f"{new_base}.nc").is_file():
         thin, land = thin_cells(new_base, settings.min_clear)
         report["thin_percent"] = round(100 * thin / land, 4) if land else 0.0
@@ -41,7 +90,7 @@ def change_report(old: str | Path, new: str | Path, out: str | Path, settings: C
     return report
 
 
-def member_changes(old_base: Path, new_base: Path, settings: ChangeSettings) -> dict[str, Any]:
+def member_changes(old_base: Path, new_base: Path, settings: ChangeSettings) -> MemberChanges:
     """The confident change of each ensemble member present in both products, and its spread over them."""
     old_members, new_members = member_bases(old_base), member_bases(new_base)
     shared = sorted(set(old_members) & set(new_members))
@@ -55,11 +104,21 @@ def member_changes(old_base: Path, new_base: Path, settings: ChangeSettings) -> 
         )
         percents[f"M{number:02d}"] = figures["changed_percent"]
     values = np.array(list(percents.values()))
-    spread = {"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max())}
-    return {"changed_percent": percents, "spread": {key: round(value, 4) for key, value in spread.items()}}
+    spread = MemberSpread(
+        mean=round(float(values.mean()), 4), min=round(float(values.min()), 4), max=round(float(values.max()), 4)
+    )
+    return {"changed_percent": percents, "spread": spread}
 
 
-def markdown(report: dict[str, Any]) -> str:
+def first_product(out: str | Path) -> FirstProduct:
+    """Write ``changes.json`` of a night with nothing published to compare with (the first product)."""
+    record = FirstProduct(first_product=True, created=dt.datetime.now(dt.UTC).isoformat())
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(out) / "changes.json", record)
+    return record
+
+
+def markdown(report: ChangeReport) -> str:
     """The report for a person on duty: totals, covers gained and lost, the largest transitions."""
     names = {int(row["cover"]): row["name"] for row in ecosg_table()}
     lines = [
@@ -77,7 +136,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"- {report['thin_percent']:.1f} % of the land cells rest on fewer than {report['settings']['min_clear']} "
             "clear observations (or on none: filled cells)"
         )
-    if report.get("members"):
+    if "spread" in report["members"]:
         spread = report["members"]["spread"]
         lines.append(
             f"- ensemble members: changed {spread['min']:.3f}–{spread['max']:.3f} % (mean {spread['mean']:.3f} %)"
@@ -98,7 +157,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def picture(old_base: Path, new_base: Path, changed: np.ndarray, path: Path, header: dict[str, float]) -> None:
+def picture(old_base: Path, new_base: Path, changed: NDArray[np.uint8], path: Path, header: dict[str, float]) -> None:
     """Three panels: the old cover, the new one, and the changed cells coloured by their new cover."""
     import matplotlib  # 0.4 s: imported when a picture is drawn
 
@@ -130,14 +189,9 @@ def picture(old_base: Path, new_base: Path, changed: np.ndarray, path: Path, hea
     plt.close(figure)
 
 
-def report_line(report: dict[str, Any]) -> str:
+def report_line(report: ChangeReport) -> str:
     """``changed=0.31% km2=262 uncertain=0.05%``: the figures of the nightly's OK and FAILED lines."""
     return (
         f"changed={report['changed_percent']:.2f}% km2={report['changed_km2']:.0f} "
         f"uncertain={report['uncertain_percent']:.2f}%"
     )
-
-
-def read_report(folder: str | Path) -> dict[str, Any]:
-    """``changes.json`` of a report folder."""
-    return dict(json.loads((Path(folder) / "changes.json").read_text()))

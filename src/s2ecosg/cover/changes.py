@@ -15,6 +15,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -174,12 +175,42 @@ def compare(old_base: Path, new_base: Path, settings: ChangeSettings, picture_st
     return tally
 
 
-def summary(tally: Tally) -> dict[str, object]:
+class CoverChange(TypedDict):
+    """One cover's confident gains and losses (cells and km²)."""
+
+    name: str
+    gained_cells: int
+    lost_cells: int
+    gained_km2: float
+    lost_km2: float
+
+
+# "from" is a Python keyword: the functional form keeps the JSON key.
+Transition = TypedDict("Transition", {"from": int, "to": int, "cells": int, "km2": float})
+
+
+class ChangeSummary(TypedDict):
+    """The figures of a comparison, as ``changes.json`` holds them (areas in km², shares in % of the land cells)."""
+
+    land_cells: int
+    land_km2: float
+    changed_cells: int
+    changed_km2: float
+    changed_percent: float
+    uncertain_cells: int
+    uncertain_km2: float
+    uncertain_percent: float
+    covers: dict[str, CoverChange]  # by cover number, covers with a confident gain or loss only
+    transitions: list[Transition]
+    uncertain_transitions: list[Transition]
+
+
+def summary(tally: Tally) -> ChangeSummary:
     """``changes.json``'s figures: totals, per cover gained and lost, transitions (confident and uncertain)."""
     names = {int(row["cover"]): row["name"] for row in ecosg_table()}
     confident, uncertain = int(tally.confident.sum()), int(tally.uncertain.sum())
     land = max(tally.land, 1)
-    covers = {}
+    covers: dict[str, CoverChange] = {}
     for cover in range(1, N_COVERS + 1):
         gained, lost = int(tally.confident[:, cover].sum()), int(tally.confident[cover, :].sum())
         if gained or lost:
@@ -205,10 +236,12 @@ def summary(tally: Tally) -> dict[str, object]:
     }
 
 
-def transitions(cells: NDArray[np.int64], km2: NDArray[np.float64]) -> list[dict[str, float | int]]:
+def transitions(cells: NDArray[np.int64], km2: NDArray[np.float64]) -> list[Transition]:
     """The non-empty (from, to) pairs, largest area first."""
     pairs = [
-        {"from": int(old), "to": int(new), "cells": int(cells[old, new]), "km2": round(float(km2[old, new]), 3)}
+        Transition(
+            {"from": int(old), "to": int(new), "cells": int(cells[old, new]), "km2": round(float(km2[old, new]), 3)}
+        )
         for old, new in zip(*np.nonzero(cells), strict=True)
     ]
     return sorted(pairs, key=lambda pair: (-pair["km2"], pair["from"], pair["to"]))

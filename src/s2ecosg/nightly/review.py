@@ -9,13 +9,11 @@ clear observations (``reason=clear``). ``s2ecosg nightly --accept`` publishes a 
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from s2ecosg.config import Config
-from s2ecosg.cover.change_report import change_report, report_line
+from s2ecosg.cover.change_report import change_report, first_product, report_line
 from s2ecosg.cover.changes import ChangeSettings, product_base, thin_cells
 from s2ecosg.layout import RunLayout
 from s2ecosg.stage.inventory import read_inventory
@@ -72,9 +70,7 @@ def review(settings: Config, published: Path | None, max_change: float | None) -
         if changes["changed_percent"] > limit:
             hold = "change"
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        first: dict[str, bool | str] = {"first_product": True, "created": dt.datetime.now(dt.UTC).isoformat()}
-        (out / "changes.json").write_text(json.dumps(first, indent=2) + "\n")
+        first_product(out)
         figures = f"changed=first-product {figures}"
     if hold is None and thin > gate.max_thin_percent:
         hold = "clear"
