@@ -10,7 +10,8 @@ from affine import Affine
 from rasterio.warp import transform_bounds
 
 from s2ecosg.errors import InputError
-from s2ecosg.evaluate.run import compare_with_ecosg, ecosg_markdown
+from s2ecosg.evaluate.report import ecosg_markdown
+from s2ecosg.evaluate.run import compare_with_ecosg
 from s2ecosg.io import write_raster
 from s2ecosg.legend import load_legend
 from s2ecosg.surfex import write_cover
@@ -86,9 +87,9 @@ def test_point_samples(tmp_path: Path, tiles: tuple) -> None:
     (tmp_path / "points.csv").write_text("lon,lat,code\n" + "\n".join(rows) + "\n")
     result = score_points(tiles[0], load_legend("clc"), str(tmp_path / "points.csv"), "code")
     # Predictions there: 112 ✓, 211 ✗ (point says 112), 311 ✓, 231 ✓.
-    assert (result["points"], result["scored"], result["without_prediction"]) == (5, 4, 1)
-    assert result["classes"]["agreement"] == pytest.approx(3 / 4)
-    assert result["clc_l1"]["agreement"] == pytest.approx(3 / 4)  # 211 is agricultural, 112 artificial
+    assert (result.points, result.scored, result.without_prediction) == (5, 4, 1)
+    assert result.levels["classes"]["agreement"] == pytest.approx(3 / 4)
+    assert result.levels["clc_l1"]["agreement"] == pytest.approx(3 / 4)  # 211 is agricultural, 112 artificial
     (tmp_path / "bad.csv").write_text("lon,lat,code\n-3.0,40.0,777\n")
     with pytest.raises(InputError, match="class code 777 is not in legend"):
         score_points(tiles[0], load_legend("clc"), str(tmp_path / "bad.csv"), "code")

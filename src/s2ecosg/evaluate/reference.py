@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Integers
 from s2ecosg.cover.fill import sample_direct
 from s2ecosg.errors import InputError
+from s2ecosg.evaluate.results import EcosgScores
 from s2ecosg.io import open_text
 from s2ecosg.legend import Legend
 from s2ecosg.metrics import confusion, scores
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 COMPARED_LEVELS = ("clc_l1", "clc_l2")
 
 
-def load_table(path: str | None) -> dict[str, np.ndarray]:
+def load_table(path: str | None) -> dict[str, NDArray[np.int64]]:
     """Per level, a lookup array ECOSG cover (0..33) → CLC code (0 = no data)."""
     source: Any = Path(path) if path else resources.files("s2ecosg") / "data" / "ecosg_to_clc.csv"
     lookups = {level: np.zeros(34, dtype=np.int64) for level in COMPARED_LEVELS}
@@ -48,7 +51,7 @@ def load_table(path: str | None) -> dict[str, np.ndarray]:
     return lookups
 
 
-def ecosg_on_tile(path: str, transform: Affine, shape: tuple[int, int], crs: CRS | str) -> np.ndarray:
+def ecosg_on_tile(path: str, transform: Affine, shape: tuple[int, int], crs: CRS | str) -> NDArray[np.uint8]:
     """ECOSG covers at the pixel centres of a tile (nearest; 0 outside the file)."""
     if is_direct(path):
         from pyproj import Transformer  # 0.1 s to import: loaded where used
@@ -62,7 +65,7 @@ def ecosg_on_tile(path: str, transform: Affine, shape: tuple[int, int], crs: CRS
     return np.clip(warp_classes(path, transform, shape, crs, fill=0)[0], 0, 33).astype(np.uint8)
 
 
-def level_codes(legend: Legend, level: str) -> np.ndarray:
+def level_codes(legend: Legend, level: str) -> NDArray[np.int64]:
     """Class id → CLC code of ``level`` (0 for id 0)."""
     lookup = np.zeros(legend.n_classes + 1, dtype=np.int64)
     for class_id, row in legend.classes().items():
@@ -71,8 +74,8 @@ def level_codes(legend: Legend, level: str) -> np.ndarray:
 
 
 def tile_comparison(
-    reference: np.ndarray, prediction: np.ndarray, covers: np.ndarray, legend: Legend, tables: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
+    reference: Integers, prediction: Integers, covers: Integers, legend: Legend, tables: dict[str, NDArray[np.int64]]
+) -> dict[str, NDArray[np.int64]]:
     """Per level, a (2, 100, 100) stack of confusion matrices (model, ECOSG) over CLC codes, on common pixels."""
     common = (reference > 0) & (prediction > 0) & (tables[COMPARED_LEVELS[0]][covers] > 0)
     result = {}
@@ -85,16 +88,16 @@ def tile_comparison(
     return result
 
 
-def summary(matrices: dict[str, np.ndarray]) -> dict[str, Any]:
+def summary(matrices: dict[str, NDArray[np.int64]]) -> dict[str, EcosgScores]:
     """Agreement, mean IoU and pixels of the model and of ECOSG per level."""
     result = {}
     for level, (model, ecosg) in matrices.items():
         model_scores, ecosg_scores = scores(model), scores(ecosg)
-        result[level] = {
-            "pixels": model_scores["pixels"],
-            "model_agreement": model_scores["agreement"],
-            "ecosg_agreement": ecosg_scores["agreement"],
-            "model_mean_iou": model_scores["mean_iou"],
-            "ecosg_mean_iou": ecosg_scores["mean_iou"],
-        }
+        result[level] = EcosgScores(
+            pixels=model_scores["pixels"],
+            model_agreement=model_scores["agreement"],
+            ecosg_agreement=ecosg_scores["agreement"],
+            model_mean_iou=model_scores["mean_iou"],
+            ecosg_mean_iou=ecosg_scores["mean_iou"],
+        )
     return result
