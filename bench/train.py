@@ -40,7 +40,7 @@ def write_set(folder: Path, gigabytes: float, files: int) -> int:
     from s2ecosg.blocks import write_manifest
     from s2ecosg.config_files import validate_sections
     from s2ecosg.legend import load_legend
-    from s2ecosg.shards.cut import write_shard
+    from s2ecosg.shards.cut import ShardLayout, write_shard
     from s2ecosg.shards.index import run_shards_index
 
     per_file = max(1, round(gigabytes * 1e9 / PATCH_BYTES / files))
@@ -48,12 +48,12 @@ def write_set(folder: Path, gigabytes: float, files: int) -> int:
     pool = generator.integers(1, 6000, (64, len(BANDS), PATCH, PATCH), dtype=np.uint16)  # distinct bytes to read
     classes = generator.integers(1, 11, (64, PATCH, PATCH), dtype=np.uint8)
     legend, entries = load_legend("clc_grid_code"), {}
-    layout = {"bands": BANDS, "patch": PATCH, "stride": PATCH, "sources": {"image": "-", "labels": "-"}}
+    layout = ShardLayout(BANDS, PATCH, PATCH, {"image": "-", "labels": "-"}, set())
     for number in range(files):
         tile = f"E{number}N0"
         places = [(0, index, "train") for index in range(per_file)]
         cut = lambda index, shift=number: (pool[(index + shift) % 64], classes[(index * 7 + shift) % 64])  # noqa: E731
-        write_shard(folder, tile, places, cut, layout | {"labelled_blocks": set()}, legend, f"bench{number}")
+        write_shard(folder, tile, places, cut, layout, legend, f"bench{number}")
         entries[tile] = {"signature": f"bench{number}", "header": str(folder / f"{tile}.json")}
     write_manifest(folder / "blocks" / "E0N0.json", "E0N0", entries)
     settings = validate_sections({"shards": {"patch": PATCH, "stride": PATCH}, "labels": {"legend": "clc_grid_code"}})

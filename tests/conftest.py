@@ -141,7 +141,7 @@ def write_shard_set(
     from s2ecosg.blocks import write_manifest
     from s2ecosg.config_files import validate_sections
     from s2ecosg.legend import load_legend
-    from s2ecosg.shards.cut import write_shard
+    from s2ecosg.shards.cut import ShardLayout, write_shard
     from s2ecosg.shards.index import run_shards_index
 
     patch = next(iter(splits.values()))[0].shape[-1]
@@ -153,14 +153,13 @@ def write_shard_set(
             for index in range(number, len(images), tiles):
                 places.append((0, index, split))
                 arrays.append((images[index], labels[index]))
-        layout = {"bands": bands, "patch": patch, "stride": patch, "sources": {"image": "-", "labels": "-"}}
+        layout = ShardLayout(bands, patch, patch, {"image": "-", "labels": "-"}, set())
         content = hashlib.sha256(b"".join(part.tobytes() for pair in arrays for part in pair)).hexdigest()[:20]
-        layout |= {"labelled_blocks": set()}
         write_shard(folder, tile, places, arrays.__getitem__, layout, load_legend(legend), content)
         entries[tile] = {"signature": content, "header": str(folder / f"{tile}.json")}
     write_manifest(folder / "blocks" / "E0N0.json", "E0N0", entries)
     settings = validate_sections({"shards": {"patch": patch, "stride": patch}, "labels": {"legend": legend}})
-    return run_shards_index(settings, [str(folder / "blocks" / "E0N0.json")], str(folder))
+    return run_shards_index(settings, [str(folder / "blocks" / "E0N0.json")], str(folder)).model_dump(mode="json")
 
 
 def jobs_run(output: str) -> list[tuple[str, str]]:

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from affine import Affine
+from pydantic import BaseModel, ValidationError
 
 from s2ecosg.errors import InputError
 from s2ecosg.gdal_env import gdal_ready
@@ -134,6 +135,19 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
         raise InputError(path, f"cannot read JSON ({error})") from error
+
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+def read_record(path: Path, kind: type[Record]) -> Record:
+    """A JSON file read as ``kind``; a missing, broken or foreign one is one line naming the file and the field."""
+    try:
+        return kind.model_validate(read_json(path))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InputError(path, f"{field}: {first['msg']} (written by another version of s2ecosg?)") from None
 
 
 class Raster:

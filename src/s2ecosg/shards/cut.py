@@ -26,26 +26,77 @@ import functools
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.lib.format import open_memmap
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
 
+from s2ecosg.arrays import Integers
 from s2ecosg.blocks import block_name, read_manifests, report, signature, write_manifest
-from s2ecosg.config import Config
+from s2ecosg.config import Config, ShardsConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import TargetGrid, window_starts
-from s2ecosg.io import atomic_path, open_raster, read_json, write_json
+from s2ecosg.io import atomic_path, open_raster, read_json, read_record, write_json
 from s2ecosg.layout import tile_file
-from s2ecosg.legend import load_legend
+from s2ecosg.legend import Legend, load_legend
 
 LOG = logging.getLogger(__name__)
 Block = tuple[int, int]
 Box = tuple[float, float, float, float]  # left, bottom, right, top in the grid CRS (m)
 FORMAT = 1  # version of the tile shard layout and header; a header of another version is refused
 SPLITS = ("train", "val")
+
+
+class SplitSums(BaseModel):
+    """Running sums of one split's valid pixels: count, per-band sum and sum of squares (exact integers), classes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pixels: int = 0
+    sum: list[int]
+    squares: list[int]
+    classes: dict[str, int] = {}  # class id → labelled pixels
+
+
+class ShardHeader(BaseModel):
+    """``shards/{tile}.json``: what the tile's patches share, where each lies, and their exact sums per split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int
+    tile: str
+    signature: str
+    bands: list[str]
+    patch: int
+    stride: int
+    dtype: dict[str, str]
+    legend: str  # the legend's digest
+    legend_name: str
+    sources: dict[str, str]  # ``image`` and ``labels`` the tile was cut from
+    images: str | None = None  # array file names (relative to ``shards/``); None without patches
+    labels: str | None = None
+    classes: list[list[list[int]]] = []  # per patch, its [class id, pixels] pairs
+    patches: list[tuple[int, int, str]] = []  # per patch, (row, column, split)
+    sums: dict[str, SplitSums] = {}
+    labelled_blocks: list[tuple[int, int]] = []  # split blocks holding a label of the tile
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """What the patches of a tile shard share: bands, patch edge and stride (px), sources, labelled blocks."""
+
+    bands: list[str]
+    patch: int
+    stride: int
+    sources: dict[str, str]
+    labelled_blocks: set[Block]
+
+
+Cut = Callable[[int], tuple[NDArray[np.uint16], NDArray[np.uint8]]]  # patch number → (image, class ids)
 
 
 @dataclass(frozen=True)
@@ -85,7 +136,7 @@ def patch_box(grid: TargetGrid, tile: str, row: int, column: int, size: int, gro
     return x0 - grow, y1 - extent - grow, x0 + extent + grow, y1 + grow
 
 
-def assign_split(box: Box, grown: Box, settings: Any) -> str | None:
+def assign_split(box: Box, grown: Box, settings: ShardsConfig) -> str | None:
     """``val`` when the footprint is all in validation blocks, ``train`` when the grown one touches none."""
     held_out = functools.partial(is_validation_block, fraction=settings.val_fraction, seed=settings.seed)
     if all(held_out(block) for block in blocks_touching(*box, settings.block_size)):
@@ -95,7 +146,7 @@ def assign_split(box: Box, grown: Box, settings: Any) -> str | None:
     return None
 
 
-def labelled_blocks(ids: np.ndarray, grid: TargetGrid, tile: str, block_size: float) -> set[Block]:
+def labelled_blocks(ids: Integers, grid: TargetGrid, tile: str, block_size: float) -> set[Block]:
     """Blocks that contain at least one labelled pixel of a tile's (n, n) class ids."""
     rows, columns = np.nonzero(ids)
     left, _, _, top = grid.tile_bounds(tile)
@@ -105,7 +156,7 @@ def labelled_blocks(ids: np.ndarray, grid: TargetGrid, tile: str, block_size: fl
     return {(int(column), int(row)) for column, row in unique}
 
 
-def plan_patches(tile: str, ids: np.ndarray, grid: TargetGrid, settings: Any) -> list[Patch]:
+def plan_patches(tile: str, ids: Integers, grid: TargetGrid, settings: ShardsConfig) -> list[Patch]:
     """Patches of one tile with enough labelled pixels, each assigned to a split.
 
     Args:
@@ -127,12 +178,12 @@ def plan_patches(tile: str, ids: np.ndarray, grid: TargetGrid, settings: Any) ->
     return patches
 
 
-def read_split(path: str | Path) -> list[dict[str, Any]]:
+def read_split(path: str | Path) -> list[dict[str, object]]:
     """The validation blocks' geometries of ``shards/split.geojson`` (as :func:`split_geojson` writes them)."""
     return [feature["geometry"] for feature in read_json(path)["features"]]
 
 
-def split_geojson(validation: set[Block], block_size: float, crs: str) -> dict[str, Any]:
+def split_geojson(validation: set[Block], block_size: float, crs: str) -> dict[str, object]:
     """Validation blocks as a GeoJSON FeatureCollection in the target CRS (named in ``crs``)."""
     features = []
     for column, row in sorted(validation):
@@ -153,29 +204,35 @@ def split_geojson(validation: set[Block], block_size: float, crs: str) -> dict[s
     }
 
 
-def empty_sums(bands: int) -> dict[str, Any]:
-    """Running sums of one split: valid pixels, per-band sum and sum of squares (Python ints: exact), classes."""
-    return {"pixels": 0, "sum": [0] * bands, "squares": [0] * bands, "classes": {}}
+def empty_sums(bands: int) -> SplitSums:
+    """Running sums of one split with nothing added."""
+    return SplitSums(sum=[0] * bands, squares=[0] * bands)
 
 
-def accumulate(sums: dict[str, Any], image: np.ndarray, ids: np.ndarray) -> list[list[int]]:
+def accumulate(sums: SplitSums, image: NDArray[np.uint16], ids: NDArray[np.uint8]) -> list[list[int]]:
     """Add one patch's valid pixels to ``sums`` (exactly, in integers); return its [class id, pixels] pairs."""
     valid = (image > 0).all(axis=0)
     pixels = image[:, valid].astype(np.int64)
-    sums["pixels"] += int(valid.sum())
-    sums["sum"] = [total + int(value) for total, value in zip(sums["sum"], pixels.sum(axis=1), strict=True)]
+    sums.pixels += int(valid.sum())
+    sums.sum = [total + int(value) for total, value in zip(sums.sum, pixels.sum(axis=1), strict=True)]
     squares = (pixels * pixels).sum(axis=1)
-    sums["squares"] = [total + int(value) for total, value in zip(sums["squares"], squares, strict=True)]
+    sums.squares = [total + int(value) for total, value in zip(sums.squares, squares, strict=True)]
     found, counts = np.unique(ids[ids > 0], return_counts=True)
     classes = [[int(class_id), int(count)] for class_id, count in zip(found, counts, strict=True)]
     for class_id, count in classes:
-        sums["classes"][str(class_id)] = sums["classes"].get(str(class_id), 0) + count
+        sums.classes[str(class_id)] = sums.classes.get(str(class_id), 0) + count
     return classes
 
 
 def write_tile_shard(
-    tile: str, sources: dict[str, str], grid: TargetGrid, settings: Any, legend: Any, folder: str, wanted: str
-) -> dict[str, Any]:
+    tile: str,
+    sources: dict[str, str],
+    grid: TargetGrid,
+    settings: ShardsConfig,
+    legend: Legend,
+    folder: str,
+    wanted: str,
+) -> ShardHeader:
     """Cut one tile's patches into ``{tile}.images.npy`` / ``{tile}.labels.npy``, then write its header.
 
     Args:
@@ -196,7 +253,7 @@ def write_tile_shard(
         image, bands = source.read(), list(source.descriptions)
     patches, size = plan_patches(tile, ids, grid, settings), settings.patch
 
-    def cut(index: int) -> tuple[np.ndarray, np.ndarray]:
+    def cut(index: int) -> tuple[NDArray[np.uint16], NDArray[np.uint8]]:
         window = np.s_[
             patches[index].row : patches[index].row + size, patches[index].column : patches[index].column + size
         ]
@@ -204,26 +261,35 @@ def write_tile_shard(
 
     places = [(patch.row, patch.column, patch.split) for patch in patches]
     blocks = labelled_blocks(ids, grid, tile, settings.block_size)
-    layout = {"bands": bands, "patch": size, "stride": settings.stride, "sources": sources, "labelled_blocks": blocks}
+    layout = ShardLayout(bands, size, settings.stride, sources, blocks)
     return write_shard(folder, tile, places, cut, layout, legend, wanted)
 
 
-def header_start(tile: str, layout: dict[str, Any], legend: Any, wanted: str) -> dict[str, Any]:
+def header_start(tile: str, layout: ShardLayout, legend: Legend, wanted: str) -> ShardHeader:
     """The fields of a tile's header that the loader checks, and where the tile was cut from."""
-    header = {"format": FORMAT, "tile": tile, "signature": wanted, "bands": layout["bands"], "patch": layout["patch"]}
-    header |= {"stride": layout["stride"], "dtype": {"images": "uint16", "labels": "uint8"}, "legend": legend.digest}
-    return header | {"legend_name": legend.source, "sources": layout["sources"], "images": None, "labels": None}
+    return ShardHeader(
+        format=FORMAT,
+        tile=tile,
+        signature=wanted,
+        bands=layout.bands,
+        patch=layout.patch,
+        stride=layout.stride,
+        dtype={"images": "uint16", "labels": "uint8"},
+        legend=legend.digest,
+        legend_name=legend.source,
+        sources=layout.sources,
+    )
 
 
 def write_shard(
     folder: str | Path,
     tile: str,
     places: list[tuple[int, int, str]],
-    cut: Any,
-    layout: dict[str, Any],
-    legend: Any,
+    cut: Cut,
+    layout: ShardLayout,
+    legend: Legend,
     wanted: str,
-) -> dict[str, Any]:
+) -> ShardHeader:
     """Write a tile shard, returning its header: the patches streamed into the two ``.npy`` arrays, the header last.
 
     Args:
@@ -231,41 +297,40 @@ def write_shard(
         tile: Tile name (the files' stem).
         places: (row, column, split) of each patch in the tile.
         cut: Patch number → ((bands, P, P) uint16 image, (P, P) uint8 class ids).
-        layout: ``bands``, ``patch``, ``stride``, ``sources`` (files cut from) and ``labelled_blocks`` (split blocks
-            holding a label of the tile).
+        layout: Bands, patch, stride, sources (files cut from) and labelled blocks (split blocks holding a label of
+            the tile).
         legend: The run's legend (its digest and name go into the header).
         wanted: The tile's signature.
     """
-    bands, size = layout["bands"], layout["patch"]
+    bands, size = layout.bands, layout.patch
     sums = {split: empty_sums(len(bands)) for split in SPLITS}
     header = header_start(tile, layout, legend, wanted)
-    header["classes"] = []
     if places:
-        header |= {role: Path(tile_file(folder, "shards", role, tile)).name for role in ("images", "labels")}
+        header.images = Path(tile_file(folder, "shards", "images", tile)).name
+        header.labels = Path(tile_file(folder, "shards", "labels", tile)).name
         with (
-            atomic_path(Path(folder) / header["images"]) as images,
-            atomic_path(Path(folder) / header["labels"]) as labels,
+            atomic_path(Path(folder) / header.images) as images,
+            atomic_path(Path(folder) / header.labels) as labels,
         ):
             image_array = open_memmap(images, mode="w+", dtype=np.uint16, shape=(len(places), len(bands), size, size))
             label_array = open_memmap(labels, mode="w+", dtype=np.uint8, shape=(len(places), size, size))
             for index, place in enumerate(places):
                 image_array[index], label_array[index] = cut(index)
-                header["classes"].append(accumulate(sums[place[2]], image_array[index], label_array[index]))
+                header.classes.append(accumulate(sums[place[2]], image_array[index], label_array[index]))
             image_array.flush()
             label_array.flush()
             del image_array, label_array
-    header["patches"] = [list(place) for place in places]
-    header["sums"] = sums
-    header["labelled_blocks"] = sorted(map(list, layout["labelled_blocks"]))
-    write_json(tile_file(folder, "shards", "header", tile), header)
+    header.patches, header.sums = places, sums
+    header.labelled_blocks = sorted(layout.labelled_blocks)
+    write_json(tile_file(folder, "shards", "header", tile), header.model_dump(mode="json"))
     counts = {split: sum(place[2] == split for place in places) for split in SPLITS}
     LOG.info("tile %s: %d training and %d validation patches", tile, counts["train"], counts["val"])
     return header
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
+def read_header(path: str | Path) -> ShardHeader:
     """A tile shard's header (``shards/<tile>.json``; checked against its index by the readers)."""
-    return dict(read_json(path))
+    return read_record(Path(path), ShardHeader)
 
 
 def shard_up_to_date(folder: str, tile: str, wanted: str) -> bool:
@@ -274,8 +339,8 @@ def shard_up_to_date(folder: str, tile: str, wanted: str) -> bool:
         header = read_header(tile_file(folder, "shards", "header", tile))
     except InputError:
         return False
-    arrays = [header.get(role) for role in ("images", "labels")]
-    return header.get("signature") == wanted and all(name is None or (Path(folder) / name).is_file() for name in arrays)
+    arrays = (header.images, header.labels)
+    return header.signature == wanted and all(name is None or (Path(folder) / name).is_file() for name in arrays)
 
 
 def run_shards_block(settings: Config, stage_manifest: str, labels_manifest: str, folder: str, manifest: str) -> None:

@@ -16,21 +16,31 @@ Reading headers only, it costs milliseconds per tile: a rerun after one tile cha
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from s2ecosg.blocks import read_manifests, signature
 from s2ecosg.config import Config
 from s2ecosg.errors import InputError
 from s2ecosg.extents import extent_text, lonlat_extent, rasters_extent
-from s2ecosg.io import read_json, write_json
+from s2ecosg.io import read_record, write_json
 from s2ecosg.legend import load_legend
-from s2ecosg.shards.cut import FORMAT, SPLITS, empty_sums, read_header, split_geojson, validation_blocks
+from s2ecosg.shards.cut import (
+    FORMAT,
+    SPLITS,
+    Block,
+    ShardHeader,
+    SplitSums,
+    empty_sums,
+    read_header,
+    split_geojson,
+    validation_blocks,
+)
 
 LOG = logging.getLogger(__name__)
-Index = dict[str, Any]  # index.json as written: see ShardIndex
 
 
 class ShardEntry(BaseModel):
@@ -41,9 +51,9 @@ class ShardEntry(BaseModel):
     tile: str
     header: str
     images: str
-    labels: str
     train: int
     val: int
+    labels: str  # after the counts: the order index.json has always had
 
 
 class ShardIndex(BaseModel):
@@ -88,58 +98,70 @@ def read_stats(folder: str | Path) -> ShardStats:
     return read_record(Path(folder) / "stats.json", ShardStats)
 
 
-Record = TypeVar("Record", bound=BaseModel)
-
-
-def read_record(path: Path, kind: type[Record]) -> Record:
-    """A JSON file read as ``kind``; a missing, broken or foreign one is one line naming the file and the field."""
-    try:
-        return kind.model_validate(read_json(path))
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise InputError(path, f"{field}: {first['msg']} (written by another version of s2ecosg?)") from None
-
-
 CHECKED = ("format", "bands", "patch", "legend")  # header fields a shard must share with its index and config
 
 
-def check_header(header: dict[str, Any], expected: dict[str, Any], path: str | Path) -> None:
-    """Refuse a shard header whose format, bands, patch or legend differ from ``expected``, naming the field."""
+SHARD_DTYPES = {"images": "uint16", "labels": "uint8"}
+
+
+def check_header(found: Mapping[str, object], expected: Mapping[str, object], path: str | Path) -> None:
+    """Refuse shard fields (a header's or the index's) whose format, bands, patch or legend differ from ``expected``.
+
+    ``found`` holds the :data:`CHECKED` fields and ``dtype``; ``expected`` the ones the run asks for (some may be
+    absent: not checked). The error names the file and the field.
+    """
     for field in CHECKED:
-        if field in expected and header.get(field) != expected[field]:
+        if field in expected and found.get(field) != expected[field]:
             raise InputError(
                 path,
-                f"shard {field} {header.get(field)!r} differs from the run's {expected[field]!r} "
+                f"shard {field} {found.get(field)!r} differs from the run's {expected[field]!r} "
                 "(written by another config: rerun the shards)",
             )
-    if header.get("dtype") != {"images": "uint16", "labels": "uint8"}:
-        raise InputError(path, f"shard dtype {header.get('dtype')!r} is not uint16 images, uint8 labels")
+    if found.get("dtype") != SHARD_DTYPES:
+        raise InputError(path, f"shard dtype {found.get('dtype')!r} is not uint16 images, uint8 labels")
 
 
-def merge_sums(total: dict[str, Any], part: dict[str, Any]) -> None:
+def checked_fields(header: ShardHeader) -> dict[str, object]:
+    """The fields of a tile header that :func:`check_header` compares."""
+    return header.model_dump(include={*CHECKED, "dtype"})
+
+
+def merge_sums(total: SplitSums, part: SplitSums) -> None:
     """Add one tile's sums of a split to ``total`` (integers: exact)."""
-    total["pixels"] += part["pixels"]
-    total["sum"] = [a + b for a, b in zip(total["sum"], part["sum"], strict=True)]
-    total["squares"] = [a + b for a, b in zip(total["squares"], part["squares"], strict=True)]
-    for class_id, count in part["classes"].items():
-        total["classes"][class_id] = total["classes"].get(class_id, 0) + count
+    total.pixels += part.pixels
+    total.sum = [a + b for a, b in zip(total.sum, part.sum, strict=True)]
+    total.squares = [a + b for a, b in zip(total.squares, part.squares, strict=True)]
+    for class_id, count in part.classes.items():
+        total.classes[class_id] = total.classes.get(class_id, 0) + count
 
 
-def band_statistics(sums: dict[str, Any], bands: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BandStatistics:
+    """Per-band mean and standard deviation (reflectance × 10000) of ``pixels`` valid pixels."""
+
+    bands: list[str]
+    mean: list[float]
+    std: list[float]
+    pixels: int
+
+
+def band_statistics(sums: SplitSums, bands: list[str]) -> BandStatistics:
     """Mean and standard deviation per band (reflectance × 10000) from exact integer sums.
 
     The variance is (N·Q − S²) / N², computed in integers, so it is exact before the one division; the standard
     deviation is at least 1 (a constant band must not divide by zero).
     """
-    pixels = max(sums["pixels"], 1)
-    mean = [total / pixels for total in sums["sum"]]
-    variance = [(pixels * q - s * s) / pixels**2 for s, q in zip(sums["sum"], sums["squares"], strict=True)]
+    pixels = max(sums.pixels, 1)
+    mean = [total / pixels for total in sums.sum]
+    variance = [(pixels * q - s * s) / pixels**2 for s, q in zip(sums.sum, sums.squares, strict=True)]
     std = [max(value, 1.0) ** 0.5 for value in variance]
-    return {"bands": bands, "mean": [round(m, 4) for m in mean], "std": [round(s, 4) for s in std], "pixels": pixels}
+    return BandStatistics(bands, [round(m, 4) for m in mean], [round(s, 4) for s in std], pixels)
 
 
-def read_headers(manifests: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+Headers = dict[str, tuple[str, ShardHeader]]  # tile → (header path, header)
+
+
+def read_headers(manifests: list[str]) -> Headers:
     """Tile → (header path, header) of every tile of the shards block manifests."""
     return {
         tile: (entry["header"], read_header(entry["header"]))
@@ -148,42 +170,52 @@ def read_headers(manifests: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def check_labelled(
-    headers: dict[str, tuple[str, dict[str, Any]]],
-    blocks: set[tuple[int, int]],
+    headers: Headers,
+    blocks: set[Block],
     counts: dict[str, int],
     labels: str | None,
 ) -> None:
     """Stop with one line when no tile holds a label, or no patch is left for training."""
     if not blocks and labels:
-        images = [header["sources"]["image"] for _, header in headers.values()]
+        images = [header.sources["image"] for _, header in headers.values()]
         raise InputError(
             labels,
             f"no labelled pixel on any staged tile: labels.path {extent_text(lonlat_extent(labels))} does "
             f"not overlap the imagery {extent_text(rasters_extent(images))} (wrong CRS or file?)",
         )
     if not counts["train"]:
-        first = next(iter(headers.values()), ("shards", {}))[0]
+        first = next(iter(headers.values()), ("shards", None))[0]
         raise InputError(first, "no training patch has enough labelled pixels (shards.min_labelled)")
 
 
-def merge_headers(headers: dict[str, tuple[str, dict[str, Any]]], expected: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Merged:
+    """The tile headers merged: sums and patch counts per split, labelled split blocks, the shards with patches."""
+
+    sums: dict[str, SplitSums]
+    counts: dict[str, int]
+    blocks: set[Block]
+    shards: list[ShardEntry]
+
+
+def merge_headers(headers: Headers, expected: Mapping[str, object], bands: int) -> Merged:
     """Check every header against ``expected``; merge sums, counts and labelled blocks; list the tile shards."""
-    sums = {split: empty_sums(len(expected["bands"])) for split in SPLITS}
+    sums = {split: empty_sums(bands) for split in SPLITS}
     counts, blocks, shards = dict.fromkeys(SPLITS, 0), set(), []
     for tile, (path, header) in headers.items():
-        check_header(header, expected, path)
+        check_header(checked_fields(header), expected, path)
         for split in SPLITS:
-            merge_sums(sums[split], header["sums"][split])
-        blocks |= {tuple(block) for block in header["labelled_blocks"]}
-        tile_counts = {split: sum(patch[2] == split for patch in header["patches"]) for split in SPLITS}
+            merge_sums(sums[split], header.sums[split])
+        blocks |= {(column, row) for column, row in header.labelled_blocks}
+        tile_counts = {split: sum(patch[2] == split for patch in header.patches) for split in SPLITS}
         counts = {split: counts[split] + tile_counts[split] for split in SPLITS}
-        if header["patches"]:
-            shards.append({"tile": tile, "header": Path(path).name, "images": header["images"]} | tile_counts)
-            shards[-1]["labels"] = header["labels"]
-    return {"sums": sums, "counts": counts, "blocks": blocks, "shards": shards}
+        if header.patches and header.images is not None and header.labels is not None:
+            name = Path(path).name
+            shards.append(ShardEntry(tile=tile, header=name, images=header.images, labels=header.labels, **tile_counts))
+    return Merged(sums, counts, blocks, shards)
 
 
-def run_shards_index(settings: Config, manifests: list[str], folder: str) -> Index:
+def run_shards_index(settings: Config, manifests: list[str], folder: str) -> ShardIndex:
     """Check every tile header, merge their statistics, write ``index.json``, ``stats.json``, ``split.geojson``.
 
     Returns the index.
@@ -191,11 +223,11 @@ def run_shards_index(settings: Config, manifests: list[str], folder: str) -> Ind
     headers = read_headers(manifests)
     if not headers:
         raise InputError(manifests[0] if manifests else folder, "no tile with imagery and labels to cut shards from")
-    bands = next(iter(headers.values()))[1]["bands"]
-    expected = {"format": FORMAT, "bands": bands, "patch": settings.shards.patch}
-    expected["legend"] = load_legend(settings.labels.legend).digest
-    merged = merge_headers(headers, expected)
-    counts, blocks, sums = merged["counts"], merged["blocks"], merged["sums"]
+    bands = next(iter(headers.values()))[1].bands
+    legend = load_legend(settings.labels.legend).digest
+    expected = {"format": FORMAT, "bands": bands, "patch": settings.shards.patch, "legend": legend}
+    merged = merge_headers(headers, expected, len(bands))
+    counts, blocks, sums = merged.counts, merged.blocks, merged.sums
     check_labelled(headers, blocks, counts, settings.labels.path)
     validation = validation_blocks(blocks, settings.shards.val_fraction, settings.shards.seed)
     if not counts["val"] and settings.shards.val_fraction > 0:
@@ -206,19 +238,35 @@ def run_shards_index(settings: Config, manifests: list[str], folder: str) -> Ind
             len(validation),
             len(blocks),
         )
-    digest = signature([[tile, header["signature"]] for tile, (_, header) in headers.items()])
-    index = expected | {"legend_name": settings.labels.legend, "digest": digest, "patches": counts}
-    index["shards"] = merged["shards"]
-    classes = {split: dict(sorted(sums[split]["classes"].items(), key=lambda item: int(item[0]))) for split in SPLITS}
-    stats = band_statistics(sums["train"], bands) | {"patches": counts, "class_pixels": classes}
-    stats |= {"patch": settings.shards.patch, "stride": settings.shards.stride}
-    stats |= {"validation_blocks": len(validation), "blocks": len(blocks)}
+    digest = signature([[tile, header.signature] for tile, (_, header) in headers.items()])
+    patch = settings.shards.patch
+    index = ShardIndex(
+        format=FORMAT,
+        bands=bands,
+        patch=patch,
+        legend=legend,
+        legend_name=settings.labels.legend,
+        digest=digest,
+        patches=counts,
+        shards=merged.shards,
+    )
+    classes = {split: dict(sorted(sums[split].classes.items(), key=lambda item: int(item[0]))) for split in SPLITS}
+    statistics = band_statistics(sums["train"], bands)
+    stats = ShardStats(
+        **vars(statistics),
+        patches=counts,
+        class_pixels=classes,
+        patch=patch,
+        stride=settings.shards.stride,
+        validation_blocks=len(validation),
+        blocks=len(blocks),
+    )
     write_json(Path(folder) / "split.geojson", split_geojson(validation, settings.shards.block_size, settings.grid.crs))
-    write_json(Path(folder) / "stats.json", stats)
-    write_json(Path(folder) / "index.json", index)
+    write_json(Path(folder) / "stats.json", stats.model_dump(mode="json"))
+    write_json(Path(folder) / "index.json", index.model_dump(mode="json"))
     LOG.info(
         "shards: %d tile(s), %s patches, %d of %d blocks held out",
-        len(index["shards"]),
+        len(index.shards),
         counts,
         len(validation),
         len(blocks),

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from s2ecosg.errors import InputError
-from s2ecosg.shards.cut import read_header
-from s2ecosg.shards.index import CHECKED, check_header, read_index
+from s2ecosg.shards.cut import ShardHeader, read_header
+from s2ecosg.shards.index import CHECKED, SHARD_DTYPES, check_header, checked_fields, read_index
 
 
 class NpyRows:
@@ -82,30 +82,30 @@ class ShardSet:
         self.folder = Path(folder)
         index = read_index(self.folder)
         shared = index.model_dump(include=set(CHECKED))
-        check_header(
-            shared | {"dtype": {"images": "uint16", "labels": "uint8"}}, expected or {}, self.folder / "index.json"
-        )
+        check_header(shared | {"dtype": SHARD_DTYPES}, expected or {}, self.folder / "index.json")
         self.bands, self.patch = index.bands, index.patch
         self.files: list[tuple[NpyRows, NpyRows]] = []
         rows, files, self.classes = [], [], []
         for shard in index.shards:
             header = read_header(self.folder / shard.header)
-            check_header(header, shared, self.folder / shard.header)
-            chosen = [number for number, patch in enumerate(header["patches"]) if patch[2] == split]
+            check_header(checked_fields(header), shared, self.folder / shard.header)
+            chosen = [number for number, patch in enumerate(header.patches) if patch[2] == split]
             if not chosen:
                 continue
             self.files.append(self.open_arrays(header))
             rows.append(np.asarray(chosen, dtype=np.int64))
             files.append(np.full(len(chosen), len(self.files) - 1, dtype=np.int32))
-            self.classes += [header["classes"][number] for number in chosen]
+            self.classes += [header.classes[number] for number in chosen]
         self.rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         self.file_of = np.concatenate(files) if files else np.zeros(0, np.int32)
 
-    def open_arrays(self, header: dict[str, Any]) -> tuple[NpyRows, NpyRows]:
+    def open_arrays(self, header: ShardHeader) -> tuple[NpyRows, NpyRows]:
         """The image and label rows of one tile shard, their shapes checked against its header."""
-        count, size = len(header["patches"]), header["patch"]
-        images = NpyRows(self.folder / header["images"], (count, len(header["bands"]), size, size), "uint16")
-        return images, NpyRows(self.folder / header["labels"], (count, size, size), "uint8")
+        count, size = len(header.patches), header.patch
+        if header.images is None or header.labels is None:
+            raise InputError(self.folder / f"{header.tile}.json", "the header lists patches but names no arrays")
+        images = NpyRows(self.folder / header.images, (count, len(header.bands), size, size), "uint16")
+        return images, NpyRows(self.folder / header.labels, (count, size, size), "uint8")
 
     def __len__(self) -> int:
         return len(self.rows)
