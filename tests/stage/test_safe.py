@@ -128,6 +128,7 @@ def test_two_utm_zones_on_one_grid(tmp_path: Path) -> None:
 def test_s2cloudless_masks_the_bright_clouds_of_the_l1c_scene(tmp_path: Path) -> None:
     """The real Brandenburg L1C scene has clouds: s2cloudless (160 m) removes bright pixels, and only where it says."""
     from s2ecosg.stage.clouds import cloud_mask, rows_at_full_resolution
+    from s2ecosg.stage.scenes import Scene
 
     grid = TargetGrid()
     inventory = build_inventory([str(DEMO / "IMG_DATA" / "*.jp2")], ["B02", "B03", "B04"], grid)
@@ -147,7 +148,7 @@ def test_s2cloudless_masks_the_bright_clouds_of_the_l1c_scene(tmp_path: Path) ->
     assert everything[removed].mean() > 1.15 * everything[masked > 0].mean()  # clouds are bright in B02
     assert np.array_equal(masked[masked > 0], everything[masked > 0])
     expected = rows_at_full_resolution(
-        cloud_mask(scene, grid.tile_transform("E4490N3260"), grid.tile_size, grid.crs), 0, 1000, 1000, 10.0
+        cloud_mask(Scene(**scene), grid.tile_transform("E4490N3260"), grid.tile_size, grid.crs), 0, 1000, 1000, 10.0
     )
     np.testing.assert_array_equal(removed, expected & (everything > 0))
 

@@ -44,16 +44,16 @@ def cover_provenance(config: Config, card: str, scene_lists: list[str]) -> dict[
     Besides the scenes, where they came from: the processing baselines (products of several are on one scale
     already) and, for a STAC API, the collections, each with its number of scenes.
     """
-    scenes = {scene["scene_id"]: scene for path in scene_lists for scene in read_tile_list(path).scenes}
+    scenes = {scene.scene_id: scene for path in scene_lists for scene in read_tile_list(path).scenes}
     recorded = read_card(Path(card).parent).weights_sha256
     return {
         "s2ecosg_version": s2ecosg.__version__,
         "bundle": recorded[:12] if recorded else file_digest(Path(card).parent / "weights.pt"),
         "run_hash": config_hash(config),
         "scenes": " ".join(sorted(scenes)) or "unknown",
-        "newest_scene": max((scene.get("date", "") for scene in scenes.values()), default="") or "unknown",
-        "processing_baselines": tally(scene.get("baseline") or "unknown" for scene in scenes.values()),
-        "collections": tally(scene.get("collection") or "local archive" for scene in scenes.values()),
+        "newest_scene": max((scene.date for scene in scenes.values()), default="") or "unknown",
+        "processing_baselines": tally(scene.baseline or "unknown" for scene in scenes.values()),
+        "collections": tally(scene.collection or "local archive" for scene in scenes.values()),
         "created": creation_time(),
     }
 

@@ -208,15 +208,33 @@ def no_overlap(
     )
 
 
+class GridRecord(BaseModel):
+    """The target grid a scene list was made for (:class:`~s2ecosg.grid.TargetGrid`'s arguments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crs: str
+    resolution: float
+    tile_size: float
+
+    def target(self) -> TargetGrid:
+        """The grid itself."""
+        return TargetGrid(self.crs, self.resolution, self.tile_size)
+
+
 class TileList(BaseModel):
-    """``stage/scenes/<tile>.json``: a tile's scenes (as :class:`~s2ecosg.stage.scenes.Scene` fields), grid, bands."""
+    """``stage/scenes/<tile>.json``: a tile's scenes, the grid and the bands to stage."""
 
     model_config = ConfigDict(extra="forbid")
 
     tile: str
-    grid: dict[str, Any]
+    grid: GridRecord
     bands: list[str]
-    scenes: list[dict[str, Any]]
+    scenes: list[Scene]
+
+    def signature_content(self) -> dict[str, object]:
+        """The list as JSON values: what a staged tile's signature hashes (the file's own content)."""
+        return self.model_dump(mode="json")
 
 
 def read_tile_list(path: str | Path) -> TileList:

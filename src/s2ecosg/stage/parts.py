@@ -9,19 +9,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 from affine import Affine
+from numpy.typing import NDArray
 
+from s2ecosg.arrays import Floats, Mask
 from s2ecosg.config import ImageryConfig
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
 from s2ecosg.stage.clouds import cloud_mask, mask_method, rows_at_full_resolution
 from s2ecosg.warp import decode_band, warp_decoded
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from s2ecosg.stage.scenes import BandFile, Scene
+
 LOG = logging.getLogger(__name__)
-Target = tuple[tuple[Affine, tuple[int, int], str], tuple[slice, slice]]  # (tile transform, shape, CRS), part
+Window: TypeAlias = "tuple[slice[int, int, int], slice[int, int, int]]"  # rows and columns of a tile
+Target: TypeAlias = "tuple[tuple[Affine, tuple[int, int], str], Window]"  # (tile transform, shape, CRS), the part's window
+Part: TypeAlias = "tuple[NDArray[np.uint16], Window]"  # (bands, h, w) reflectance × 10000 of a scene on a tile, 0 = invalid
 
 
 # Median reflectance × 10000 of a band above which the values cannot be reflectance (snow and thick cloud reach
@@ -29,7 +38,7 @@ Target = tuple[tuple[Affine, tuple[int, int], str], tuple[slice, slice]]  # (til
 LARGEST_MEDIAN, SMALLEST_MEDIAN = 20000.0, 1.0
 
 
-def check_scale(values: np.ndarray, invalid: np.ndarray, band_file: list[Any], gain: float) -> None:
+def check_scale(values: NDArray[np.float32], invalid: Mask, band_file: BandFile, gain: float) -> None:
     """Refuse a band whose values are not reflectance × 10000 after offset and gain (e.g. a float stack of DN).
 
     Judged on the median of at most about 4 000 of the pixels that hold data (cheap beside the warp, and a band
@@ -56,7 +65,7 @@ def check_scale(values: np.ndarray, invalid: np.ndarray, band_file: list[Any], g
         )
 
 
-def footprint_window(footprint: tuple[float, ...], transform: Affine, size: int) -> tuple[slice, slice] | None:
+def footprint_window(footprint: tuple[float, ...], transform: Affine, size: int) -> Window | None:
     """Rows and columns of a tile that a scene footprint (target CRS) can reach, one pixel of slack; None if none."""
     left, bottom, right, top = footprint
     column0 = max(0, int(np.floor((left - transform.c) / transform.a)) - 1)
@@ -68,15 +77,15 @@ def footprint_window(footprint: tuple[float, ...], transform: Affine, size: int)
     return slice(row0, row1), slice(column0, column1)
 
 
-def to_reflectance(values: np.ndarray, scene: dict[str, Any], band: str, out: np.ndarray) -> None:
+def to_reflectance(values: NDArray[np.float32], scene: Scene, band: str, out: NDArray[np.uint16]) -> None:
     """Warped DN (float32, NaN = invalid) into ``out``: uint16 reflectance × 10000 after offset and gain, 0 = invalid."""
     invalid = np.isnan(values)
-    offset, gain = scene.get("offsets", {}).get(band, 0), scene.get("gain", 1.0)
+    offset, gain = scene.offsets.get(band, 0), scene.gain
     if offset:
         values += offset
     if gain != 1.0:
         values *= gain
-    check_scale(values, invalid, scene["bands"][band], gain)
+    check_scale(values, invalid, scene.bands[band], gain)
     # In place, one pass each: this runs for every band, scene and tile. Reflectance 0 is nodata in the
     # composite, so dark valid pixels are kept at 1.
     np.rint(values, out=values)
@@ -86,15 +95,15 @@ def to_reflectance(values: np.ndarray, scene: dict[str, Any], band: str, out: np
 
 
 def band_onto_tiles(
-    scene: dict[str, Any],
+    scene: Scene,
     band: str,
     position: int,
     targets: dict[str, Target],
     area: Bounds,
-    parts: dict[str, np.ndarray],
+    parts: dict[str, NDArray[np.uint16]],
 ) -> None:
     """Decode one band of a scene once over ``area`` and sample it onto plane ``position`` of every tile's part."""
-    path, index = scene["bands"][band]
+    path, index = scene.bands[band]
     crs = next(iter(targets.values()))[0][2]
     decoded = decode_band(path, index, area, crs)
     for tile, (target, window) in targets.items():
@@ -102,7 +111,7 @@ def band_onto_tiles(
         to_reflectance(values, scene, band, parts[tile][position])
 
 
-def classes_onto_tiles(path: str, targets: dict[str, Target], area: Bounds) -> dict[str, np.ndarray]:
+def classes_onto_tiles(path: str, targets: dict[str, Target], area: Bounds) -> dict[str, Floats]:
     """A class layer (SCL) decoded once over ``area`` and sampled (nearest) onto every tile's part: float32."""
     crs = next(iter(targets.values()))[0][2]
     decoded = decode_band(path, 1, area, crs)
@@ -111,26 +120,26 @@ def classes_onto_tiles(path: str, targets: dict[str, Target], area: Bounds) -> d
     }
 
 
-def scene_targets(scene: dict[str, Any], grid: TargetGrid, tiles: list[str]) -> dict[str, Target]:
+def scene_targets(scene: Scene, grid: TargetGrid, tiles: list[str]) -> dict[str, Target]:
     """Each tile the scene's footprint reaches: its (transform, shape, CRS) and the rows and columns reached."""
     size = grid.tile_pixels
     targets: dict[str, Target] = {}
     for tile in tiles:
         transform = grid.tile_transform(tile)
-        window = footprint_window(tuple(scene["footprint"]), transform, size)
+        window = footprint_window(scene.footprint, transform, size)
         if window is not None:
             targets[tile] = ((transform, (size, size), grid.crs), window)
     return targets
 
 
 def scene_parts(
-    scene: dict[str, Any],
+    scene: Scene,
     bands: list[str],
     grid: TargetGrid,
     tiles: list[str],
     settings: ImageryConfig,
     pool: ThreadPoolExecutor,
-) -> Callable[[], dict[str, tuple[np.ndarray, tuple[slice, slice]]]]:
+) -> Callable[[], dict[str, Part]]:
     """Start decoding a scene over the tiles it reaches, each band once, and sampling it onto each tile.
 
     Each band (and the SCL layer) is one task in ``pool``: one decode of the window covering all the tiles, one
@@ -151,8 +160,8 @@ def scene_parts(
     ]
     method = mask_method(scene, settings.cloud_mask)
     classes = None
-    if scene.get("scl") and settings.scl_invalid and method == "scl":
-        classes = pool.submit(classes_onto_tiles, scene["scl"], targets, area)
+    if scene.scl and settings.scl_invalid and method == "scl":
+        classes = pool.submit(classes_onto_tiles, scene.scl, targets, area)
     clouds = {}
     if method == "s2cloudless":
         clouds = {
@@ -160,7 +169,7 @@ def scene_parts(
             for tile, (target, _) in targets.items()
         }
 
-    def finish() -> dict[str, tuple[np.ndarray, tuple[slice, slice]]]:
+    def finish() -> dict[str, Part]:
         for plane in planes:
             plane.result()
         scene_classes = classes.result() if classes is not None else {}
@@ -176,13 +185,13 @@ def scene_parts(
 
 
 def mask_part(
-    part: np.ndarray,
-    window: tuple[slice, slice],
-    classes: np.ndarray | None,
-    clouds: Any,
+    part: NDArray[np.uint16],
+    window: Window,
+    classes: Floats | None,
+    clouds: Future[Mask] | None,
     settings: ImageryConfig,
     grid: TargetGrid,
-) -> np.ndarray:
+) -> NDArray[np.uint16]:
     """Zero a tile part wherever a band is invalid, its SCL class is excluded or s2cloudless (a future) says cloud."""
     rows, columns = window
     invalid = (part == 0).any(axis=0)

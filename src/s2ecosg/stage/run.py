@@ -21,9 +21,9 @@ import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from s2ecosg.blocks import SIGNATURE_TAG, block_name, lookahead, report, signature, up_to_date, write_manifest
@@ -34,12 +34,14 @@ from s2ecosg.io import write_raster
 from s2ecosg.layout import NEWEST_BAND, tile_file
 from s2ecosg.resample import PLANS
 from s2ecosg.stage.composite import block_rows, median_composite
-from s2ecosg.stage.inventory import read_tile_list
+from s2ecosg.stage.inventory import TileList, read_tile_list
 from s2ecosg.stage.parts import scene_parts
+from s2ecosg.stage.scenes import Scene
 from s2ecosg.stage.sources import source_of
 from s2ecosg.stage.spool import Spool
 
 LOG = logging.getLogger(__name__)
+Season = tuple[dt.date, dt.date]  # first and last day (inclusive) of an ``imagery.seasons`` window
 
 
 # Parts of one scene held at once across a block's tiles; below it the next scene is decoded while one is spooled.
@@ -47,22 +49,22 @@ LOOKAHEAD_BYTES = 256 * 2**20
 
 
 def spool_scenes(
-    scenes: list[dict[str, Any]],
+    scenes: list[Scene],
     listed: dict[str, set[str]],
     bands: list[str],
     grid: TargetGrid,
-    settings: Any,
+    settings: ImageryConfig,
     pool: ThreadPoolExecutor,
     spools: dict[str, Spool],
-) -> dict[str, list[dict[str, Any]]]:
+) -> dict[str, list[Scene]]:
     """Decode every scene once, sample it onto the tiles that list it, mask it and spool each tile's part.
 
     Returns, per tile, the scenes spooled in order (those without a valid pixel on the tile are skipped).
     """
     ahead = 1 if len(bands) * len(spools) * grid.tile_pixels**2 * 2 <= LOOKAHEAD_BYTES else 0
-    spooled: dict[str, list[dict[str, Any]]] = {tile: [] for tile in spools}
+    spooled: dict[str, list[Scene]] = {tile: [] for tile in spools}
     started = (
-        scene_parts(scene, bands, grid, [tile for tile in spools if scene["scene_id"] in listed[tile]], settings, pool)
+        scene_parts(scene, bands, grid, [tile for tile in spools if scene.scene_id in listed[tile]], settings, pool)
         for scene in scenes
     )
     label = next(iter(spools)) if len(spools) == 1 else f"{len(spools)} tiles"
@@ -76,7 +78,7 @@ def spool_scenes(
     for scene, finish in progress:
         for tile, (part, window) in finish().items():
             if not part[0].any():
-                LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene["scene_id"], tile)
+                LOG.warning("scene %s has no valid pixel in tile %s: skipped", scene.scene_id, tile)
                 continue
             spools[tile].add(part, window)
             spooled[tile].append(scene)
@@ -85,7 +87,7 @@ def spool_scenes(
 
 def median_of_spool(
     spool: Spool, chosen: list[int], days: list[int], pool: ThreadPoolExecutor, threads: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[NDArray[np.uint16], NDArray[np.uint8], NDArray[np.uint16]]:
     """Median composite of the spooled scenes ``chosen`` (their dates as ``days`` since 1970-01-01).
 
     Returns ((bands, n, n) uint16 composite, (n, n) uint8 valid count, (n, n) uint16 day of the newest valid
@@ -103,7 +105,7 @@ def median_of_spool(
     starts = range(row0, row1, step)
     chosen_days = np.asarray([days[index] for index in chosen], dtype=np.uint16)[:, None, None]
 
-    def composite_rows(row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def composite_rows(row: int) -> tuple[NDArray[np.uint16], NDArray[np.uint8], NDArray[np.uint16]]:
         stack = spool.read(row, min(step, row1 - row), chosen)
         last = np.where(stack[:, 0] != 0, chosen_days, 0).max(axis=0)  # before the median sorts the stack
         return (*median_composite(stack), last)
@@ -116,23 +118,23 @@ def median_of_spool(
     return composite, count, newest
 
 
-def scene_day(scene: dict[str, Any]) -> int:
+def scene_day(scene: Scene) -> int:
     """A scene's date as days since 1970-01-01 (0 when it has none)."""
-    date = str(scene.get("date", ""))[:10]
+    date = scene.date[:10]
     return (dt.date.fromisoformat(date) - dt.date(1970, 1, 1)).days if date else 0
 
 
 def composite_block(
-    tile_lists: list[dict[str, Any]], settings: Any, threads: int = 2, spool_folder: str = "."
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    tile_lists: list[TileList], settings: ImageryConfig, threads: int = 2, spool_folder: str = "."
+) -> Iterator[tuple[str, NDArray[np.uint16], NDArray[np.uint16]]]:
     """Composites of the tiles of a block, each scene decoded once for all of them; yielded tile by tile.
 
     Per season (``imagery.seasons``, else one window) the median is stacked as bands. Yields:
         (tile, (bands × seasons, n, n) uint16 composite, (seasons, n, n) uint8 valid-observation counts).
     """
-    grid, bands = TargetGrid(**tile_lists[0]["grid"]), tile_lists[0]["bands"]
-    listed = {tile_list["tile"]: {scene["scene_id"] for scene in tile_list["scenes"]} for tile_list in tile_lists}
-    scenes = list({scene["scene_id"]: scene for tile_list in tile_lists for scene in tile_list["scenes"]}.values())
+    grid, bands = tile_lists[0].grid.target(), tile_lists[0].bands
+    listed = {tile_list.tile: {scene.scene_id for scene in tile_list.scenes} for tile_list in tile_lists}
+    scenes = list({scene.scene_id: scene for tile_list in tile_lists for scene in tile_list.scenes}.values())
     source = source_of(settings)
     scenes = [source.localise(scene, settings) for scene in scenes]
     try:
@@ -169,18 +171,18 @@ def strips(grid: TargetGrid, listed: dict[str, set[str]], n_bands: int) -> list[
 
 
 def composite_strip(
-    scenes: list[dict[str, Any]],
+    scenes: list[Scene],
     listed: dict[str, set[str]],
     bands: list[str],
     grid: TargetGrid,
-    settings: Any,
+    settings: ImageryConfig,
     pool: ThreadPoolExecutor,
     threads: int,
     spool_folder: str,
-) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[str, NDArray[np.uint16], NDArray[np.uint16]]]:
     """:func:`composite_block` for the tiles of one strip."""
     wanted = set().union(*listed.values())
-    scenes = [scene for scene in scenes if scene["scene_id"] in wanted]
+    scenes = [scene for scene in scenes if scene.scene_id in wanted]
     spools: dict[str, Spool] = {}
     try:
         for tile in listed:
@@ -189,7 +191,8 @@ def composite_strip(
         for tile, spool in spools.items():
             composites, counts, newest = [], [], np.zeros((grid.tile_pixels,) * 2, np.uint16)
             days = [scene_day(scene) for scene in spooled[tile]]
-            for season in getattr(settings, "seasons", None) or [None]:
+            seasons: list[Season | None] = [*settings.seasons] if settings.seasons else [None]
+            for season in seasons:
                 chosen = [index for index, scene in enumerate(spooled[tile]) if in_season(scene, season)]
                 composite, count, last = median_of_spool(spool, chosen, days, pool, max(1, threads))
                 composites.append(composite)
@@ -208,12 +211,12 @@ def composite_strip(
             spool.close()
 
 
-def in_season(scene: dict[str, Any], season: tuple[Any, Any] | None) -> bool:
+def in_season(scene: Scene, season: Season | None) -> bool:
     """True when there are no seasons or the scene's date lies in ``season`` (inclusive)."""
-    return season is None or season[0].isoformat() <= scene.get("date", "") <= season[1].isoformat()
+    return season is None or season[0].isoformat() <= scene.date <= season[1].isoformat()
 
 
-def band_names(bands: list[str], seasons: list[Any] | None) -> list[str]:
+def band_names(bands: list[str], seasons: list[Season] | None) -> list[str]:
     """Band descriptions of the composite: ``B02``, or with seasons ``B02_s1``, ``B03_s1`` … ``B02_s2`` and so on."""
     if not seasons:
         return list(bands)
@@ -221,13 +224,20 @@ def band_names(bands: list[str], seasons: list[Any] | None) -> list[str]:
 
 
 def write_tile(
-    tile_list: dict[str, Any], settings: Any, composite: np.ndarray, count: np.ndarray, outputs: Any
+    tile_list: TileList,
+    settings: ImageryConfig,
+    composite: NDArray[np.uint16],
+    count: NDArray[np.uint16],
+    outputs: tuple[str, str, dict[str, str] | None],
 ) -> None:
-    """Write a tile's count raster, then its composite (which marks the tile complete), tagged with ``outputs.tags``."""
-    grid = TargetGrid(**tile_list["grid"])
-    transform = grid.tile_transform(tile_list["tile"])
-    seasons = getattr(settings, "seasons", None)
-    names = band_names(tile_list["bands"], seasons)
+    """Write a tile's count raster, then its composite (which marks the tile complete), tagged with ``outputs.tags``.
+
+    ``outputs``: (composite path, count path, tags).
+    """
+    grid = tile_list.grid.target()
+    transform = grid.tile_transform(tile_list.tile)
+    seasons = settings.seasons
+    names = band_names(tile_list.bands, seasons)
     count_names = [f"valid_count_s{index}" for index in range(1, len(seasons) + 1)] if seasons else ["valid_count"]
     count_names.append(NEWEST_BAND)
     image_path, count_path, tags = outputs
@@ -252,7 +262,7 @@ def run_stage(
     tags: dict[str, str] | None = None,
 ) -> None:
     """Write the composite and the count raster of one grid tile."""
-    tile_list = read_tile_list(tile_list_path).model_dump()
+    tile_list = read_tile_list(tile_list_path)
     Path(image_path).parent.mkdir(parents=True, exist_ok=True)
     for _, composite, count in composite_block([tile_list], settings, threads, str(Path(image_path).parent)):
         write_tile(tile_list, settings, composite, count, (image_path, count_path, tags))
@@ -269,11 +279,12 @@ def run_stage_block(
     """
     Path(folder).mkdir(parents=True, exist_ok=True)
     settings_record = settings.model_dump(mode="json")
-    lists = {content["tile"]: content for content in (read_tile_list(path).model_dump() for path in tile_lists)}
+    lists = {content.tile: content for content in (read_tile_list(path) for path in tile_lists)}
     entries, pending = {}, []
     for tile, content in lists.items():
         image_path, count_path = (tile_file(folder, "stage", role, tile) for role in ("image", "count"))
-        entries[tile] = {"signature": signature(content, settings_record), "image": image_path, "count": count_path}
+        wanted = signature(content.signature_content(), settings_record)
+        entries[tile] = {"signature": wanted, "image": image_path, "count": count_path}
         if not up_to_date([image_path, count_path], entries[tile]["signature"]):
             pending.append(content)
     if pending:
@@ -286,6 +297,6 @@ def run_stage_block(
                 count,
                 (entry["image"], entry["count"], {SIGNATURE_TAG: entry["signature"]}),
             )
-    made = [content["tile"] for content in pending]
+    made = [content.tile for content in pending]
     report("stage", block_name(manifest), made, sorted(set(entries) - set(made)))
     write_manifest(manifest, block_name(manifest), entries)

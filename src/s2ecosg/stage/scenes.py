@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
@@ -36,6 +36,7 @@ BAND_FILE = re.compile(
 )
 DATE_IN_NAME = re.compile(r"(?P<year>20\d\d)-?(?P<month>[01]\d)-?(?P<day>[0-3]\d)")
 MGRS_IN_NAME = re.compile(r"(?:^|_)T(?P<zone>\d\d)(?P<band>[C-X])[A-Z]{2}(?:_|$)")
+BandFile = tuple[str, int]  # (file path, GDAL name or URL; 1-based band index in it)
 
 
 @dataclass
@@ -45,33 +46,35 @@ class Scene:
     Attributes:
         scene_id: Unique name (product, file prefix or stack stem).
         date: Acquisition date ``YYYY-MM-DD`` or ``""`` when unknown.
-        bands: Band name → [file path, 1-based band index].
-        offsets: Band name → radiometric offset added to the DN (−1000 from baseline 04.00).
+        bands: Band name → (file path, 1-based band index).
+        offsets: Band name → radiometric offset added to the DN (−1000 from baseline 04.00; EOPF's are floats).
         gain: Multiplier after the offset (10000 for float 0–1 stacks, 10000 / quantification otherwise).
         scl: Sen2Cor scene classification file (L2A), or None.
-        cloud: Scene cloud cover in percent from the metadata, or None.
+        cloud: Scene cloud cover in percent from the metadata (a STAC catalogue may give an integer), or None.
         level: Processing level (``Level-1C``, ``Level-2A``) where the metadata says it.
         baseline: Processing baseline (``04.00``) where the metadata says it.
         collection: The STAC collection the scene came from ("" for a local archive).
         footprint: (left, bottom, right, top) in the target CRS.
         tiles: Grid tiles the scene touches (inside the AOI).
+        cloud_bands: The bands s2cloudless reads (band → file, index) when the scene has no SCL layer.
         stamps: File path → [size in bytes, modification time in ns] of every file the scene is read from, so
             that a replaced or re-downloaded file changes the tile lists and restages its tiles.
     """
 
     scene_id: str
     date: str
-    bands: dict[str, list[Any]]
-    offsets: dict[str, int] = field(default_factory=dict)
+    bands: dict[str, BandFile]
+    # int | float: the file's numbers are read back as they were written (a scene list's signature hashes them).
+    offsets: dict[str, int | float] = field(default_factory=dict)
     gain: float = 1.0
     scl: str | None = None
-    cloud: float | None = None
+    cloud: int | float | None = None
     level: str = ""
     baseline: str = ""
     collection: str = ""
     footprint: Bounds = (0.0, 0.0, 0.0, 0.0)
     tiles: list[str] = field(default_factory=list)
-    cloud_bands: dict[str, list[Any]] = field(default_factory=dict)
+    cloud_bands: dict[str, BandFile] = field(default_factory=dict)
     stamps: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -119,7 +122,7 @@ def safe_scene(product: Path) -> Scene:
     return Scene(
         product_name(product),
         record["date"],
-        {band: [path, 1] for band, path in record["bands"].items()},
+        {band: (path, 1) for band, path in record["bands"].items()},
         offsets=record["offsets"],
         gain=10000.0 / record["quantification"],
         scl=record["scl"],
@@ -135,7 +138,7 @@ def eopf_scene(product: Path) -> Scene:
     return Scene(
         product.name.removesuffix(".zarr"),
         record["date"],
-        {band: [path, 1] for band, path in record["bands"].items()},
+        {band: (path, 1) for band, path in record["bands"].items()},
         offsets=record["offsets"],
         gain=record["gain"],
         scl=record["scl"],
@@ -146,7 +149,7 @@ def eopf_scene(product: Path) -> Scene:
 
 def group_scenes(paths: list[Path], stack_bands: list[str] | None) -> list[Scene]:
     """SAFE products, loose band files grouped by prefix, and stacks (headers only)."""
-    loose: dict[str, dict[str, list[Any]]] = {}
+    loose: dict[str, dict[str, BandFile]] = {}
     scenes = []
     for path in paths:
         match = BAND_FILE.match(path.name)
@@ -156,13 +159,13 @@ def group_scenes(paths: list[Path], stack_bands: list[str] | None) -> list[Scene
             scenes.append(eopf_scene(path))
         elif match:
             prefix = str(path.parent / match["prefix"])
-            loose.setdefault(prefix, {})[match["band"].upper()] = [str(path), 1]
+            loose.setdefault(prefix, {})[match["band"].upper()] = (str(path), 1)
         elif path.suffix.lower() in (".tif", ".tiff"):
             scenes.append(stack_scene(path, stack_bands))
         else:
             LOG.info("skipping %s: neither a SAFE product, a band file nor a GeoTIFF stack", path)
     for prefix, bands in loose.items():
-        scl = bands.pop("SCL", [None])[0]
+        scl = bands.pop("SCL")[0] if "SCL" in bands else None
         scenes.append(Scene(Path(prefix).name, date_from_name(Path(prefix).name), bands, scl=scl))
     return sorted(scenes, key=lambda scene: (scene.date, scene.scene_id))
 
@@ -176,7 +179,7 @@ def stack_scene(path: Path, stack_bands: list[str] | None) -> Scene:
         if stack_bands is None or len(stack_bands) != len(names):
             raise InputError(path, "bands have no names; set band descriptions or imagery.stack_bands")
         names = list(stack_bands)
-    bands = {name: [str(path), index] for index, name in enumerate(names, start=1)}
+    bands = {name: (str(path), index) for index, name in enumerate(names, start=1)}
     scl = path.with_name(path.name.replace("BOA", "SCL")) if "BOA" in path.name else None
     # Float stacks hold reflectance 0..1; integer stacks already hold reflectance × 10000.
     return Scene(

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from s2ecosg.config import ImageryConfig
 from s2ecosg.grid import TargetGrid
 from s2ecosg.stage.inventory import build_inventory, stac_inventory
-from s2ecosg.stage.scenes import expand_patterns
+from s2ecosg.stage.scenes import Scene, expand_patterns
 from s2ecosg.stage.stac import localise as localise_assets
 
 Area = tuple[float, float, float, float] | None
@@ -31,7 +31,7 @@ class ImagerySource(Protocol):
     def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
         """The scenes (band files or URLs, footprint, date, offsets) and the grid tiles each touches."""
 
-    def localise(self, scene: dict[str, Any], imagery: ImageryConfig) -> dict[str, Any]:
+    def localise(self, scene: Scene, imagery: ImageryConfig) -> Scene:
         """The scene with every band (and mask) file on this machine, fetched when needed."""
 
 
@@ -57,7 +57,7 @@ class LocalArchive:
             area_name=area_name,
         )
 
-    def localise(self, scene: dict[str, Any], imagery: ImageryConfig) -> dict[str, Any]:
+    def localise(self, scene: Scene, imagery: ImageryConfig) -> Scene:
         """Local files are where they are."""
         return scene
 
@@ -75,7 +75,7 @@ class StacApi:
         """Scenes of the STAC search (:func:`~s2ecosg.stage.inventory.stac_inventory`)."""
         return stac_inventory(imagery, grid, area, area_name)
 
-    def localise(self, scene: dict[str, Any], imagery: ImageryConfig) -> dict[str, Any]:
+    def localise(self, scene: Scene, imagery: ImageryConfig) -> Scene:
         """Every http(s) asset replaced by its copy in ``imagery.stac.cache`` (downloaded when missing)."""
         return localise_assets(scene, imagery.stac_settings)
 

@@ -10,6 +10,7 @@ errors and HTTP 429/5xx are retried with exponential back-off, then reported in 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 import urllib.error
@@ -20,6 +21,7 @@ from typing import Any
 from s2ecosg.config import ImageryConfig, StacConfig
 from s2ecosg.errors import InputError
 from s2ecosg.io import atomic_path, package_csv
+from s2ecosg.stage.scenes import Scene
 
 LOG = logging.getLogger(__name__)
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -116,14 +118,14 @@ def item_scene(item: Any, bands: list[str], keys: dict[str, str]) -> dict[str, A
     }
 
 
-def localise(scene: dict[str, Any], settings: StacConfig) -> dict[str, Any]:
+def localise(scene: Scene, settings: StacConfig) -> Scene:
     """The scene with every http(s) asset replaced by its copy in the cache (downloaded when missing)."""
 
-    def local(url: str | None) -> str | None:
-        if not url or not url.startswith(("http://", "https://")):
+    def local(url: str) -> str:
+        if not url.startswith(("http://", "https://")):
             return url
-        target = Path(settings.cache) / scene["scene_id"] / Path(url.split("?")[0]).name
+        target = Path(settings.cache) / scene.scene_id / Path(url.split("?")[0]).name
         return str(fetch(url, target, settings))
 
-    bands = {band: [local(path), index] for band, (path, index) in scene["bands"].items()}
-    return {**scene, "bands": bands, "scl": local(scene.get("scl"))}
+    bands = {band: (local(path), index) for band, (path, index) in scene.bands.items()}
+    return dataclasses.replace(scene, bands=bands, scl=local(scene.scl) if scene.scl else scene.scl)
