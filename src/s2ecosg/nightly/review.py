@@ -31,11 +31,11 @@ class Night:
     def read(cls, settings: Config) -> Night:
         """From the inventory the run just wrote (scenes carry when they were first found)."""
         path = Path(RunLayout(settings.run.name).inventory)
-        inventory = read_inventory(path) if path.is_file() else {"scenes": []}
-        scenes = inventory["scenes"]
-        created = inventory.get("created")
+        inventory = read_inventory(path) if path.is_file() else None
+        scenes = inventory["scenes"] if inventory is not None else []
+        created = inventory.get("created") if inventory is not None else None
         new = sum(scene.get("found") == created for scene in scenes)
-        newest = max((scene.get("date", "") for scene in scenes), default="") or "unknown"
+        newest = max((str(scene.get("date", "")) for scene in scenes), default="") or "unknown"
         return cls(len(scenes), new, newest)
 
     def line(self) -> str:

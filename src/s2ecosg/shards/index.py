@@ -215,6 +215,21 @@ def merge_headers(headers: Headers, expected: Mapping[str, object], bands: int) 
     return Merged(sums, counts, blocks, shards)
 
 
+def shard_statistics(merged: Merged, bands: list[str], settings: Config, validation: int) -> ShardStats:
+    """``stats.json``: the training pixels' band statistics, class pixels and patch counts per split, the split."""
+    sums = merged.sums
+    classes = {split: dict(sorted(sums[split].classes.items(), key=lambda item: int(item[0]))) for split in SPLITS}
+    return ShardStats(
+        **vars(band_statistics(sums["train"], bands)),
+        patches=merged.counts,
+        class_pixels=classes,
+        patch=settings.shards.patch,
+        stride=settings.shards.stride,
+        validation_blocks=validation,
+        blocks=len(merged.blocks),
+    )
+
+
 def run_shards_index(settings: Config, manifests: list[str], folder: str) -> ShardIndex:
     """Check every tile header, merge their statistics, write ``index.json``, ``stats.json``, ``split.geojson``.
 
@@ -227,7 +242,7 @@ def run_shards_index(settings: Config, manifests: list[str], folder: str) -> Sha
     legend = load_legend(settings.labels.legend).digest
     expected = {"format": FORMAT, "bands": bands, "patch": settings.shards.patch, "legend": legend}
     merged = merge_headers(headers, expected, len(bands))
-    counts, blocks, sums = merged.counts, merged.blocks, merged.sums
+    counts, blocks = merged.counts, merged.blocks
     check_labelled(headers, blocks, counts, settings.labels.path)
     validation = validation_blocks(blocks, settings.shards.val_fraction, settings.shards.seed)
     if not counts["val"] and settings.shards.val_fraction > 0:
@@ -250,17 +265,7 @@ def run_shards_index(settings: Config, manifests: list[str], folder: str) -> Sha
         patches=counts,
         shards=merged.shards,
     )
-    classes = {split: dict(sorted(sums[split].classes.items(), key=lambda item: int(item[0]))) for split in SPLITS}
-    statistics = band_statistics(sums["train"], bands)
-    stats = ShardStats(
-        **vars(statistics),
-        patches=counts,
-        class_pixels=classes,
-        patch=patch,
-        stride=settings.shards.stride,
-        validation_blocks=len(validation),
-        blocks=len(blocks),
-    )
+    stats = shard_statistics(merged, bands, settings, len(validation))
     write_json(Path(folder) / "split.geojson", split_geojson(validation, settings.shards.block_size, settings.grid.crs))
     write_json(Path(folder) / "stats.json", stats.model_dump(mode="json"))
     write_json(Path(folder) / "index.json", index.model_dump(mode="json"))

@@ -9,20 +9,16 @@ about 1/256 of the pixels (at 10 m it took 24 s for the small Brandenburg scene)
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
 from numpy.typing import NDArray
 
 from s2ecosg.arrays import Mask
+from s2ecosg.stage.scenes import CLOUD_BANDS, Scene
 from s2ecosg.warp import warp
 
-if TYPE_CHECKING:
-    from s2ecosg.stage.scenes import Scene
-
 LOG = logging.getLogger(__name__)
-CLOUD_BANDS = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]
 CLOUD_RESOLUTION = 160.0
 
 
@@ -63,7 +59,7 @@ def cloud_mask(scene: Scene, tile_transform: Affine, tile_size: float, crs: str)
     return mask
 
 
-def rows_at_full_resolution(mask: np.ndarray, row: int, rows: int, width: int, resolution: float) -> np.ndarray:
+def rows_at_full_resolution(mask: Mask, row: int, rows: int, width: int, resolution: float) -> Mask:
     """The (rows, width) part of a 160 m mask at the target resolution, starting at target row ``row``."""
     factor = resolution / CLOUD_RESOLUTION
     row_index = ((row + np.arange(rows)) * factor).astype(np.int64)

@@ -15,9 +15,10 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import NotRequired  # pydantic validates typing_extensions' TypedDict on 3.11
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from s2ecosg.config import DomainConfig, ImageryConfig
 from s2ecosg.domain import resolve_domain
@@ -29,6 +30,28 @@ from s2ecosg.stage.scenes import Scene, expand_patterns, group_scenes, locate
 from s2ecosg.stage.stac import asset_keys, item_scene, search
 
 LOG = logging.getLogger(__name__)
+SceneFields = dict[str, object]  # a Scene as JSON values (its dataclass fields), with ``found`` in inventory.json
+
+
+class GridFields(TypedDict):
+    """The target grid of an inventory (:class:`~s2ecosg.grid.TargetGrid`'s arguments)."""
+
+    crs: str
+    resolution: float
+    tile_size: float
+
+
+class Inventory(TypedDict):
+    """``stage/inventory.json``: grid, bands, every scene that touches a tile, tile → scene ids, creation time.
+
+    Each scene carries when it was first found (``found``) once :func:`record_found` has run, as does ``created``.
+    """
+
+    grid: GridFields
+    bands: list[str]
+    scenes: list[SceneFields]
+    tiles: dict[str, list[str]]
+    created: NotRequired[str]
 
 
 def keep_scene(scene: Scene, dates: tuple[dt.date, dt.date] | None, max_cloud: float) -> bool:
@@ -41,7 +64,7 @@ def keep_scene(scene: Scene, dates: tuple[dt.date, dt.date] | None, max_cloud: f
     return True
 
 
-def box_text(box: Any) -> str:
+def box_text(box: tuple[float, float, float, float]) -> str:
     """``W … S … E … N …`` of a (west, south, east, north) box in degrees."""
     return "W {:.4f} S {:.4f} E {:.4f} N {:.4f}".format(*box)
 
@@ -98,7 +121,7 @@ def build_inventory(
     aoi: tuple[float, float, float, float] | None = None,
     max_cloud: float = 100.0,
     area_name: str = "imagery.aoi",
-) -> dict[str, Any]:
+) -> Inventory:
     """Scenes found under ``patterns`` and the grid tiles each touches (inside the AOI).
 
     Args:
@@ -137,7 +160,7 @@ def stac_inventory(
     grid: TargetGrid,
     area: tuple[float, float, float, float] | None = None,
     area_name: str = "imagery.aoi",
-) -> dict[str, Any]:
+) -> Inventory:
     """Scenes found by a STAC search, footprints from the items (nothing is downloaded here).
 
     The search covers ``imagery.aoi``; tiles are kept inside ``area`` (default: the AOI itself).
@@ -162,7 +185,7 @@ def tile_scenes(
     aoi: tuple[float, float, float, float] | None,
     source: str,
     area_name: str = "imagery.aoi",
-) -> dict[str, Any]:
+) -> Inventory:
     """List, per grid tile, the located scenes touching it (scenes outside the AOI are dropped)."""
     aoi_box = aoi_in_grid(aoi, grid)
     tiles: dict[str, list[str]] = {}
@@ -174,7 +197,7 @@ def tile_scenes(
         LOG.info("scene %s (%s): %d tile(s)", scene.scene_id, scene.date or "no date", len(scene.tiles))
     if not tiles:
         raise InputError(no_overlap_source(scenes, source), no_overlap(scenes, grid, aoi, area_name))
-    grid_record = {"crs": grid.crs, "resolution": grid.resolution, "tile_size": grid.tile_size}
+    grid_record = GridFields(crs=grid.crs, resolution=grid.resolution, tile_size=grid.tile_size)
     return {
         "grid": grid_record,
         "bands": bands,
@@ -246,12 +269,19 @@ def read_tile_list(path: str | Path) -> TileList:
         raise InputError(path, f"{'.'.join(map(str, first['loc']))}: {first['msg']} (not a scene list)") from None
 
 
-def read_inventory(path: str | Path) -> dict[str, Any]:
+def read_inventory(path: str | Path) -> Inventory:
     """``stage/inventory.json``: grid, bands, scenes (with when each was first found), tiles, creation time."""
-    return dict(read_json(path))
+    try:
+        return INVENTORY.validate_python(read_json(path))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise InputError(path, f"{'.'.join(map(str, first['loc']))}: {first['msg']} (not an inventory)") from None
 
 
-def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]:
+INVENTORY = TypeAdapter(Inventory)
+
+
+def write_tile_lists(inventory: Inventory, folder: str | Path) -> list[str]:
     """Write ``{folder}/{tile}.json`` for every tile, only where the content changed; return the changed tiles.
 
     Unchanged files keep their modification time, so Snakemake reruns only the tiles with new scenes.
@@ -273,7 +303,7 @@ def write_tile_lists(inventory: dict[str, Any], folder: str | Path) -> list[str]
     return changed
 
 
-def record_found(inventory: dict[str, Any], folder: str | Path, now: str) -> None:
+def record_found(inventory: Inventory, folder: str | Path, now: str) -> None:
     """Add to every scene of the inventory when it was first found, kept across runs in ``{folder}/found.json``."""
     path = Path(folder) / "found.json"
     found = json.loads(path.read_text()) if path.exists() else {}

@@ -29,8 +29,12 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 Window: TypeAlias = "tuple[slice[int, int, int], slice[int, int, int]]"  # rows and columns of a tile
-Target: TypeAlias = "tuple[tuple[Affine, tuple[int, int], str], Window]"  # (tile transform, shape, CRS), the part's window
-Part: TypeAlias = "tuple[NDArray[np.uint16], Window]"  # (bands, h, w) reflectance × 10000 of a scene on a tile, 0 = invalid
+Target: TypeAlias = (
+    "tuple[tuple[Affine, tuple[int, int], str], Window]"  # (tile transform, shape, CRS), the part's window
+)
+Part: TypeAlias = (
+    "tuple[NDArray[np.uint16], Window]"  # (bands, h, w) reflectance × 10000 of a scene on a tile, 0 = invalid
+)
 
 
 # Median reflectance × 10000 of a band above which the values cannot be reflectance (snow and thick cloud reach

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid
 from s2ecosg.io import open_raster
-from s2ecosg.stage.clouds import CLOUD_BANDS
 from s2ecosg.stage.eopf import PREFIX as EOPF_PREFIX
 from s2ecosg.stage.eopf import is_product, product_of, product_record
 from s2ecosg.stage.safe import archive_of, product_name, read_product
@@ -36,6 +35,7 @@ BAND_FILE = re.compile(
 )
 DATE_IN_NAME = re.compile(r"(?P<year>20\d\d)-?(?P<month>[01]\d)-?(?P<day>[0-3]\d)")
 MGRS_IN_NAME = re.compile(r"(?:^|_)T(?P<zone>\d\d)(?P<band>[C-X])[A-Z]{2}(?:_|$)")
+CLOUD_BANDS = ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]  # what s2cloudless reads
 BandFile = tuple[str, int]  # (file path, GDAL name or URL; 1-based band index in it)
 
 

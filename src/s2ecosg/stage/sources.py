@@ -9,11 +9,11 @@ is one module with a class of this shape, listed in :data:`SOURCES`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from s2ecosg.config import ImageryConfig
 from s2ecosg.grid import TargetGrid
-from s2ecosg.stage.inventory import build_inventory, stac_inventory
+from s2ecosg.stage.inventory import Inventory, build_inventory, stac_inventory
 from s2ecosg.stage.scenes import Scene, expand_patterns
 from s2ecosg.stage.stac import localise as localise_assets
 
@@ -28,7 +28,7 @@ class ImagerySource(Protocol):
     def watched_files(self, imagery: ImageryConfig) -> list[Path]:
         """Files whose sizes and times the workflow fingerprints (none for a remote catalogue)."""
 
-    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
+    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> Inventory:
         """The scenes (band files or URLs, footprint, date, offsets) and the grid tiles each touches."""
 
     def localise(self, scene: Scene, imagery: ImageryConfig) -> Scene:
@@ -44,7 +44,7 @@ class LocalArchive:
         """Every file of the glob patterns."""
         return expand_patterns(imagery.paths)
 
-    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
+    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> Inventory:
         """Scenes grouped from the archive's files (:func:`~s2ecosg.stage.inventory.build_inventory`)."""
         return build_inventory(
             imagery.paths,
@@ -71,7 +71,7 @@ class StacApi:
         """Nothing local: new scenes appear through the inventory's search."""
         return []
 
-    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> dict[str, Any]:
+    def inventory(self, imagery: ImageryConfig, grid: TargetGrid, area: Area, area_name: str) -> Inventory:
         """Scenes of the STAC search (:func:`~s2ecosg.stage.inventory.stac_inventory`)."""
         return stac_inventory(imagery, grid, area, area_name)
 
