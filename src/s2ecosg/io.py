@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from affine import Affine
-from pydantic import BaseModel, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from s2ecosg.errors import InputError
 from s2ecosg.gdal_env import gdal_ready
@@ -137,17 +137,20 @@ def read_json(path: str | Path) -> Any:
         raise InputError(path, f"cannot read JSON ({error})") from error
 
 
-Record = TypeVar("Record", bound=BaseModel)
+Record = TypeVar("Record")
 
 
-def read_record(path: Path, kind: type[Record]) -> Record:
-    """A JSON file read as ``kind``; a missing, broken or foreign one is one line naming the file and the field."""
+def read_record(path: str | Path, kind: type[Record], note: str = "written by another version of s2ecosg?") -> Record:
+    """A JSON file read as ``kind`` (a pydantic model or a TypedDict), checked.
+
+    A missing, broken or foreign file is one line naming the file, the field at fault and ``note``.
+    """
     try:
-        return kind.model_validate(read_json(path))
+        return TypeAdapter(kind).validate_python(read_json(path))
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
-        raise InputError(path, f"{field}: {first['msg']} (written by another version of s2ecosg?)") from None
+        raise InputError(path, f"{field}: {first['msg']} ({note})") from None
 
 
 class Raster:

@@ -17,14 +17,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import NotRequired  # pydantic validates typing_extensions' TypedDict on 3.11
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
 from s2ecosg.config import DomainConfig, ImageryConfig
 from s2ecosg.domain import resolve_domain
 from s2ecosg.errors import InputError
 from s2ecosg.grid import Bounds, TargetGrid, intersect
-from s2ecosg.io import read_json, write_json
+from s2ecosg.io import read_record, write_json
 from s2ecosg.layout import tile_file
 from s2ecosg.stage.scenes import Scene, expand_patterns, group_scenes, locate
 from s2ecosg.stage.stac import asset_keys, item_scene, search
@@ -262,23 +262,12 @@ class TileList(BaseModel):
 
 def read_tile_list(path: str | Path) -> TileList:
     """A tile's scene list (the inventory writes them: :func:`write_tile_lists`), checked."""
-    try:
-        return TileList.model_validate(read_json(path))
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise InputError(path, f"{'.'.join(map(str, first['loc']))}: {first['msg']} (not a scene list)") from None
+    return read_record(path, TileList, "not a scene list")
 
 
 def read_inventory(path: str | Path) -> Inventory:
     """``stage/inventory.json``: grid, bands, scenes (with when each was first found), tiles, creation time."""
-    try:
-        return INVENTORY.validate_python(read_json(path))
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise InputError(path, f"{'.'.join(map(str, first['loc']))}: {first['msg']} (not an inventory)") from None
-
-
-INVENTORY = TypeAdapter(Inventory)
+    return read_record(path, Inventory, "not an inventory")
 
 
 def write_tile_lists(inventory: Inventory, folder: str | Path) -> list[str]:

@@ -212,7 +212,8 @@ def locate(scene: Scene, wanted: list[str], grid: TargetGrid) -> None:
 
     if scene.scl is None and all(band in scene.bands for band in CLOUD_BANDS):
         scene.cloud_bands = {band: scene.bands[band] for band in CLOUD_BANDS}
-    scene.offsets = {band: scene.offsets.get(band, 0) for band in {*wanted, *scene.cloud_bands}}
+    # In band order (a set's order changes between processes: the scene lists would not be byte-stable).
+    scene.offsets = {band: scene.offsets.get(band, 0) for band in dict.fromkeys([*wanted, *scene.cloud_bands])}
     scene.bands = {band: scene.bands[band] for band in wanted}
     files = {str(path) for path, _ in [*scene.bands.values(), *scene.cloud_bands.values()]}
     files |= {scene.scl} if scene.scl else set()
