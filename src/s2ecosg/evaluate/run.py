@@ -240,7 +240,9 @@ def run_evaluate(request: EvaluateRequest) -> Evaluation:
         temporary.write_text(text)
     with atomic_path(Path(out) / "metrics.html") as temporary:
         temporary.write_text(html(text))
-    panels(images, labels, predictions, legend, Path(out) / "panels.png", getattr(settings, "ecosg", None))
+    panels(
+        images, labels, predictions, legend, Path(out) / "panels.png", settings.ecosg if settings is not None else None
+    )
     reliability_diagram(card.calibration, Path(out) / "reliability.png")
     LOG.info(
         "validation agreement %s, mean IoU %s",
