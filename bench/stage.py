@@ -84,7 +84,10 @@ else:
     from s2ecosg.stage.inventory import build_inventory, write_tile_lists
     from s2ecosg.stage.run import run_stage
     if mode == "clouds":
+        import dataclasses
         from s2ecosg.stage.clouds import cloud_mask
+        from s2ecosg.stage.inventory import read_tile_list
+        from s2ecosg.stage.scenes import CLOUD_BANDS
     inventory = build_inventory([str(archive / "*.jp2")], bands, TargetGrid())
     write_tile_lists(inventory, out / "scenes")
     settings = ImageryConfig(paths=["x"], cloud_mask="scl")
@@ -96,10 +99,9 @@ else:
     for tile in inventory["tiles"] if mode != "stage-block" else []:
         if mode == "clouds":
             grid = TargetGrid()
-            for scene in json.loads((out / "scenes" / f"{tile}.json").read_text())["scenes"]:
-                scene["scl"] = None
-                scene["cloud_bands"] = {b: [str(archive / f"{scene['scene_id']}_{b}.jp2"), 1] for b in
-                                        ["B01", "B02", "B04", "B05", "B08", "B8A", "B09", "B10", "B11", "B12"]}
+            for scene in read_tile_list(out / "scenes" / f"{tile}.json").scenes:
+                cloud_bands = {b: (str(archive / f"{scene.scene_id}_{b}.jp2"), 1) for b in CLOUD_BANDS}
+                scene = dataclasses.replace(scene, scl=None, cloud_bands=cloud_bands)
                 cloud_mask(scene, grid.tile_transform(tile), grid.tile_size, grid.crs)
         else:
             run_stage(str(out / "scenes" / f"{tile}.json"), settings, str(out / f"{tile}.tif"), str(out / f"{tile}.count.tif"))
