@@ -15,10 +15,10 @@ import logging
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import NotRequired  # pydantic validates typing_extensions' TypedDict on 3.11
+from typing import NotRequired
 
 from pydantic import BaseModel, ConfigDict
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict  # the one pydantic validates on Python 3.11
 
 from s2ecosg.config import DomainConfig, ImageryConfig
 from s2ecosg.domain import resolve_domain
@@ -231,27 +231,13 @@ def no_overlap(
     )
 
 
-class GridRecord(BaseModel):
-    """The target grid a scene list was made for (:class:`~s2ecosg.grid.TargetGrid`'s arguments)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    crs: str
-    resolution: float
-    tile_size: float
-
-    def target(self) -> TargetGrid:
-        """The grid itself."""
-        return TargetGrid(self.crs, self.resolution, self.tile_size)
-
-
 class TileList(BaseModel):
     """``stage/scenes/<tile>.json``: a tile's scenes, the grid and the bands to stage."""
 
     model_config = ConfigDict(extra="forbid")
 
     tile: str
-    grid: GridRecord
+    grid: GridFields
     bands: list[str]
     scenes: list[Scene]
 

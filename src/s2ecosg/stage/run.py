@@ -132,7 +132,7 @@ def composite_block(
     Per season (``imagery.seasons``, else one window) the median is stacked as bands. Yields:
         (tile, (bands × seasons, n, n) uint16 composite, (seasons, n, n) uint8 valid-observation counts).
     """
-    grid, bands = tile_lists[0].grid.target(), tile_lists[0].bands
+    grid, bands = TargetGrid(**tile_lists[0].grid), tile_lists[0].bands
     listed = {tile_list.tile: {scene.scene_id for scene in tile_list.scenes} for tile_list in tile_lists}
     scenes = list({scene.scene_id: scene for tile_list in tile_lists for scene in tile_list.scenes}.values())
     source = source_of(settings)
@@ -234,7 +234,7 @@ def write_tile(
 
     ``outputs``: (composite path, count path, tags).
     """
-    grid = tile_list.grid.target()
+    grid = TargetGrid(**tile_list.grid)
     transform = grid.tile_transform(tile_list.tile)
     seasons = settings.seasons
     names = band_names(tile_list.bands, seasons)
